@@ -1,0 +1,1 @@
+"""Build context of the kernel image (Dockerfile, rootfs script, rlm_kernel)."""

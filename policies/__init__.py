@@ -1,0 +1,1 @@
+"""Security policies shipped with rlm-host (YAML and seccomp JSON; no code)."""

@@ -1,0 +1,80 @@
+"""Derive ``seccomp-standard.json`` from Docker's default seccomp profile.
+
+Docker's default profile (shipped by Debian in golang-github-docker-docker-dev)
+is an allowlist that still lets through several kernel attack surfaces a
+sandboxed Python kernel never needs: io_uring, userfaultfd, the keyring, ...
+This script removes every name in ``DENIED`` from every allow rule, drops the
+rules that only apply when a capability is granted (rlm-host drops them all),
+and adds one explicit rule answering the denied calls with EPERM, so a probe
+sees a clear "Operation not permitted" rather than a crash.
+
+Run it by hand when Docker's profile changes; the output is committed, and
+``tests/test_hardening.py`` proves what it denies.
+
+    python3 policies/make_seccomp.py [DEFAULT_JSON] > policies/seccomp-standard.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+DEBIAN_DEFAULT = Path(
+    "/usr/share/gocode/src/github.com/docker/docker/profiles/seccomp/default.json"
+)
+
+DENIED = sorted(
+    {
+        # async I/O rings: a large, often-exploited kernel surface
+        "io_uring_setup", "io_uring_enter", "io_uring_register",
+        # page-fault handling in user space: a classic race-widening primitive
+        "userfaultfd",
+        # kernel keyrings
+        "keyctl", "add_key", "request_key",
+        # eBPF and performance counters
+        "bpf", "perf_event_open",
+        # namespaces and mounts
+        "unshare", "setns", "mount", "umount", "umount2", "pivot_root", "chroot",
+        "fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "open_tree",
+        "mount_setattr", "open_by_handle_at", "name_to_handle_at",
+        # looking into or moving between other processes
+        "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
+        # kernel modules, kexec, machine-wide state
+        "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
+        "acct", "quotactl", "swapon", "swapoff", "reboot", "syslog", "vhangup",
+        "iopl", "ioperm", "settimeofday", "clock_settime", "lookup_dcookie",
+    }
+)
+
+EPERM = 1
+
+
+def derive(default: dict) -> dict:
+    """Return our profile: Docker's, minus ``DENIED`` and capability-only rules."""
+    rules = []
+    for rule in default["syscalls"]:
+        if rule.get("includes", {}).get("caps"):
+            continue  # granted only with a capability; every capability is dropped
+        names = [n for n in rule["names"] if n not in DENIED]
+        if names:
+            rules.append({**rule, "names": names})
+    rules.append(
+        {
+            "names": DENIED,
+            "action": "SCMP_ACT_ERRNO",
+            "errnoRet": EPERM,
+            "comment": "rlm-host: denied beyond Docker's default (policies/make_seccomp.py)",
+        }
+    )
+    return {**default, "defaultErrnoRet": EPERM, "syscalls": rules}
+
+
+def main(argv: list[str]) -> None:
+    source = Path(argv[1]) if len(argv) > 1 else DEBIAN_DEFAULT
+    json.dump(derive(json.loads(source.read_text())), sys.stdout, indent=1)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,35 @@
+"""The Docker Engine connection, with its errors translated once.
+
+Everything that talks to Docker gets its client here, so "Docker is not
+running" is one clear message wherever it happens.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import docker
+from docker.errors import DockerException
+
+from .errors import DockerUnavailable
+
+FIX = ("start it (as root: `dockerd &`, or `systemctl start docker`) or point DOCKER_HOST at it; "
+       "`rlm-host doctor` checks the set-up")
+
+
+@functools.cache
+def docker_client() -> docker.DockerClient:
+    """A client for the local Docker Engine, checked with a ping."""
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except DockerException as exc:
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        raise DockerUnavailable(f"Docker Engine not reachable at {where}: {FIX}") from exc
+    return client
+
+
+def runtimes() -> list[str]:
+    """The OCI runtimes registered with the engine (e.g. runc, runsc)."""
+    return sorted(docker_client().info().get("Runtimes", {}))

@@ -1,0 +1,172 @@
+"""Building the kernel image, air-gapped or online, and knowing when it is current.
+
+Air-gapped (the default): ``kernel_image/build_rootfs.sh`` makes a Debian
+minbase rootfs with debootstrap, ``docker import`` turns it into a base image,
+and the Dockerfile finishes it. Online: the same Dockerfile on a registry base
+image (e.g. ``python:3.11-slim``) with ipykernel from PyPI.
+
+The image carries a label with the content hash of everything that went into
+it; a build whose hash is already tagged is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from docker.errors import BuildError, APIError, ImageNotFound
+
+from .engine import docker_client
+from .errors import ImageError
+from .settings import CONTENT_HASH_LABEL, IMAGE_REPOSITORY, cache_dir, image_tag
+
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEFAULT_SUITE = "bookworm"
+BASE_REPOSITORY = "rlm-host-base"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """A built kernel image."""
+
+    tag: str
+    id: str
+    content_hash: str
+    size_bytes: int
+    built: bool
+    seconds: float
+
+
+def context_dir() -> Path:
+    """The image's build context, shipped inside the package."""
+    return Path(str(resources.files("rlm_host.kernel_image")))
+
+
+def _context_files() -> list[Path]:
+    root = context_dir()
+    files = [root / "Dockerfile", root / "build_rootfs.sh"]
+    files += sorted((root / "rlm_kernel").rglob("*.py"))
+    return files
+
+
+def content_hash(base: str) -> str:
+    """SHA-256 over the build context and the base it is built on."""
+    digest = hashlib.sha256(f"base={base}\n".encode())
+    root = context_dir()
+    for path in _context_files():
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _rootfs_hash(suite: str, mirror: str) -> str:
+    script = (context_dir() / "build_rootfs.sh").read_bytes()
+    return hashlib.sha256(script + f"{suite} {mirror}".encode()).hexdigest()[:16]
+
+
+def offline_base_tag(suite: str = DEFAULT_SUITE, mirror: str = DEFAULT_MIRROR) -> str:
+    return f"{BASE_REPOSITORY}:{_rootfs_hash(suite, mirror)}"
+
+
+def current_image() -> tuple[str | None, str | None]:
+    """(label, expected) content hashes of the tagged image; label is None when absent."""
+    try:
+        image = docker_client().images.get(image_tag())
+    except ImageNotFound:
+        return None, None
+    labels = image.labels or {}
+    base = labels.get("rlm-host.base", "")
+    return labels.get(CONTENT_HASH_LABEL), content_hash(base) if base else None
+
+
+def require_image() -> str:
+    """The tag to start sandboxes from; an ImageError with the fix when it is missing."""
+    label, expected = current_image()
+    if label is None:
+        raise ImageError(f"kernel image {image_tag()} not found: build it with `rlm-host image build`")
+    if expected is not None and label != expected and image_tag().startswith(IMAGE_REPOSITORY):
+        raise ImageError(f"kernel image {image_tag()} is out of date: rebuild it with `rlm-host image build`")
+    return image_tag()
+
+
+def build_image(
+    *,
+    offline: bool = True,
+    base_image: str = "python:3.11-slim",
+    mirror: str | None = None,
+    suite: str = DEFAULT_SUITE,
+    force: bool = False,
+    progress: Progress = lambda _msg: None,
+) -> ImageInfo:
+    """Build the kernel image unless one with the same content hash exists."""
+    started = time.monotonic()
+    mirror = mirror or os.environ.get("RLM_HOST_DEBIAN_MIRROR", DEFAULT_MIRROR)
+    base = offline_base_tag(suite, mirror) if offline else base_image
+    want = content_hash(base)
+    client = docker_client()
+    tag = f"{IMAGE_REPOSITORY}:{want[:12]}"
+    if not force and _has_image(tag):
+        client.images.get(tag).tag(IMAGE_REPOSITORY, "latest")
+        progress(f"image {tag} is current (content hash {want[:12]}); nothing to build")
+        return _info(tag, want, built=False, started=started)
+    if offline:
+        _ensure_offline_base(base, suite, mirror, progress)
+    progress(f"building {tag} from {base}")
+    try:
+        image, _logs = client.images.build(
+            path=str(context_dir()), tag=tag, network_mode="none" if offline else None,
+            buildargs={"BASE_IMAGE": base, "PIP_IPYKERNEL": "0" if offline else "1"},
+            labels={CONTENT_HASH_LABEL: want, "rlm-host.base": base}, rm=True, forcerm=True,
+        )
+    except (BuildError, APIError) as exc:
+        hint = "" if offline else " (online builds need a registry for the base image; try --offline)"
+        raise ImageError(f"kernel image build failed: {exc}{hint}") from exc
+    image.tag(IMAGE_REPOSITORY, "latest")
+    return _info(tag, want, built=True, started=started)
+
+
+def _has_image(tag: str) -> bool:
+    try:
+        docker_client().images.get(tag)
+    except ImageNotFound:
+        return False
+    return True
+
+
+def _info(tag: str, want: str, *, built: bool, started: float) -> ImageInfo:
+    image = docker_client().images.get(tag)
+    return ImageInfo(tag, image.id, want, image.attrs.get("Size", 0), built, time.monotonic() - started)
+
+
+def _ensure_offline_base(base: str, suite: str, mirror: str, progress: Progress) -> None:
+    if _has_image(base):
+        progress(f"base {base} present")
+        return
+    if os.geteuid() != 0:
+        raise ImageError("the air-gapped image build runs debootstrap and needs root: run it as root")
+    if shutil.which("debootstrap") is None:
+        raise ImageError("debootstrap not found: install it with `apt-get install debootstrap`")
+    tar = cache_dir() / f"{base.replace(':', '-')}.tar"
+    tar.parent.mkdir(parents=True, exist_ok=True)
+    progress(f"debootstrap {suite} minbase from {mirror} (about a minute)")
+    script = context_dir() / "build_rootfs.sh"
+    proc = subprocess.run(["sh", str(script), str(tar), suite, mirror], capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        raise ImageError(f"debootstrap failed (exit {proc.returncode}): {tail}")
+    progress(f"importing rootfs as {base}")
+    try:
+        repository, tag = base.split(":")
+        docker_client().api.import_image(src=str(tar), repository=repository, tag=tag)
+    except APIError as exc:
+        raise ImageError(f"docker import failed: {exc}") from exc
+    finally:
+        tar.unlink(missing_ok=True)

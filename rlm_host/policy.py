@@ -1,0 +1,180 @@
+"""Security policies: the one place limits are set.
+
+A policy is a YAML file in ``policies/`` (or any path) loaded into ``Policy``.
+Unknown keys are refused, every number is range-checked, and there is no key
+that gives a container a network: asking for one is refused by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import PolicyError
+
+NETWORK_KEYS = frozenset(
+    {"network", "network_mode", "networking", "net", "ports", "dns", "extra_hosts",
+     "publish", "expose", "host_network"}
+)
+PRIVILEGE_KEYS = frozenset(
+    {"privileged", "cap_add", "capabilities", "devices", "volumes", "pid_mode",
+     "ipc_mode", "userns_mode", "security_opt", "docker_socket"}
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(_Strict):
+    """Resource limits of one sandbox and of the cells run in it."""
+
+    memory_mb: int = Field(ge=64, le=262144, description="Container memory; swap is set equal, so no swap.")
+    cpus: float = Field(gt=0, le=64, description="CPU share, in cores.")
+    pids: int = Field(ge=16, le=32768, description="Processes and threads in the container.")
+    nofile: int = Field(ge=64, le=1048576, description="Open file descriptors per process.")
+    fsize_mb: int = Field(ge=1, le=1048576, description="Largest file a process may write.")
+    tmpfs_mb: int = Field(ge=1, le=65536, description="Size of the noexec scratch tmpfs at /tmp.")
+    cell_timeout_s: float = Field(gt=0, le=86400, description="Wall-clock limit of one cell.")
+    interrupt_grace_s: float = Field(gt=0, le=600, description="How long an interrupted cell may take to stop before the container is killed.")
+    session_lifetime_s: float = Field(gt=0, le=604800, description="Wall-clock limit of one session.")
+    output_cap_bytes: int = Field(ge=256, le=67108864, description="Stdout+stderr kept per cell; the rest is cut with a marker.")
+    start_timeout_s: float = Field(default=30, gt=0, le=600, description="How long a container and kernel may take to become ready.")
+
+
+class SubcallBudget(_Strict):
+    """The per-run budget of ``llm_query`` sub-calls, enforced by the RPC broker."""
+
+    max_calls: int = Field(ge=0, le=100000, description="Sub-calls per run.")
+    max_prompt_chars: int = Field(ge=1, le=10_000_000, description="Characters in one sub-call prompt.")
+    max_total_tokens: int = Field(ge=1, le=1_000_000_000, description="Tokens over all sub-calls of a run.")
+    max_cost_usd: float | None = Field(default=None, ge=0, le=100000, description="USD over a run; None for no cost limit.")
+    max_concurrency: int = Field(ge=1, le=256, description="Sub-calls in flight at once.")
+    max_depth: int = Field(ge=1, le=8, description="Recursion depth; 1 means rlm_query falls back to llm_query.")
+    max_frame_bytes: int = Field(ge=1024, le=268435456, description="Largest RPC frame the broker accepts.")
+
+
+class Policy(_Strict):
+    """A named set of isolation settings and limits.
+
+    ``sha256`` identifies the effective policy (its settings and the seccomp
+    profile's content) in the audit log.
+    """
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    runtime: Literal["runc", "runsc"] = Field(description="runc with our hardening, or gVisor's runsc.")
+    seccomp: str | None = Field(default=None, description="Seccomp profile file, relative to the policy file.")
+    user: int = Field(default=1000, ge=1000, le=65533, description="Non-root uid and gid the kernel runs as.")
+    audit_level: Literal["full", "redacted", "hashes"] = "full"
+    limits: Limits
+    subcalls: SubcallBudget
+    seccomp_profile: str | None = Field(default=None, exclude=True, repr=False)
+    sha256: str = Field(default="", exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_dangerous_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if key in NETWORK_KEYS:
+                    raise ValueError(
+                        f"'{key}': containers never get a network in rlm-host "
+                        "(always --network none); remove the key"
+                    )
+                if key in PRIVILEGE_KEYS:
+                    raise ValueError(f"'{key}': a policy cannot change this hardening; remove the key")
+        return data
+
+    @model_validator(mode="after")
+    def _runc_needs_seccomp(self) -> "Policy":
+        if self.runtime == "runc" and not self.seccomp:
+            raise ValueError("runtime 'runc' needs a 'seccomp' profile (e.g. seccomp-standard.json)")
+        return self
+
+    def with_limits(self, **changes: Any) -> "Policy":
+        """A copy with some limits changed, validated like the original."""
+        limits = self.limits.model_copy(update=changes)
+        checked = Limits.model_validate(limits.model_dump())
+        return self.model_copy(update={"limits": checked})
+
+
+def policies_dir() -> Path:
+    """The directory of the policies shipped with rlm-host."""
+    return Path(str(resources.files("rlm_host.policies")))
+
+
+def available_policies() -> list[str]:
+    return sorted(p.stem for p in policies_dir().glob("*.yaml"))
+
+
+def load_policy(name_or_path: str | Path) -> Policy:
+    """Load a shipped policy by name, or a policy file by path."""
+    path = _resolve(str(name_or_path))
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"cannot read policy {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"policy {path} is not valid YAML: {exc}".replace("\n", " ")) from exc
+    if not isinstance(raw, dict):
+        raise PolicyError(f"policy {path} must be a mapping of keys to values")
+    return parse_policy(raw, base_dir=path.parent, source=str(path))
+
+
+def parse_policy(raw: dict[str, Any], *, base_dir: Path, source: str = "policy") -> Policy:
+    """Validate a policy mapping; read its seccomp profile; compute its digest."""
+    try:
+        policy = Policy.model_validate(raw)
+    except ValidationError as exc:
+        raise PolicyError(f"{source}: {_first_error(exc)}") from exc
+    profile = _read_seccomp(policy, base_dir, source)
+    digest = hashlib.sha256(
+        json.dumps(policy.model_dump(mode="json"), sort_keys=True).encode() + (profile or "").encode()
+    ).hexdigest()
+    return policy.model_copy(update={"seccomp_profile": profile, "sha256": digest})
+
+
+def _resolve(name: str) -> Path:
+    path = Path(name).expanduser()
+    if path.suffix in {".yaml", ".yml"} or "/" in name:
+        if not path.is_file():
+            raise PolicyError(f"policy file {path} not found; give an existing file or one of: "
+                              f"{', '.join(available_policies())}")
+        return path
+    shipped = policies_dir() / f"{name}.yaml"
+    if not shipped.is_file():
+        raise PolicyError(f"unknown policy '{name}'; use one of: {', '.join(available_policies())} "
+                          "or a path to a policy file")
+    return shipped
+
+
+def _read_seccomp(policy: Policy, base_dir: Path, source: str) -> str | None:
+    if not policy.seccomp:
+        return None
+    path = base_dir / policy.seccomp
+    try:
+        text = path.read_text(encoding="utf-8")
+        json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise PolicyError(f"{source}: seccomp profile {path} is unreadable or not JSON: {exc}") from exc
+    return text
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "policy"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return f"unknown key '{where}'; remove it (see policies/standard.yaml for the keys)"
+    if err["type"] == "missing":
+        return f"missing key '{where}'; add it (see policies/standard.yaml)"
+    got = err.get("input")
+    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"'{where}': {msg}{shown}"

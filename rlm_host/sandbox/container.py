@@ -1,0 +1,181 @@
+"""One sandbox container's lifecycle: create, start, signal, inspect, remove.
+
+Every hardening setting of DESIGN.md's security model is applied here, in one
+function, from the policy; nothing a policy says can turn on a network.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from docker.errors import APIError, DockerException, NotFound
+from docker.types import Mount, Ulimit
+
+from ..engine import docker_client
+from ..errors import KernelStartError, SandboxError
+from ..policy import Policy
+from ..settings import POLICY_LABEL, SESSION_LABEL
+from .session_dir import CONNECTION_FILE, CONTAINER_DOCS, CONTAINER_IO, SessionDir
+
+MB = 1024 * 1024
+# The container's whole environment: nothing from the host is passed through.
+ENVIRONMENT = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": "/tmp",
+    "LANG": "C.UTF-8",
+    "PYTHONPATH": "/opt/rlm",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "IPYTHONDIR": "/tmp/.ipython",
+    "JUPYTER_RUNTIME_DIR": "/tmp/.jupyter",
+    "MPLBACKEND": "Agg",
+}
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """What the engine says about a container."""
+
+    running: bool
+    oom_killed: bool
+    exit_code: int | None
+
+
+def create_args(policy: Policy, image: str, session: SessionDir) -> dict:
+    """Keyword arguments for ``containers.run``: the whole hardening in one place."""
+    limits = policy.limits
+    security = ["no-new-privileges:true"]
+    if policy.seccomp_profile:
+        security.append(f"seccomp={policy.seccomp_profile}")
+    return {
+        "image": image,
+        "command": ["python3", "-m", "rlm_kernel", f"{CONTAINER_IO}/{CONNECTION_FILE}"],
+        "detach": True,
+        "init": True,  # tini reaps orphans and forwards SIGINT to the kernel
+        "runtime": policy.runtime,
+        "network_mode": "none",
+        "user": f"{session.uid}:{session.uid}",
+        "cap_drop": ["ALL"],
+        "security_opt": security,
+        "read_only": True,
+        "tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_mb}m,mode=1777"},
+        "ipc_mode": "private",
+        "shm_size": "16m",
+        "mem_limit": limits.memory_mb * MB,
+        "memswap_limit": limits.memory_mb * MB,
+        "nano_cpus": int(limits.cpus * 1e9),
+        "pids_limit": limits.pids,
+        "ulimits": [
+            Ulimit(name="nofile", soft=limits.nofile, hard=limits.nofile),
+            Ulimit(name="fsize", soft=limits.fsize_mb * MB, hard=limits.fsize_mb * MB),
+            Ulimit(name="core", soft=0, hard=0),
+        ],
+        "environment": ENVIRONMENT,
+        "hostname": "sandbox",
+        "mounts": [
+            Mount(CONTAINER_IO, str(session.io), type="bind", read_only=False),
+            Mount(CONTAINER_DOCS, str(session.docs), type="bind", read_only=True),
+        ],
+        "labels": {SESSION_LABEL: session.session_id, POLICY_LABEL: policy.name},
+        "name": f"rlm-host-{session.session_id}",
+    }
+
+
+class Container:
+    """A started sandbox container, addressed by id."""
+
+    def __init__(self, policy: Policy, image: str, session: SessionDir) -> None:
+        self._args = create_args(policy, image, session)
+        self.policy = policy
+        self.id: str | None = None
+
+    def start(self) -> None:
+        try:
+            container = docker_client().containers.run(**self._args)
+        except APIError as exc:
+            if "runtime" in str(exc).lower() and self.policy.runtime == "runsc":
+                raise KernelStartError(
+                    "the runsc (gVisor) runtime is not registered with Docker: "
+                    "run `rlm-host doctor` for the daemon.json entry") from exc
+            raise KernelStartError(f"container did not start: {exc.explanation or exc}") from exc
+        except DockerException as exc:
+            raise KernelStartError(f"container did not start: {exc}") from exc
+        self.id = container.id
+
+    def state(self) -> ContainerState:
+        try:
+            attrs = docker_client().api.inspect_container(self.id)["State"]
+        except NotFound:
+            return ContainerState(False, False, None)
+        except DockerException as exc:
+            raise SandboxError(f"cannot inspect sandbox container: {exc}") from exc
+        return ContainerState(attrs["Running"], attrs["OOMKilled"], attrs["ExitCode"])
+
+    def interrupt(self) -> None:
+        """SIGINT to the kernel (tini forwards it)."""
+        self._signal(signal.SIGINT)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def logs(self, tail: int = 20) -> str:
+        try:
+            return docker_client().api.logs(self.id, tail=tail).decode("utf-8", "replace")
+        except DockerException:
+            return ""
+
+    def remove(self) -> None:
+        if self.id is None:
+            return
+        try:
+            docker_client().api.remove_container(self.id, force=True)
+        except NotFound:
+            pass
+        except DockerException as exc:
+            raise SandboxError(f"cannot remove sandbox container {self.id[:12]}: {exc}") from exc
+
+    def pids_limit_hit(self) -> bool:
+        """Whether the container's process limit refused a fork (cgroup pids.events)."""
+        events = _cgroup_file(self.id, "pids", "pids.events") if self.id else None
+        if events is None:
+            return False
+        try:
+            text = events.read_text()
+        except OSError:
+            return False
+        return any(line.split()[1] != "0" for line in text.splitlines() if line.startswith("max"))
+
+    def _signal(self, sig: int) -> None:
+        try:
+            docker_client().api.kill(self.id, signal=int(sig))
+        except NotFound:
+            pass
+        except APIError as exc:
+            if "is not running" not in str(exc):
+                raise SandboxError(f"cannot signal sandbox container: {exc}") from exc
+
+
+def _cgroup_file(container_id: str, controller: str, name: str) -> Path | None:
+    candidates = [
+        Path(f"/sys/fs/cgroup/{controller}/docker/{container_id}/{name}"),
+        Path(f"/sys/fs/cgroup/{controller}/system.slice/docker-{container_id}.scope/{name}"),
+        Path(f"/sys/fs/cgroup/docker/{container_id}/{name}"),
+        Path(f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/{name}"),
+    ]
+    return next((p for p in candidates if p.exists()), None)
+
+
+def reap(session_id: str | None = None) -> list[str]:
+    """Remove rlm-host containers (all, or one session's); return their ids."""
+    label = SESSION_LABEL if session_id is None else f"{SESSION_LABEL}={session_id}"
+    client = docker_client()
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": label}):
+        try:
+            container.remove(force=True)
+            removed.append(container.id)
+        except NotFound:
+            pass
+    return removed
+

@@ -1,0 +1,269 @@
+"""The Docker backend: a hardened container running one IPython kernel.
+
+Lifecycle steps (``container.py``) and conversation (``kernel.py``) are kept
+apart; this class decides what a limit means: a cell past its time is
+interrupted, and if it ignores that for the grace period the container is
+replaced; a dead kernel is diagnosed (out of memory, or killed) and replaced;
+the documents are reloaded after every replacement.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from ..errors import ConfigError, KernelStartError, SessionClosed
+from ..image import require_image
+from ..policy import Policy
+from ..results import ExecutionResult, Status
+from .base import Sandbox
+from .container import Container
+from .kernel import CellRun, KernelChannel, Outcome
+from .output import OutputCollector
+from .session_dir import SessionDir, new_session_id
+
+LOAD_CELL = "import rlm_kernel as _k; _k.install(get_ipython().user_ns); del _k"
+EventHook = Callable[[str, dict], None]
+_OPEN: "weakref.WeakSet[DockerSandbox]" = weakref.WeakSet()
+
+
+def sandbox_uid(policy: Policy) -> int:
+    """The uid the kernel runs as: the policy's, or the host user's when not root."""
+    if os.geteuid() == 0:
+        return policy.user
+    if os.getuid() < 1000:
+        raise ConfigError("run rlm-host as root or as a user with uid >= 1000 (the sandbox uid)")
+    return os.getuid()
+
+
+class DockerSandbox(Sandbox):
+    """One session: a container, its kernel, and its documents."""
+
+    def __init__(self, policy: Policy, *, image: str | None = None,
+                 on_event: EventHook | None = None) -> None:
+        self.policy = policy
+        self.session_id = new_session_id()
+        self.restarts = 0
+        self._image = image or require_image()
+        self._dir = SessionDir(self.session_id, sandbox_uid(policy))
+        self._documents: list[Path] = []
+        self._container: Container | None = None
+        self._channel: KernelChannel | None = None
+        self._started_at = time.monotonic()
+        self._closed = False
+        self._emit = on_event or (lambda _kind, _fields: None)
+
+    @classmethod
+    def start(cls, policy: Policy, documents: Iterable[str | Path] = (), *,
+              image: str | None = None, on_event: EventHook | None = None) -> "DockerSandbox":
+        """Create the session directory, start the container and load the documents."""
+        sandbox = cls(policy, image=image, on_event=on_event)
+        try:
+            sandbox._dir.create()
+            _OPEN.add(sandbox)
+            sandbox._boot()
+            sandbox.attach_documents(documents)
+        except BaseException:
+            sandbox.close()
+            raise
+        return sandbox
+
+    # -- the Sandbox interface -------------------------------------------------
+
+    @property
+    def rpc_socket_path(self) -> Path:
+        return self._dir.rpc_socket
+
+    @property
+    def container_id(self) -> str | None:
+        return self._container.id if self._container else None
+
+    def attach_documents(self, documents: Iterable[str | Path]) -> None:
+        """Stage documents in the read-only mount and load them as ``context``."""
+        self._documents = [Path(p) for p in documents]
+        self._dir.stage_documents(self._documents)
+        self._started_at = time.monotonic()
+        self._load_documents()
+
+    def execute(self, code: str, *, timeout: float | None = None) -> ExecutionResult:
+        self._check_open()
+        wanted = timeout if timeout is not None else self.policy.limits.cell_timeout_s
+        limit = min(wanted, self._lifetime_left())
+        if limit <= 0:
+            self._expire()
+        started = time.monotonic()
+        run = self._channel.send(code, OutputCollector(self.policy.limits.output_cap_bytes))
+        outcome = self._channel.collect(run, started + limit, self._alive)
+        if outcome is Outcome.DEADLINE and limit < wanted:
+            return self._end_of_lifetime(run, started)
+        if outcome is Outcome.DEADLINE:
+            return self._on_timeout(run, started, limit)
+        if outcome is Outcome.DEAD:
+            return self._on_death(run, started)
+        if self._container.pids_limit_hit():
+            return self._on_pids_limit(run, started)
+        return self._result("error" if run.error else "ok", run, started, reason=_lost(run))
+
+    def interrupt(self) -> None:
+        self._check_open()
+        self._container.interrupt()
+
+    def restart(self, reason: str) -> None:
+        self._check_open()
+        self._emit("sandbox.restart", {"reason": reason})
+        self._stop_kernel()
+        self.restarts += 1
+        self._boot()
+        self._load_documents()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._stop_kernel()
+        finally:
+            self._dir.remove()
+            _OPEN.discard(self)
+            self._emit("sandbox.stop", {"restarts": self.restarts})
+
+    def alive(self) -> bool:
+        return not self._closed and self._container is not None and self._alive()
+
+    # -- lifecycle steps ---------------------------------------------------------
+
+    def _boot(self) -> None:
+        info = self._dir.write_connection()
+        self._container = Container(self.policy, self._image, self._dir)
+        self._container.start()
+        deadline = time.monotonic() + self.policy.limits.start_timeout_s
+        self._wait_for_sockets(deadline)
+        max_bytes = self.policy.limits.output_cap_bytes * 4 + (1 << 20)
+        self._channel = KernelChannel(info, max_bytes)
+        try:
+            self._channel.wait_ready(deadline, self._alive)
+        except KernelStartError as exc:
+            raise KernelStartError(f"{exc}; container log: {self._container.logs()!r}") from exc
+        self._emit("sandbox.start", {"container": self._container.id, "runtime": self.policy.runtime,
+                                     "image": self._image, "session": self.session_id})
+
+    def _wait_for_sockets(self, deadline: float) -> None:
+        checks = 0
+        while not self._dir.sockets_ready():
+            checks += 1
+            if checks % 20 == 0 and not self._alive():
+                raise KernelStartError(f"the kernel exited while starting: {self._container.logs()!r}")
+            if time.monotonic() > deadline:
+                raise KernelStartError(
+                    f"the kernel did not start within {self.policy.limits.start_timeout_s:g}s "
+                    f"(raise limits.start_timeout_s); container log: {self._container.logs()!r}")
+            time.sleep(0.01)
+
+    def _load_documents(self) -> None:
+        limit = max(self.policy.limits.cell_timeout_s, self.policy.limits.start_timeout_s)
+        run = self._channel.send(LOAD_CELL, OutputCollector(4096))
+        if self._channel.collect(run, time.monotonic() + limit, self._alive) is not Outcome.IDLE or run.error:
+            detail = f"{run.error.name}: {run.error.value}" if run.error else "no answer in time"
+            raise KernelStartError(f"loading the documents into the sandbox failed ({detail}); "
+                                   "check their size against limits.memory_mb")
+
+    def _stop_kernel(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        if self._container is not None:
+            self._container.remove()
+            self._container = None
+
+    def _alive(self) -> bool:
+        return self._container.state().running
+
+    # -- limits -----------------------------------------------------------------
+
+    def _lifetime_left(self) -> float:
+        return self.policy.limits.session_lifetime_s - (time.monotonic() - self._started_at)
+
+    def _expire(self) -> None:
+        self.close()
+        raise SessionClosed(f"session lifetime of {self.policy.limits.session_lifetime_s:g}s reached; "
+                            "start a new session")
+
+    def _end_of_lifetime(self, run: CellRun, started: float) -> ExecutionResult:
+        self._emit("limit.session_lifetime", {"limit_s": self.policy.limits.session_lifetime_s})
+        result = self._result("killed", run, started, restarted=False,
+                              reason=f"session lifetime of {self.policy.limits.session_lifetime_s:g}s "
+                                     "reached during the cell; the session is closed")
+        self.close()
+        return result
+
+    def _on_timeout(self, run: CellRun, started: float, limit: float) -> ExecutionResult:
+        grace = self.policy.limits.interrupt_grace_s
+        self._emit("limit.cell_timeout", {"limit_s": limit})
+        self._container.interrupt()
+        if self._channel.collect(run, time.monotonic() + grace, self._alive) is Outcome.IDLE:
+            if not self._container.pids_limit_hit():
+                return self._result("timeout", run, started,
+                                    reason=f"cell exceeded its {limit:g}s limit and was interrupted; "
+                                           "variables are kept")
+        reason = (f"cell exceeded its {limit:g}s limit and did not stop within {grace:g}s of the "
+                  "interrupt; the sandbox was restarted and variables are lost")
+        ended = time.monotonic()
+        self.restart(reason)
+        return self._result("timeout", run, started, restarted=True, reason=reason, ended=ended)
+
+    def _on_death(self, run: CellRun, started: float) -> ExecutionResult:
+        ended = time.monotonic()
+        state = self._container.state()
+        if state.oom_killed:
+            status: Status = "oom"
+            reason = (f"the kernel ran out of memory (limit {self.policy.limits.memory_mb} MB); "
+                      "the sandbox was restarted and variables are lost")
+        else:
+            status = "killed"
+            reason = (f"the kernel died (exit code {state.exit_code}); "
+                      "the sandbox was restarted and variables are lost")
+        self._emit(f"limit.{status}", {"exit_code": state.exit_code})
+        self.restart(reason)
+        return self._result(status, run, started, restarted=True, reason=reason, ended=ended)
+
+    def _on_pids_limit(self, run: CellRun, started: float) -> ExecutionResult:
+        reason = (f"the process limit ({self.policy.limits.pids}) was reached; the sandbox was "
+                  "restarted to clear leftover processes and variables are lost")
+        self._emit("limit.pids", {"limit": self.policy.limits.pids})
+        ended = time.monotonic()
+        self.restart(reason)
+        return self._result("killed", run, started, restarted=True, reason=reason, ended=ended)
+
+    def _result(self, status: Status, run: CellRun, started: float, *, restarted: bool = False,
+                reason: str | None = None, ended: float | None = None) -> ExecutionResult:
+        """The cell's result; ``duration_ms`` ends when the cell did, before any restart."""
+        out = run.output
+        ended = ended if ended is not None else time.monotonic()
+        return ExecutionResult(
+            status=status, stdout=out.text("stdout"), stderr=out.text("stderr"),
+            result=out.text("result") or None, error=run.error,
+            duration_ms=round((ended - started) * 1000, 3),
+            truncated=out.truncated or run.lost_messages, restarted=restarted, reason=reason)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SessionClosed(f"sandbox session {self.session_id} is closed; start a new one")
+
+
+def _lost(run: CellRun) -> str | None:
+    if run.lost_messages:
+        return "an output message over the size limit was dropped"
+    return None
+
+
+@atexit.register
+def _close_all() -> None:
+    for sandbox in list(_OPEN):
+        try:
+            sandbox.close()
+        except Exception:  # noqa: BLE001 - best effort at interpreter exit
+            pass

@@ -1,0 +1,162 @@
+"""Conversation with a sandbox's kernel: send a cell, read what comes back.
+
+This side never starts, stops or signals anything (``container.py`` does);
+it speaks Jupyter messaging over the ipc sockets in the session directory with
+jupyter_client. The heartbeat channel is not used: it does not answer under
+gVisor, so liveness comes from the container's state instead.
+
+Every inbound ZMQ message is size-capped, so a giant output cannot make the
+host buffer it: the connection drops the message and the cell is reported
+with its output truncated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from enum import Enum
+from queue import Empty
+
+import zmq
+from jupyter_client import BlockingKernelClient
+
+from ..errors import KernelStartError
+from ..results import CellError
+from .output import OutputCollector
+
+SILENCE_CHECK_S = 1.0  # how long without messages before asking whether the kernel is alive
+REPLY_GRACE_S = 0.5  # how long to wait for the idle status once the reply is in
+
+
+class Outcome(Enum):
+    IDLE = "idle"  # the cell finished
+    DEADLINE = "deadline"  # the time ran out first
+    DEAD = "dead"  # the kernel's container stopped
+
+
+class CellRun:
+    """The state of one cell while its messages arrive."""
+
+    def __init__(self, msg_id: str, output: OutputCollector) -> None:
+        self.msg_id = msg_id
+        self.output = output
+        self.error: CellError | None = None
+        self.replied_at: float | None = None
+        self.lost_messages = False
+
+
+class KernelChannel:
+    """A jupyter_client connection to one kernel, with capped inbound messages."""
+
+    def __init__(self, connection_info: dict, max_message_bytes: int) -> None:
+        self._context = zmq.Context()
+        self._context.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+        self._client = BlockingKernelClient(context=self._context)
+        self._client.load_connection_info(connection_info)
+        self._client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
+
+    def wait_ready(self, deadline: float, alive: Callable[[], bool]) -> None:
+        """Return once the kernel answers on shell and iopub; raise if it does not in time."""
+        while time.monotonic() < deadline:
+            self._client.kernel_info()
+            if self._kernel_info_reply(min(0.25, deadline - time.monotonic())):
+                if self._drain_iopub(0.2):
+                    return
+            elif not alive():
+                raise KernelStartError("the kernel exited while starting")
+        raise KernelStartError("the kernel did not answer kernel_info in time")
+
+    def send(self, code: str, output: OutputCollector) -> CellRun:
+        msg_id = self._client.execute(code, silent=False, store_history=True, allow_stdin=False)
+        return CellRun(msg_id, output)
+
+    def collect(self, run: CellRun, deadline: float, alive: Callable[[], bool]) -> Outcome:
+        """Read the cell's messages until it is idle, the deadline passes, or the kernel dies."""
+        quiet_since = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return Outcome.DEADLINE
+            if run.replied_at is not None and now - run.replied_at > REPLY_GRACE_S:
+                run.lost_messages = True  # the reply came but an over-size message never did
+                return Outcome.IDLE
+            wait = min(deadline - now, 0.1 if run.replied_at else SILENCE_CHECK_S)
+            if self._poll(run, wait):
+                if self._read_iopub(run):
+                    return Outcome.IDLE
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= SILENCE_CHECK_S:
+                if not alive():
+                    return Outcome.DEAD
+                quiet_since = time.monotonic()
+
+    def close(self) -> None:
+        try:
+            self._client.stop_channels()
+        finally:
+            self._context.destroy(linger=0)
+
+    def _poll(self, run: CellRun, wait: float) -> bool:
+        """Wait for iopub; take any shell reply on the way. True when iopub has a message."""
+        poller = zmq.Poller()
+        poller.register(self._client.iopub_channel.socket, zmq.POLLIN)
+        poller.register(self._client.shell_channel.socket, zmq.POLLIN)
+        events = dict(poller.poll(max(wait, 0) * 1000))
+        if self._client.shell_channel.socket in events:
+            self._read_shell(run)
+        return self._client.iopub_channel.socket in events
+
+    def _read_shell(self, run: CellRun) -> None:
+        try:
+            msg = self._client.shell_channel.get_msg(timeout=0)
+        except Empty:
+            return
+        if msg["parent_header"].get("msg_id") == run.msg_id:
+            run.replied_at = time.monotonic()
+
+    def _read_iopub(self, run: CellRun) -> bool:
+        """Handle queued iopub messages; True once the cell's idle status is seen."""
+        while True:
+            try:
+                msg = self._client.iopub_channel.get_msg(timeout=0)
+            except Empty:
+                return False
+            if msg["parent_header"].get("msg_id") != run.msg_id:
+                continue
+            if _handle(msg, run):
+                return True
+
+    def _kernel_info_reply(self, wait: float) -> bool:
+        try:
+            msg = self._client.shell_channel.get_msg(timeout=max(wait, 0.01))
+        except Empty:
+            return False
+        return msg["msg_type"] == "kernel_info_reply"
+
+    def _drain_iopub(self, wait: float) -> bool:
+        try:
+            self._client.iopub_channel.get_msg(timeout=wait)
+        except Empty:
+            return False
+        while True:
+            try:
+                self._client.iopub_channel.get_msg(timeout=0)
+            except Empty:
+                return True
+
+
+def _handle(msg: dict, run: CellRun) -> bool:
+    kind, content = msg["msg_type"], msg["content"]
+    if kind == "stream":
+        run.output.add("stderr" if content.get("name") == "stderr" else "stdout", content.get("text", ""))
+    elif kind == "execute_result":
+        run.output.add("result", content.get("data", {}).get("text/plain", ""))
+    elif kind == "display_data":
+        text = content.get("data", {}).get("text/plain", "")
+        run.output.add("stdout", text + "\n" if text else "")
+    elif kind == "error":
+        run.error = CellError(name=content.get("ename", ""), value=content.get("evalue", ""),
+                              traceback=list(content.get("traceback", []))[:50])
+    elif kind == "status":
+        return content.get("execution_state") == "idle"
+    return False

@@ -1,0 +1,44 @@
+"""Bounded collection of a cell's output.
+
+Output beyond the policy's cap is counted and dropped as it arrives, never
+buffered, and the kept text ends with a marker saying how much was cut.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+def marker(dropped: int) -> str:
+    return f"\n[... output truncated: {dropped} more bytes not shown ...]\n"
+
+
+@dataclass
+class OutputCollector:
+    """Keeps at most ``cap`` bytes of stdout, stderr and result text together."""
+
+    cap: int
+    _parts: dict[str, list[str]] = field(default_factory=lambda: {"stdout": [], "stderr": [], "result": []})
+    kept: int = 0
+    dropped: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0, "result": 0})
+
+    def add(self, stream: str, text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        room = self.cap - self.kept
+        if len(data) <= room:
+            self._parts[stream].append(text)
+            self.kept += len(data)
+            return
+        head = data[: max(room, 0)].decode("utf-8", "ignore")
+        if head:
+            self._parts[stream].append(head)
+        self.kept = self.cap
+        self.dropped[stream] += len(data) - len(head.encode("utf-8"))
+
+    @property
+    def truncated(self) -> bool:
+        return any(self.dropped.values())
+
+    def text(self, stream: str) -> str:
+        body = "".join(self._parts[stream])
+        return body + marker(self.dropped[stream]) if self.dropped[stream] else body

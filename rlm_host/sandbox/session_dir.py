@@ -1,0 +1,122 @@
+"""The per-session directory on the host: the only path a container shares.
+
+    <runtime_dir>/<session id>/        0711, the host user's
+        io/    -> /session (rw)        0700, owned by the sandbox uid: the kernel's
+                                       connection file and ipc sockets, the RPC socket
+        docs/  -> /docs (ro)           the documents and their manifest
+
+Documents are hard-linked when they are already world-readable and on the same
+filesystem, else copied in a stream; either way the container reads them from
+the read-only mount and they never pass through the kernel protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError, SandboxError
+from ..settings import runtime_dir
+
+KERNEL_PREFIX = "kernel"
+CONNECTION_FILE = "kernel.json"
+RPC_SOCKET = "rpc.sock"
+CONTAINER_IO = "/session"
+CONTAINER_DOCS = "/docs"
+CHANNEL_PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
+
+
+def new_session_id() -> str:
+    return secrets.token_hex(6)
+
+
+@dataclass
+class SessionDir:
+    """Creates, fills and removes one session's directory."""
+
+    session_id: str
+    uid: int
+
+    @property
+    def root(self) -> Path:
+        return runtime_dir() / self.session_id
+
+    @property
+    def io(self) -> Path:
+        return self.root / "io"
+
+    @property
+    def docs(self) -> Path:
+        return self.root / "docs"
+
+    @property
+    def rpc_socket(self) -> Path:
+        return self.io / RPC_SOCKET
+
+    def create(self) -> None:
+        base = runtime_dir()
+        base.mkdir(mode=0o711, parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o711)
+        self.io.mkdir(mode=0o700)
+        self.docs.mkdir(mode=0o755)
+        self._own(self.io)
+
+    def write_connection(self) -> dict:
+        """Write a fresh connection file (new key); return the host-side connection info."""
+        self.clear_sockets()
+        info = {"transport": "ipc", "ip": f"{CONTAINER_IO}/{KERNEL_PREFIX}", **CHANNEL_PORTS,
+                "key": secrets.token_hex(32), "signature_scheme": "hmac-sha256", "kernel_name": "rlm"}
+        path = self.io / CONNECTION_FILE
+        path.write_text(json.dumps(info))
+        path.chmod(0o600)
+        self._own(path)
+        return {**info, "ip": str(self.io / KERNEL_PREFIX)}
+
+    def sockets_ready(self) -> bool:
+        return all((self.io / f"{KERNEL_PREFIX}-{port}").exists() for port in CHANNEL_PORTS.values())
+
+    def clear_sockets(self) -> None:
+        for port in CHANNEL_PORTS.values():
+            (self.io / f"{KERNEL_PREFIX}-{port}").unlink(missing_ok=True)
+
+    def stage_documents(self, paths: list[Path]) -> None:
+        """Place the documents in ``docs/`` and write the manifest the kernel reads."""
+        entries = []
+        for index, src in enumerate(paths):
+            dest = self.docs / f"{index:05d}.doc"
+            _place(Path(src), dest)
+            entries.append({"name": Path(src).name, "file": dest.name, "size": dest.stat().st_size})
+        manifest = self.docs / "manifest.json"
+        manifest.write_text(json.dumps({"documents": entries}))
+        manifest.chmod(0o644)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _own(self, path: Path) -> None:
+        if os.geteuid() == 0:
+            os.chown(path, self.uid, self.uid)
+
+
+def _place(src: Path, dest: Path) -> None:
+    try:
+        st = src.stat()
+    except OSError as exc:
+        raise ConfigError(f"document {src}: {exc.strerror}; check the path") from exc
+    if not src.is_file():
+        raise ConfigError(f"document {src} is not a regular file; pass files (folders come later)")
+    try:
+        if st.st_mode & 0o004:
+            os.link(src, dest)
+            return
+    except OSError:
+        pass  # another filesystem, or links not allowed: copy instead
+    try:
+        shutil.copyfile(src, dest)
+        dest.chmod(0o644)
+    except OSError as exc:
+        raise SandboxError(f"cannot stage document {src}: {exc}") from exc
