@@ -28,6 +28,10 @@ PRIVILEGE_KEYS = frozenset(
 )
 
 
+# gVisor's sentry and gofer threads live in the container's pids cgroup (about 60 at start).
+RUNSC_MIN_PIDS = 128
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -93,16 +97,20 @@ class Policy(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _runc_needs_seccomp(self) -> "Policy":
+    def _fits_runtime(self) -> "Policy":
         if self.runtime == "runc" and not self.seccomp:
             raise ValueError("runtime 'runc' needs a 'seccomp' profile (e.g. seccomp-standard.json)")
+        if self.runtime == "runsc" and self.limits.pids < RUNSC_MIN_PIDS:
+            raise ValueError(f"runtime 'runsc' needs limits.pids >= {RUNSC_MIN_PIDS}: gVisor's own "
+                             f"threads count against it (got {self.limits.pids})")
         return self
 
     def with_limits(self, **changes: Any) -> "Policy":
         """A copy with some limits changed, validated like the original."""
-        limits = self.limits.model_copy(update=changes)
-        checked = Limits.model_validate(limits.model_dump())
-        return self.model_copy(update={"limits": checked})
+        limits = {**self.limits.model_dump(), **changes}
+        data = {**self.model_dump(), "limits": limits}
+        checked = Policy.model_validate(data)
+        return _finish(checked, self.seccomp_profile)
 
 
 def policies_dir() -> Path:
@@ -134,10 +142,13 @@ def parse_policy(raw: dict[str, Any], *, base_dir: Path, source: str = "policy")
         policy = Policy.model_validate(raw)
     except ValidationError as exc:
         raise PolicyError(f"{source}: {_first_error(exc)}") from exc
-    profile = _read_seccomp(policy, base_dir, source)
-    digest = hashlib.sha256(
-        json.dumps(policy.model_dump(mode="json"), sort_keys=True).encode() + (profile or "").encode()
-    ).hexdigest()
+    return _finish(policy, _read_seccomp(policy, base_dir, source))
+
+
+def _finish(policy: Policy, profile: str | None) -> Policy:
+    """Attach the seccomp profile's text and the digest of settings + profile."""
+    settings = json.dumps(policy.model_dump(mode="json"), sort_keys=True).encode()
+    digest = hashlib.sha256(settings + (profile or "").encode()).hexdigest()
     return policy.model_copy(update={"seccomp_profile": profile, "sha256": digest})
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 IMAGE_REPOSITORY = "rlm-host-kernel"
 SESSION_LABEL = "rlm-host.session"
 POLICY_LABEL = "rlm-host.policy"
+OWNER_LABEL = "rlm-host.owner-pid"  # the host process that started the container
 CONTENT_HASH_LABEL = "rlm-host.content-hash"
 
 

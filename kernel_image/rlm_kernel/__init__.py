@@ -13,13 +13,21 @@ Nothing here is a security boundary: the container is. These helpers only make
 the sandbox pleasant and predictable for the code that runs in it.
 """
 
+import sys
+from typing import Any
+
 from .documents import DOCS_DIR, Document, load_documents
+from .output_limit import OutputLimiter, cap_from_env
 
-__all__ = ["DOCS_DIR", "Document", "install", "load_documents"]
+__all__ = ["DOCS_DIR", "Document", "OutputLimiter", "install", "load_documents"]
 
 
-def install(namespace: dict) -> None:
-    """Put ``context`` and ``documents`` into the kernel's user namespace."""
+def install(shell: Any) -> None:
+    """Set up a fresh kernel: the per-cell output limit, then ``context`` and ``documents``."""
+    limiter = OutputLimiter(cap_from_env())
+    for stream in (sys.stdout, sys.stderr):
+        limiter.wrap(stream)
+    shell.events.register("pre_run_cell", limiter.reset)
     text, documents = load_documents()
-    namespace["context"] = text
-    namespace["documents"] = documents
+    shell.user_ns["context"] = text
+    shell.user_ns["documents"] = documents

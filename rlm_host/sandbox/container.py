@@ -6,17 +6,18 @@ function, from the policy; nothing a policy says can turn on a network.
 
 from __future__ import annotations
 
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 from docker.errors import APIError, DockerException, NotFound
-from docker.types import Mount, Ulimit
+from docker.types import LogConfig, Mount, Ulimit
 
 from ..engine import docker_client
 from ..errors import KernelStartError, SandboxError
 from ..policy import Policy
-from ..settings import POLICY_LABEL, SESSION_LABEL
+from ..settings import OWNER_LABEL, POLICY_LABEL, SESSION_LABEL
 from .session_dir import CONNECTION_FILE, CONTAINER_DOCS, CONTAINER_IO, SessionDir
 
 MB = 1024 * 1024
@@ -71,13 +72,16 @@ def create_args(policy: Policy, image: str, session: SessionDir) -> dict:
             Ulimit(name="fsize", soft=limits.fsize_mb * MB, hard=limits.fsize_mb * MB),
             Ulimit(name="core", soft=0, hard=0),
         ],
-        "environment": ENVIRONMENT,
+        "environment": {**ENVIRONMENT, "RLM_OUTPUT_CAP": str(limits.output_cap_bytes)},
+        # what reaches the container's own stdout is bounded on the host's disk too
+        "log_config": LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
         "hostname": "sandbox",
         "mounts": [
             Mount(CONTAINER_IO, str(session.io), type="bind", read_only=False),
             Mount(CONTAINER_DOCS, str(session.docs), type="bind", read_only=True),
         ],
-        "labels": {SESSION_LABEL: session.session_id, POLICY_LABEL: policy.name},
+        "labels": {SESSION_LABEL: session.session_id, POLICY_LABEL: policy.name,
+                   OWNER_LABEL: str(os.getpid())},
         "name": f"rlm-host-{session.session_id}",
     }
 
@@ -132,6 +136,9 @@ class Container:
             docker_client().api.remove_container(self.id, force=True)
         except NotFound:
             pass
+        except APIError as exc:
+            if exc.status_code != 409:  # 409: the engine is already removing it
+                raise SandboxError(f"cannot remove sandbox container {self.id[:12]}: {exc}") from exc
         except DockerException as exc:
             raise SandboxError(f"cannot remove sandbox container {self.id[:12]}: {exc}") from exc
 
@@ -166,12 +173,12 @@ def _cgroup_file(container_id: str, controller: str, name: str) -> Path | None:
     return next((p for p in candidates if p.exists()), None)
 
 
-def reap(session_id: str | None = None) -> list[str]:
-    """Remove rlm-host containers (all, or one session's); return their ids."""
-    label = SESSION_LABEL if session_id is None else f"{SESSION_LABEL}={session_id}"
-    client = docker_client()
+def reap(*, include_live: bool = False) -> list[str]:
+    """Remove rlm-host containers whose owner process is gone (or all); return their ids."""
     removed = []
-    for container in client.containers.list(all=True, filters={"label": label}):
+    for container in docker_client().containers.list(all=True, filters={"label": SESSION_LABEL}):
+        if not include_live and _owner_alive(container.labels.get(OWNER_LABEL, "")):
+            continue
         try:
             container.remove(force=True)
             removed.append(container.id)
@@ -179,3 +186,16 @@ def reap(session_id: str | None = None) -> list[str]:
             pass
     return removed
 
+
+
+def _owner_alive(pid: str) -> bool:
+    """Whether the host process that started a container still runs (on this host)."""
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -24,9 +24,9 @@ from .base import Sandbox
 from .container import Container
 from .kernel import CellRun, KernelChannel, Outcome
 from .output import OutputCollector
-from .session_dir import SessionDir, new_session_id
+from .session_dir import SessionDir, check_documents, new_session_id
 
-LOAD_CELL = "import rlm_kernel as _k; _k.install(get_ipython().user_ns); del _k"
+LOAD_CELL = "import rlm_kernel as _k; _k.install(get_ipython()); del _k"
 EventHook = Callable[[str, dict], None]
 _OPEN: "weakref.WeakSet[DockerSandbox]" = weakref.WeakSet()
 
@@ -61,6 +61,8 @@ class DockerSandbox(Sandbox):
     def start(cls, policy: Policy, documents: Iterable[str | Path] = (), *,
               image: str | None = None, on_event: EventHook | None = None) -> "DockerSandbox":
         """Create the session directory, start the container and load the documents."""
+        documents = [Path(p) for p in documents]
+        check_documents(documents)
         sandbox = cls(policy, image=image, on_event=on_event)
         try:
             sandbox._dir.create()
@@ -85,6 +87,7 @@ class DockerSandbox(Sandbox):
     def attach_documents(self, documents: Iterable[str | Path]) -> None:
         """Stage documents in the read-only mount and load them as ``context``."""
         self._documents = [Path(p) for p in documents]
+        check_documents(self._documents)
         self._dir.stage_documents(self._documents)
         self._started_at = time.monotonic()
         self._load_documents()

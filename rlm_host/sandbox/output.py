@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 
 def marker(dropped: int) -> str:
-    return f"\n[... output truncated: {dropped} more bytes not shown ...]\n"
+    return f"\n[... output truncated by the host: {dropped} more bytes not shown ...]\n"
 
 
 @dataclass

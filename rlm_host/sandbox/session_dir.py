@@ -102,13 +102,19 @@ class SessionDir:
             os.chown(path, self.uid, self.uid)
 
 
+def check_documents(paths: list[Path]) -> None:
+    """Refuse a missing, unreadable or non-file document before anything starts."""
+    for path in paths:
+        if not path.exists():
+            raise ConfigError(f"document {path} not found; check the path")
+        if not path.is_file():
+            raise ConfigError(f"document {path} is not a regular file; pass files")
+        if not os.access(path, os.R_OK):
+            raise ConfigError(f"document {path} is not readable; check its permissions")
+
+
 def _place(src: Path, dest: Path) -> None:
-    try:
-        st = src.stat()
-    except OSError as exc:
-        raise ConfigError(f"document {src}: {exc.strerror}; check the path") from exc
-    if not src.is_file():
-        raise ConfigError(f"document {src} is not a regular file; pass files (folders come later)")
+    st = src.stat()
     try:
         if st.st_mode & 0o004:
             os.link(src, dest)

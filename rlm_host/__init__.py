@@ -1,0 +1,39 @@
+"""rlm-host: Recursive Language Models on a security-hardened sandbox.
+
+The public names are listed in ``__all__``; everything else is private to its
+module and may change.
+"""
+
+from .errors import (
+    ConfigError,
+    DockerUnavailable,
+    ImageError,
+    KernelStartError,
+    PolicyError,
+    RLMHostError,
+    SandboxError,
+    SessionClosed,
+)
+from .policy import Policy, load_policy
+from .results import CellError, ExecutionResult
+from .sandbox import DockerSandbox, Sandbox, WarmPool
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CellError",
+    "ConfigError",
+    "DockerSandbox",
+    "DockerUnavailable",
+    "ExecutionResult",
+    "ImageError",
+    "KernelStartError",
+    "Policy",
+    "PolicyError",
+    "RLMHostError",
+    "Sandbox",
+    "SandboxError",
+    "SessionClosed",
+    "WarmPool",
+    "load_policy",
+]

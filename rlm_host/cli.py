@@ -1,0 +1,133 @@
+"""The ``rlm-host`` command line: thin commands, and one place that turns errors into one line."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import ConfigError, RLMHostError
+
+app = typer.Typer(name="rlm-host", no_args_is_help=True, add_completion=False,
+                  help="Recursive Language Models on a security-hardened sandbox.")
+image_app = typer.Typer(no_args_is_help=True, help="Build and inspect the kernel image.")
+app.add_typer(image_app, name="image")
+err = Console(stderr=True)
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    _state["debug"] = debug
+    if version:
+        print(__version__)
+        raise typer.Exit(0)
+
+
+@image_app.command("build")
+def image_build(
+    offline: Annotated[bool, typer.Option("--offline/--online",
+                                          help="Air-gapped debootstrap base (default) or a registry base image.")] = True,
+    base_image: Annotated[str, typer.Option(help="Base image for --online.")] = "python:3.11-slim",
+    mirror: Annotated[Optional[str], typer.Option(help="Debian mirror for --offline (or RLM_HOST_DEBIAN_MIRROR).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if the content hash matches.")] = False,
+) -> None:
+    """Build the kernel image (skipped when an image with the same content hash exists)."""
+    from .image import build_image
+
+    info = build_image(offline=offline, base_image=base_image, mirror=mirror, force=force,
+                       progress=lambda msg: err.print(f"[dim]image:[/] {msg}"))
+    verb = "built" if info.built else "current"
+    print(f"{info.tag} {verb}: {info.size_bytes / 1e6:.0f} MB, {info.seconds:.1f}s, "
+          f"content hash {info.content_hash[:12]}")
+
+
+@app.command()
+def doctor(
+    reap: Annotated[bool, typer.Option("--reap", help="Remove containers and session dirs left by crashed runs.")] = False,
+    include_live: Annotated[bool, typer.Option("--all", help="With --reap: also those of rlm-host processes still running.")] = False,
+) -> None:
+    """Check Docker, runtimes, the image and leftovers; print the fix for each problem."""
+    from .doctor import reap_all, run_checks
+
+    if reap:
+        containers, dirs = reap_all(include_live=include_live)
+        print(f"reaped {containers} container(s) and {dirs} session dir(s)")
+    checks = run_checks()
+    table = Table(show_header=True, header_style="bold")
+    for column in ("check", "status", "detail", "fix"):
+        table.add_column(column)
+    for check in checks:
+        status = "[green]ok[/]" if check.ok else ("[red]fail[/]" if check.required else "[yellow]warn[/]")
+        table.add_row(check.name, status, check.detail, check.fix)
+    Console().print(table)
+    if any(not c.ok and c.required for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command("exec")
+def exec_cell(
+    code_file: Annotated[str, typer.Argument(metavar="CODE_FILE|-", help="Python file to run, or - for stdin.")],
+    policy: Annotated[str, typer.Option(help="Policy name (standard, strict) or a policy YAML file.")] = "standard",
+    context: Annotated[Optional[list[Path]], typer.Option(help="Document readable in the cell as `context`; repeatable.")] = None,
+    timeout: Annotated[Optional[float], typer.Option(help="Cell time limit in seconds (default: the policy's).")] = None,
+) -> None:
+    """Run one cell in a fresh sandbox and print one JSON object with its result."""
+    from .policy import load_policy
+    from .sandbox import DockerSandbox
+
+    loaded = load_policy(policy)
+    if timeout is not None:
+        if timeout <= 0:
+            raise ConfigError(f"--timeout must be positive (got {timeout:g})")
+        loaded = loaded.with_limits(cell_timeout_s=timeout)
+    code = _read_code(code_file)
+    with DockerSandbox.start(loaded, context or []) as sandbox:
+        result = sandbox.execute(code)
+    fields = result.model_dump(mode="json")
+    print(json.dumps({"status": fields.pop("status"), **fields, "policy": loaded.name,
+                      "policy_sha256": loaded.sha256}, ensure_ascii=False))
+
+
+def _read_code(code_file: str) -> str:
+    if code_file == "-":
+        return sys.stdin.read()
+    path = Path(code_file)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"code file {path} not found; pass a Python file or - for stdin") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read code file {path}: {exc}") from exc
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; print our errors as one line with a non-zero exit."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: sandboxes close
+    try:
+        rv = app(args=argv, standalone_mode=False, prog_name="rlm-host")
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        err.print("rlm-host: interrupted; sandboxes removed")
+        sys.exit(130)
+    except RLMHostError as exc:
+        if _state["debug"]:
+            raise
+        print(f"rlm-host: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)

@@ -1,0 +1,109 @@
+"""Checks of the machine rlm-host runs on, each with the command that fixes it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .engine import docker_client
+from .errors import DockerUnavailable, ImageError
+from .image import current_image, require_image
+from .settings import SESSION_LABEL, image_tag, runtime_dir
+
+RUNSC_ENTRY = {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none", "--host-uds=all"]}}
+RUNSC_ARGS = ("--network=none", "--host-uds=all")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's report; ``fix`` is empty when all is well."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+
+def run_checks() -> list[Check]:
+    """Docker, runtimes, image, leftovers and LM endpoint, in that order."""
+    try:
+        version = docker_client().version().get("Version", "?")
+    except DockerUnavailable as exc:
+        return [Check("docker", False, str(exc), "apt-get install docker.io && dockerd &")]
+    checks = [Check("docker", True, f"Docker Engine {version} reachable")]
+    checks += [_runc(), _runsc(), _image(), _leftovers(), _lm_endpoint()]
+    return checks
+
+
+def _runtimes() -> dict:
+    return docker_client().info().get("Runtimes", {})
+
+
+def _runc() -> Check:
+    ok = "runc" in _runtimes()
+    return Check("runtime runc", ok, "registered" if ok else "missing (policy 'standard' needs it)",
+                 "" if ok else "reinstall docker.io")
+
+
+def _runsc() -> Check:
+    entry = _runtimes().get("runsc")
+    fix = ("apt-get install runsc, then add to /etc/docker/daemon.json under \"runtimes\": "
+           f"{json.dumps(RUNSC_ENTRY)} and restart dockerd")
+    if entry is None:
+        return Check("runtime runsc", False, "not registered (policy 'strict' needs gVisor)", fix)
+    args = entry.get("runtimeArgs") or []
+    missing = [a for a in RUNSC_ARGS if a not in args]
+    if missing:
+        return Check("runtime runsc", False, f"registered without {' '.join(missing)}", fix)
+    return Check("runtime runsc", True, f"registered: {entry.get('path')} {' '.join(args)}")
+
+
+def _image() -> Check:
+    try:
+        require_image()
+    except ImageError as exc:
+        return Check("kernel image", False, str(exc), "rlm-host image build")
+    label, _expected = current_image()
+    return Check("kernel image", True, f"{image_tag()} current (content hash {label[:12]})")
+
+
+def _leftovers() -> Check:
+    containers = docker_client().containers.list(all=True, filters={"label": SESSION_LABEL})
+    dirs = [p for p in runtime_dir().glob("*") if p.is_dir()] if runtime_dir().is_dir() else []
+    if not containers and not dirs:
+        return Check("leftovers", True, "no sandbox containers or session directories left behind")
+    return Check("leftovers", False, f"{len(containers)} container(s), {len(dirs)} session dir(s) "
+                 "from earlier runs (or running now)", "rlm-host doctor --reap", required=False)
+
+
+def _lm_endpoint() -> Check:
+    base = os.environ.get("OPENAI_BASE_URL")
+    key = "set" if os.environ.get("OPENAI_API_KEY") else "not set"
+    if base:
+        return Check("LM endpoint", True, f"OPENAI_BASE_URL={base}, OPENAI_API_KEY {key}", required=False)
+    return Check("LM endpoint", True, f"OPENAI_BASE_URL not set (OpenAI's API); OPENAI_API_KEY {key}",
+                 required=False)
+
+
+def reap_all(*, include_live: bool = False) -> tuple[int, int]:
+    """Remove leftover containers and session directories; return (containers, dirs).
+
+    Containers of a host process that still runs are kept unless ``include_live``;
+    a session directory goes when no container of that session remains.
+    """
+    from .sandbox import reap
+
+    removed = reap(include_live=include_live)
+    remaining = {c.labels.get(SESSION_LABEL) for c in
+                 docker_client().containers.list(all=True, filters={"label": SESSION_LABEL})}
+    dirs = 0
+    if runtime_dir().is_dir():
+        for path in runtime_dir().iterdir():
+            if path.is_dir() and path.name not in remaining:
+                shutil.rmtree(Path(path), ignore_errors=True)
+                dirs += 1
+    return len(removed), dirs

@@ -1,0 +1,81 @@
+"""Fixtures: real Docker, real kernels, both runtimes; every container removed.
+
+Docker tests never skip: without a Docker Engine and the kernel image they fail
+with the reason, as CI must.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from rlm_host.engine import docker_client
+from rlm_host.image import require_image
+from rlm_host.policy import Policy, load_policy
+from rlm_host.sandbox import DockerSandbox
+from rlm_host.settings import OWNER_LABEL
+
+RUNTIMES = {"standard": "runc", "strict": "runsc"}
+
+
+def test_limits(policy: Policy) -> Policy:
+    """Short limits so exhaustion tests end quickly."""
+    pids = 64 if policy.runtime == "runc" else 160  # gVisor's own threads count too
+    return policy.with_limits(cell_timeout_s=4, interrupt_grace_s=2, memory_mb=384, pids=pids,
+                              tmpfs_mb=16, fsize_mb=8, output_cap_bytes=4096, session_lifetime_s=900)
+
+
+test_limits.__test__ = False  # a helper, not a test
+
+
+def _labelled() -> set[str]:
+    """Containers this test process started (rlm-host labels each with its owner pid)."""
+    label = f"{OWNER_LABEL}={os.getpid()}"
+    return {c.id for c in docker_client().containers.list(all=True, filters={"label": label})}
+
+
+@pytest.fixture(scope="session")
+def docker_ready() -> str:
+    """The kernel image tag; fails (never skips) when Docker or the image is missing."""
+    docker_client()
+    return require_image()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leftover_containers(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After the suite, no container started by it is left (checked by label)."""
+    if not any(item.get_closest_marker("docker") for item in request.session.items):
+        yield
+        return
+    before = _labelled()
+    yield
+    left = _labelled() - before
+    if left:
+        for cid in left:
+            docker_client().api.remove_container(cid, force=True)
+        pytest.fail(f"{len(left)} sandbox container(s) left behind: {sorted(c[:12] for c in left)}")
+
+
+@pytest.fixture(params=list(RUNTIMES), ids=list(RUNTIMES.values()))
+def policy(request: pytest.FixtureRequest, docker_ready: str) -> Policy:
+    """Each shipped policy (runc and runsc) with test limits."""
+    return test_limits(load_policy(request.param))
+
+
+@pytest.fixture(scope="module", params=list(RUNTIMES), ids=list(RUNTIMES.values()))
+def shared_sandbox(request: pytest.FixtureRequest, docker_ready: str) -> Iterator[DockerSandbox]:
+    """One sandbox per runtime for a module's read-only checks."""
+    sandbox = DockerSandbox.start(test_limits(load_policy(request.param)))
+    try:
+        yield sandbox
+    finally:
+        sandbox.close()
+
+
+@pytest.fixture
+def canary_env(monkeypatch: pytest.MonkeyPatch) -> str:
+    value = "canary-" + os.urandom(8).hex()
+    monkeypatch.setenv("RLM_HOST_TEST_CANARY_SECRET", value)
+    return value
