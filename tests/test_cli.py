@@ -1,0 +1,125 @@
+"""The command line: exec's JSON contract, doctor, and one clear line for every user error."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlm_host.engine import docker_client
+from rlm_host.settings import OWNER_LABEL, SESSION_LABEL, image_tag
+
+pytestmark = pytest.mark.docker
+
+
+def cli(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rlm_host", *args], input=stdin, capture_output=True,
+                          text=True, timeout=180, env={**os.environ, **(env or {})})
+
+
+def one_line_error(proc: subprocess.CompletedProcess, needle: str) -> None:
+    assert proc.returncode == 1, proc
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_exec_prints_one_json_object(tmp_path: Path, docker_ready: str) -> None:
+    """exec runs the file with documents and prints the result fields DESIGN.md names."""
+    code = tmp_path / "cell.py"
+    code.write_text("print(len(context), [d.name for d in documents])\n")
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("aaaa")
+    b.write_text("bb")
+    proc = cli("exec", str(code), "--context", str(a), "--context", str(b))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["status"] == "ok" and out["stdout"] == "8 ['a.txt', 'b.txt']\n"
+    assert {"status", "stdout", "stderr", "error", "duration_ms", "truncated"} <= set(out)
+    assert len(out["policy_sha256"]) == 64
+
+
+def test_exec_from_stdin_with_timeout(docker_ready: str) -> None:
+    """'-' reads the cell from stdin; --timeout limits it; a timeout still exits 0."""
+    proc = cli("exec", "-", "--timeout", "2", stdin="while True:\n    pass\n")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["status"] == "timeout" and out["error"]["name"] == "KeyboardInterrupt"
+
+
+def test_exec_strict_policy(docker_ready: str) -> None:
+    """--policy strict runs the cell under gVisor."""
+    proc = cli("exec", "-", "--policy", "strict", stdin="import os\nprint(os.uname().release)\n")
+    out = json.loads(proc.stdout)
+    assert out["status"] == "ok" and out["policy"] == "strict"
+    assert out["stdout"].strip() == "4.4.0"  # what gVisor reports as its kernel
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["exec", "/nonexistent/cell.py"], "code file /nonexistent/cell.py not found"),
+        (["exec", "-", "--policy", "lenient"], "unknown policy 'lenient'"),
+        (["exec", "-", "--policy", "/nonexistent/p.yaml"], "policy file /nonexistent/p.yaml not found"),
+        (["exec", "-", "--context", "/nonexistent/doc.txt"], "document /nonexistent/doc.txt not found"),
+        (["exec", "-", "--timeout", "-1"], "--timeout must be positive"),
+    ],
+)
+def test_user_errors_are_one_line(args: list[str], needle: str) -> None:
+    """Bad input gets one line saying what and how to fix it, and exit code 1."""
+    one_line_error(cli(*args, stdin="print(1)\n"), needle)
+
+
+def test_docker_unreachable_is_one_line() -> None:
+    """With no Docker Engine, exec and doctor say so and how to fix it."""
+    env = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    one_line_error(cli("exec", "-", stdin="1\n", env=env), "Docker Engine not reachable")
+    doctor = cli("doctor", env=env)
+    assert doctor.returncode == 1 and "dockerd" in doctor.stdout
+
+
+def test_missing_image_is_one_line(docker_ready: str) -> None:
+    """A missing kernel image names the command that builds it."""
+    env = {"RLM_HOST_IMAGE": "rlm-host-kernel:does-not-exist"}
+    one_line_error(cli("exec", "-", stdin="1\n", env=env), "rlm-host image build")
+
+
+def test_debug_shows_the_traceback() -> None:
+    """--debug turns the one-line error into the full traceback."""
+    proc = cli("--debug", "exec", "/nonexistent/cell.py")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_doctor_reports_and_reaps(docker_ready: str) -> None:
+    """doctor passes on this machine; --reap removes a crashed run's container, not live ones."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    orphan = docker_client().containers.create(
+        image_tag(), command=["true"], network_mode="none",
+        labels={SESSION_LABEL: "orphan-test", OWNER_LABEL: dead})
+    live = docker_client().containers.create(
+        image_tag(), command=["true"], network_mode="none",
+        labels={SESSION_LABEL: "live-test", OWNER_LABEL: str(os.getpid())})
+    try:
+        proc = cli("doctor", "--reap")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "reaped 1 container" in proc.stdout and "kernel image" in proc.stdout
+        ids = {c.id for c in docker_client().containers.list(all=True, filters={"label": SESSION_LABEL})}
+        assert orphan.id not in ids and live.id in ids
+    finally:
+        for container in (orphan, live):
+            try:
+                container.remove(force=True)
+            except Exception:  # noqa: BLE001 - already reaped
+                pass
+
+
+def test_help_texts() -> None:
+    """Every command documents itself."""
+    for args in (["--help"], ["exec", "--help"], ["doctor", "--help"], ["image", "build", "--help"]):
+        proc = cli(*args)
+        assert proc.returncode == 0 and "Usage" in proc.stdout, args
