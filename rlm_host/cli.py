@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -17,6 +16,7 @@ from . import __version__
 from .errors import ConfigError, RLMHostError
 
 app = typer.Typer(name="rlm-host", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False,
                   help="Recursive Language Models on a security-hardened sandbox.")
 image_app = typer.Typer(no_args_is_help=True, help="Build and inspect the kernel image.")
 app.add_typer(image_app, name="image")
@@ -116,18 +116,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; print our errors as one line with a non-zero exit."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: sandboxes close
     try:
-        rv = app(args=argv, standalone_mode=False, prog_name="rlm-host")
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.Abort, KeyboardInterrupt):
-        err.print("rlm-host: interrupted; sandboxes removed")
-        sys.exit(130)
+        app(args=argv, prog_name="rlm-host")  # usage errors and Ctrl-C are handled by typer
     except RLMHostError as exc:
         if _state["debug"]:
             raise
         print(f"rlm-host: error: {exc}", file=sys.stderr)
         sys.exit(1)
-    sys.exit(rv if isinstance(rv, int) else 0)
