@@ -19,7 +19,7 @@ from typing import Any
 from .documents import DOCS_DIR, Document, load_documents
 from .output_limit import OutputLimiter, cap_from_env
 
-__all__ = ["DOCS_DIR", "Document", "OutputLimiter", "install", "load_documents"]
+__all__ = ["DOCS_DIR", "Document", "OutputLimiter", "install", "load", "load_documents"]
 
 
 def install(shell: Any) -> None:
@@ -28,6 +28,11 @@ def install(shell: Any) -> None:
     for stream in (sys.stdout, sys.stderr):
         limiter.wrap(stream)
     shell.events.register("pre_run_cell", limiter.reset)
+    load(shell)
+
+
+def load(shell: Any) -> None:
+    """(Re)read the documents the manifest lists into ``context`` and ``documents``."""
     text, documents = load_documents()
     shell.user_ns["context"] = text
     shell.user_ns["documents"] = documents

@@ -26,7 +26,8 @@ from .kernel import CellRun, KernelChannel, Outcome
 from .output import OutputCollector
 from .session_dir import SessionDir, check_documents, new_session_id
 
-LOAD_CELL = "import rlm_kernel as _k; _k.install(get_ipython()); del _k"
+INSTALL_CELL = "import rlm_kernel as _k; _k.install(get_ipython()); del _k"
+LOAD_CELL = "import rlm_kernel as _k; _k.load(get_ipython()); del _k"
 EventHook = Callable[[str, dict], None]
 _OPEN: "weakref.WeakSet[DockerSandbox]" = weakref.WeakSet()
 
@@ -67,8 +68,9 @@ class DockerSandbox(Sandbox):
         try:
             sandbox._dir.create()
             _OPEN.add(sandbox)
+            sandbox._documents = documents
+            sandbox._dir.stage_documents(documents)
             sandbox._boot()
-            sandbox.attach_documents(documents)
         except BaseException:
             sandbox.close()
             raise
@@ -85,12 +87,13 @@ class DockerSandbox(Sandbox):
         return self._container.id if self._container else None
 
     def attach_documents(self, documents: Iterable[str | Path]) -> None:
-        """Stage documents in the read-only mount and load them as ``context``."""
+        """Give a started (pooled) sandbox its documents; its lifetime starts now."""
         self._documents = [Path(p) for p in documents]
         check_documents(self._documents)
-        self._dir.stage_documents(self._documents)
         self._started_at = time.monotonic()
-        self._load_documents()
+        if self._documents:
+            self._dir.stage_documents(self._documents)
+            self._run_setup(LOAD_CELL)
 
     def execute(self, code: str, *, timeout: float | None = None) -> ExecutionResult:
         self._check_open()
@@ -109,6 +112,8 @@ class DockerSandbox(Sandbox):
             return self._on_death(run, started)
         if self._container.pids_limit_hit():
             return self._on_pids_limit(run, started)
+        if run.reply_status == "aborted":
+            return self._result("error", run, started, reason="the kernel aborted the cell without running it")
         return self._result("error" if run.error else "ok", run, started, reason=_lost(run))
 
     def interrupt(self) -> None:
@@ -121,7 +126,6 @@ class DockerSandbox(Sandbox):
         self._stop_kernel()
         self.restarts += 1
         self._boot()
-        self._load_documents()
 
     def close(self) -> None:
         if self._closed:
@@ -151,6 +155,7 @@ class DockerSandbox(Sandbox):
             self._channel.wait_ready(deadline, self._alive)
         except KernelStartError as exc:
             raise KernelStartError(f"{exc}; container log: {self._container.logs()!r}") from exc
+        self._run_setup(INSTALL_CELL)
         self._emit("sandbox.start", {"container": self._container.id, "runtime": self.policy.runtime,
                                      "image": self._image, "session": self.session_id})
 
@@ -166,9 +171,10 @@ class DockerSandbox(Sandbox):
                     f"(raise limits.start_timeout_s); container log: {self._container.logs()!r}")
             time.sleep(0.01)
 
-    def _load_documents(self) -> None:
+    def _run_setup(self, code: str) -> None:
+        """Run one of our own cells (runtime install, document load); failure is ours to raise."""
         limit = max(self.policy.limits.cell_timeout_s, self.policy.limits.start_timeout_s)
-        run = self._channel.send(LOAD_CELL, OutputCollector(4096))
+        run = self._channel.send(code, OutputCollector(4096))
         if self._channel.collect(run, time.monotonic() + limit, self._alive) is not Outcome.IDLE or run.error:
             detail = f"{run.error.name}: {run.error.value}" if run.error else "no answer in time"
             raise KernelStartError(f"loading the documents into the sandbox failed ({detail}); "

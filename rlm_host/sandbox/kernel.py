@@ -42,6 +42,7 @@ class CellRun:
         self.output = output
         self.error: CellError | None = None
         self.replied_at: float | None = None
+        self.reply_status: str | None = None  # "ok", "error" or "aborted", from execute_reply
         self.lost_messages = False
 
 
@@ -67,7 +68,10 @@ class KernelChannel:
         raise KernelStartError("the kernel did not answer kernel_info in time")
 
     def send(self, code: str, output: OutputCollector) -> CellRun:
-        msg_id = self._client.execute(code, silent=False, store_history=True, allow_stdin=False)
+        # stop_on_error=False: otherwise ipykernel aborts requests that arrive just after a
+        # cell that raised (an interrupted one included), and the next cell silently never runs.
+        msg_id = self._client.execute(code, silent=False, store_history=True, allow_stdin=False,
+                                      stop_on_error=False)
         return CellRun(msg_id, output)
 
     def collect(self, run: CellRun, deadline: float, alive: Callable[[], bool]) -> Outcome:
@@ -113,6 +117,7 @@ class KernelChannel:
             return
         if msg["parent_header"].get("msg_id") == run.msg_id:
             run.replied_at = time.monotonic()
+            run.reply_status = msg["content"].get("status")
 
     def _read_iopub(self, run: CellRun) -> bool:
         """Handle queued iopub messages; True once the cell's idle status is seen."""
