@@ -1,6 +1,6 @@
 """The one exception tree of rlm-host.
 
-Errors from docker, jupyter_client and the OS are caught where they enter and
+Errors from docker, jupyter_client, openai and the OS are caught where they enter and
 re-raised as one of these, ``from`` the original. Each message says what went
 wrong and what to do; the CLI prints it as one line.
 
@@ -9,6 +9,7 @@ wrong and what to do; the CLI prints it as one line.
     │   └── PolicyError        a policy file that does not validate
     ├── DockerUnavailable      no Docker Engine reachable
     ├── ImageError             the kernel image is missing, stale or failed to build
+    ├── LMError                the LM endpoint refused, failed or could not be reached
     └── SandboxError           the sandbox broke (not the model's code: that is a result)
         ├── KernelStartError   the container or kernel did not come up
         └── SessionClosed      the session ended (closed, or its lifetime ran out)
@@ -35,6 +36,20 @@ class DockerUnavailable(RLMHostError):
 
 class ImageError(RLMHostError):
     """The kernel image is missing, stale, or its build failed."""
+
+
+class LMError(RLMHostError):
+    """The LM endpoint refused a request, kept failing, or could not be reached.
+
+    ``status`` is the HTTP status it last answered with (``None`` when it never
+    answered) and ``attempts`` how many requests were sent, so callers can tell
+    a wrong model name (404, one attempt) from an endpoint that is down.
+    """
+
+    def __init__(self, message: str, *, status: int | None, attempts: int) -> None:
+        super().__init__(message)
+        self.status = status
+        self.attempts = attempts
 
 
 class SandboxError(RLMHostError):

@@ -107,10 +107,16 @@ class Policy(_Strict):
 
     def with_limits(self, **changes: Any) -> "Policy":
         """A copy with some limits changed, validated like the original."""
-        limits = {**self.limits.model_dump(), **changes}
-        data = {**self.model_dump(), "limits": limits}
-        checked = Policy.model_validate(data)
-        return _finish(checked, self.seccomp_profile)
+        return self._with("limits", changes)
+
+    def with_subcalls(self, **changes: Any) -> "Policy":
+        """A copy with some sub-call budget fields changed, validated like the original."""
+        return self._with("subcalls", changes)
+
+    def _with(self, section: str, changes: dict[str, Any]) -> "Policy":
+        data = self.model_dump()
+        data[section] = {**data[section], **changes}
+        return _finish(Policy.model_validate(data), self.seccomp_profile)
 
 
 def policies_dir() -> Path:

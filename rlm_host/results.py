@@ -7,7 +7,7 @@ host, engine or channel raises (see ``errors.py``).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -42,3 +42,68 @@ class ExecutionResult(BaseModel):
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+class ModelUsage(BaseModel):
+    """Calls, tokens and cost of one model in a run; cost is None when its price is unknown."""
+
+    model: str
+    role: Literal["root", "sub"]
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Comparison(BaseModel):
+    """What the run cost in tokens against stuffing the whole input into one prompt."""
+
+    input_tokens: int = Field(description="The query and all documents in one prompt (estimated).")
+    rlm_tokens: int = Field(description="Prompt and completion tokens of every root and sub call.")
+    saved_pct: float = Field(description="100 * (1 - rlm / input); negative when the RLM used more.")
+    method: str = Field(description="How input_tokens was counted.")
+
+
+class Step(BaseModel):
+    """One iteration of the loop: the root model's reply and what its cell did."""
+
+    iteration: int
+    reply: str
+    code: str | None = None
+    status: Status | Literal["no_code", "repeated", "unclosed"] = "no_code"
+    output: str = ""
+    duration_ms: float = 0.0
+
+
+class Citation(BaseModel):
+    """Where the evidence is: an offset span, a document, a page."""
+
+    start: int | None = None
+    end: int | None = None
+    document: str | None = None
+    page: int | None = None
+    text: str | None = None
+
+
+class RLMResult(BaseModel):
+    """The outcome of one query: the answer, how it was reached, and what it cost."""
+
+    run_id: str
+    query: str
+    answer: str
+    citations: list[Citation] = Field(default_factory=list)
+    stopped: Literal["answer", "final", "max_iterations", "wall_time"]
+    fallback: bool = Field(description="The answer comes from the last-resort call, not from answer().")
+    iterations: int
+    usage: list[ModelUsage]
+    cost_usd: float | None
+    comparison: Comparison
+    subcalls: dict[str, Any] = Field(default_factory=dict)
+    trajectory: list[Step] = Field(default_factory=list)
+    events: list[dict[str, Any]] = Field(default_factory=list)
+    audit_log: str | None = None
+    duration_s: float = 0.0

@@ -16,23 +16,36 @@ the sandbox pleasant and predictable for the code that runs in it.
 import sys
 from typing import Any
 
-from .documents import DOCS_DIR, Document, load_documents
+from .documents import DOCS_DIR, Document, describe, load_documents
+from .helpers import Helpers, Hit, SubcallError
 from .output_limit import OutputLimiter, cap_from_env
+from .protect import PROTECTED, RestoreGuard, RebindGuard
+from .rpc import RPCClient
 
-__all__ = ["DOCS_DIR", "Document", "OutputLimiter", "install", "load", "load_documents"]
+__all__ = ["DOCS_DIR", "PROTECTED", "Document", "Hit", "OutputLimiter", "SubcallError", "install",
+           "load", "load_documents"]
+
+_rpc = RPCClient()
 
 
 def install(shell: Any) -> None:
-    """Set up a fresh kernel: the per-cell output limit, then ``context`` and ``documents``."""
+    """Set up a fresh kernel: output limit, rebinding guards, then documents and helpers."""
     limiter = OutputLimiter(cap_from_env())
     for stream in (sys.stdout, sys.stderr):
         limiter.wrap(stream)
     shell.events.register("pre_run_cell", limiter.reset)
+    shell.ast_transformers.append(RebindGuard())
     load(shell)
 
 
-def load(shell: Any) -> None:
-    """(Re)read the documents the manifest lists into ``context`` and ``documents``."""
+def load(shell: Any) -> str:
+    """(Re)read the documents into ``context`` and bind the helpers; return the description."""
     text, documents = load_documents()
-    shell.user_ns["context"] = text
-    shell.user_ns["documents"] = documents
+    names = {"context": text, "documents": documents}
+    names.update(Helpers(text, documents, _rpc, shell.user_ns).functions())
+    shell.user_ns.update(names)
+    for callback in list(shell.events.callbacks["post_run_cell"]):
+        if isinstance(callback, RestoreGuard):
+            shell.events.unregister("post_run_cell", callback)
+    shell.events.register("post_run_cell", RestoreGuard(shell.user_ns, names))
+    return describe(text, documents)

@@ -1,0 +1,295 @@
+"""The RLM loop: a root model writes code, the sandbox runs it, sub-calls come back over RPC.
+
+``RLM(...).complete(query, context)`` starts a sandbox with the documents, an RPC
+broker on its session socket and the root conversation, then iterates: the
+root model's reply is parsed for a code block, the block runs in the kernel,
+and the (truncated) output goes back to the root model, until ``answer(...)``
+is called in the kernel, a ``FINAL(...)`` line is written, or a limit is hit;
+then one last call asks for the best answer from what was found.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from .errors import ConfigError
+from .events import EventHook, Recorder
+from .lm import Completion, LMClient, PriceTable
+from .parsing import code_blocks, final_answer, same_code, unclosed_block
+from .policy import Policy, load_policy
+from .results import Citation, Comparison, ExecutionResult, ModelUsage, RLMResult, Step
+from .rpc import Broker, Budget, Subcalls
+from .sandbox import DockerSandbox
+from .sandbox.docker_sandbox import sandbox_uid
+
+CHARS_PER_TOKEN = 4  # the documented estimate when no tokenizer is at hand
+DESCRIBE_CELL = "import rlm_kernel.documents as _d; print(_d.describe(context, documents)); del _d"
+NUDGE_NO_CODE = ("Your reply had no ```python code block. Reply with exactly one ```python block "
+                 "that makes progress, or call answer(...) in one.")
+NUDGE_UNCLOSED = ("Your code block was cut off before its closing ```. Write a shorter cell in one "
+                  "complete ```python block.")
+NUDGE_REPEAT = ("You already ran exactly this code; its output is above. Do something different, "
+                "or call answer(...) with what you found.")
+LAST_CALL = ("You have run out of turns. From what you found so far, write your best final answer now, "
+             "as plain text, with the offsets or document names of your evidence. Do not write code.")
+
+
+def system_prompt() -> str:
+    return resources.files("rlm_host").joinpath("prompts/rlm_system.txt").read_text(encoding="utf-8")
+
+
+@dataclass
+class _Shared:
+    """State one query shares with its child RLMs: the budget, the events, the calls made."""
+
+    budget: Budget
+    events: Recorder
+    root_calls: list[Completion] = field(default_factory=list)
+    sub_calls: list[Completion] = field(default_factory=list)
+
+
+class RLM:
+    """A Recursive Language Model whose code runs in the hardened sandbox."""
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        sub_model: str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        policy: str | Path | Policy = "standard",
+        max_iterations: int = 20,
+        max_depth: int | None = None,
+        max_wall_s: float | None = None,
+        root_max_tokens: int | None = 1024,
+        sub_max_tokens: int | None = 1024,
+        temperature: float = 0.0,
+        output_chars: int = 4000,
+        lm: LMClient | None = None,
+        prices: PriceTable | None = None,
+        image: str | None = None,
+        on_event: EventHook | None = None,
+    ) -> None:
+        if max_iterations < 1:
+            raise ConfigError(f"max_iterations must be at least 1 (got {max_iterations})")
+        loaded = policy if isinstance(policy, Policy) else load_policy(policy)
+        if max_depth is not None:
+            loaded = loaded.with_subcalls(max_depth=max_depth)
+        self.policy = loaded
+        self.model = model
+        self.sub_model = sub_model or model
+        self.prices = prices or PriceTable.load()
+        self.lm = lm or LMClient(base_url=base_url, api_key=api_key, prices=self.prices)
+        self.max_iterations = max_iterations
+        self.max_wall_s = max_wall_s
+        self.root_max_tokens = root_max_tokens
+        self.sub_max_tokens = sub_max_tokens
+        self.temperature = temperature
+        self.output_chars = output_chars
+        self.image = image
+        self.on_event = on_event
+        self._check_cost_budget()
+
+    def complete(self, query: str, context: str | Path | list[str | Path] | None = None) -> RLMResult:
+        """Answer ``query`` over ``context`` (text, a file, or several files)."""
+        if not query or not query.strip():
+            raise ConfigError("the query is empty; pass the question to answer")
+        events = Recorder(forward=[self.on_event] if self.on_event else [])
+        shared = _Shared(Budget(self.policy.subcalls), events)
+        with tempfile.TemporaryDirectory(prefix="rlm-host-ctx-") as scratch:
+            paths = _as_paths(context, Path(scratch))
+            return _Run(self, shared, query, paths, depth=1).execute()
+
+    def _check_cost_budget(self) -> None:
+        limit = self.policy.subcalls.max_cost_usd
+        if limit is not None and not self.prices.known(self.sub_model):
+            raise ConfigError(
+                f"policy '{self.policy.name}' limits sub-call cost to ${limit:g}, but the price of model "
+                f"'{self.sub_model}' is unknown: add it to a prices file (RLM_HOST_PRICES) or remove max_cost_usd")
+
+
+class _Run:
+    """One root conversation over one sandbox (a child RLM is another _Run)."""
+
+    def __init__(self, rlm: RLM, shared: _Shared, query: str, documents: list[Path], depth: int) -> None:
+        self.rlm, self.shared, self.query, self.documents, self.depth = rlm, shared, query, documents, depth
+        self.run_id = uuid.uuid4().hex[:12]
+        self.emit = shared.events
+        self.steps: list[Step] = []
+        self.messages: list[dict[str, str]] = []
+        self.started = time.monotonic()
+
+    def execute(self) -> RLMResult:
+        self.emit("run.start", {"run_id": self.run_id, "depth": self.depth, "query": self.query,
+                                "model": self.rlm.model, "sub_model": self.rlm.sub_model,
+                                "policy": self.rlm.policy.name, "policy_sha256": self.rlm.policy.sha256})
+        with DockerSandbox.start(self.rlm.policy, self.documents, image=self.rlm.image,
+                                 on_event=self.emit) as sandbox:
+            subcalls = Subcalls(self.rlm.lm, self.rlm.sub_model, self.shared.budget, depth=self.depth,
+                                child=self._child, max_tokens=self.rlm.sub_max_tokens, on_event=self.emit)
+            broker = Broker(sandbox.rpc_socket_path, subcalls, uid=sandbox_uid(self.rlm.policy),
+                            max_frame_bytes=self.rlm.policy.subcalls.max_frame_bytes, on_event=self.emit).start()
+            try:
+                result = self._loop(sandbox, subcalls)
+            finally:
+                broker.close()
+                self.shared.sub_calls.extend(subcalls.completions)
+        self.emit("run.end", {"run_id": self.run_id, "stopped": result.stopped, "iterations": result.iterations})
+        return result
+
+    def _loop(self, sandbox: DockerSandbox, subcalls: Subcalls) -> RLMResult:
+        description = sandbox.execute(DESCRIBE_CELL).stdout.strip()
+        self.messages = [{"role": "system", "content": system_prompt()},
+                         {"role": "user", "content": f"Question: {self.query}\n\n{description}\n\n"
+                                                     "Write your first cell."}]
+        last_code: str | None = None
+        for iteration in range(1, self.rlm.max_iterations + 1):
+            if self._out_of_time():
+                return self._last_call(subcalls, "wall_time", iteration - 1)
+            self.emit("iteration.start", {"iteration": iteration, "depth": self.depth})
+            reply = self._root(self.messages)
+            step = Step(iteration=iteration, reply=reply)
+            self.steps.append(step)
+            self.messages.append({"role": "assistant", "content": reply})
+            last_code = self._act(sandbox, step, last_code)
+            if subcalls.answer is not None:
+                return self._finish(subcalls, "answer", iteration, subcalls.answer.text,
+                                    [Citation(**c.model_dump()) for c in subcalls.answer.citations])
+            if step.status == "no_code" and (final := self._final(sandbox, reply)) is not None:
+                return self._finish(subcalls, "final", iteration, final, [])
+        return self._last_call(subcalls, "max_iterations", self.rlm.max_iterations)
+
+    def _act(self, sandbox: DockerSandbox, step: Step, last_code: str | None) -> str | None:
+        """Run the reply's code (or say why not); return the code that ran last."""
+        blocks = code_blocks(step.reply)
+        if not blocks:
+            step.status = "unclosed" if unclosed_block(step.reply) else "no_code"
+            if final_answer(step.reply) is None:
+                self._tell(NUDGE_UNCLOSED if step.status == "unclosed" else NUDGE_NO_CODE)
+            return last_code
+        code = "\n\n".join(blocks)
+        step.code = code
+        if last_code is not None and same_code(code, last_code):
+            step.status = "repeated"
+            self._tell(NUDGE_REPEAT)
+            return last_code
+        result = sandbox.execute(code)
+        step.status, step.duration_ms = result.status, result.duration_ms
+        step.output = self._format(result)
+        self.emit("cell", {"iteration": step.iteration, "status": result.status, "chars": len(step.output),
+                           "duration_ms": result.duration_ms, "restarted": result.restarted})
+        if result.error is not None and result.error.name == "ProtectedNameError":
+            self.emit("kernel.rebind_refused", {"iteration": step.iteration, "message": result.error.value})
+        self._tell(f"Output of your cell:\n{step.output}")
+        return code
+
+    def _final(self, sandbox: DockerSandbox, reply: str) -> str | None:
+        found = final_answer(reply)
+        if found is None:
+            return None
+        kind, value = found
+        if kind == "text":
+            return value
+        shown = sandbox.execute(f"print({value})")
+        return shown.stdout.rstrip("\n") if shown.ok else None
+
+    def _root(self, messages: list[dict[str, str]]) -> str:
+        completion = self.rlm.lm.complete(messages, model=self.rlm.model, max_tokens=self.rlm.root_max_tokens,
+                                          temperature=self.rlm.temperature)
+        self.shared.root_calls.append(completion)
+        self.emit("root", {"model": completion.model, "prompt_tokens": completion.usage.prompt_tokens,
+                           "completion_tokens": completion.usage.completion_tokens,
+                           "cost_usd": completion.cost_usd, "latency_s": round(completion.latency_s, 4),
+                           "retries": completion.retries, "depth": self.depth})
+        return completion.text
+
+    def _last_call(self, subcalls: Subcalls, why: str, iterations: int) -> RLMResult:
+        self.emit("limit." + why, {"iterations": iterations})
+        reply = self._root([*self.messages, {"role": "user", "content": LAST_CALL}])
+        return self._finish(subcalls, why, iterations, reply.strip(), [], fallback=True)
+
+    def _finish(self, subcalls: Subcalls, stopped: str, iterations: int, answer: str,
+                citations: list[Citation], *, fallback: bool = False) -> RLMResult:
+        self.shared.sub_calls.extend(subcalls.completions)
+        subcalls.completions.clear()
+        usage = _usage(self.shared.root_calls, "root") + _usage(self.shared.sub_calls, "sub")
+        costs = [u.cost_usd for u in usage]
+        return RLMResult(
+            run_id=self.run_id, query=self.query, answer=answer, citations=citations, stopped=stopped,
+            fallback=fallback, iterations=iterations, usage=usage,
+            cost_usd=None if None in costs else round(sum(costs), 6),
+            comparison=_compare(self.query, self.documents, usage), subcalls=self.shared.budget.snapshot(),
+            trajectory=self.steps, events=list(self.shared.events.events),
+            duration_s=round(time.monotonic() - self.started, 3))
+
+    def _child(self, question: str, text: str, depth: int) -> str:
+        """rlm_query: a child RLM on ``text`` in its own sandbox, sharing this run's budget."""
+        with tempfile.TemporaryDirectory(prefix="rlm-host-child-") as scratch:
+            paths = _as_paths(text, Path(scratch))
+            child = _Run(self.rlm, self.shared, question, paths, depth)
+            return child.execute().answer
+
+    def _tell(self, text: str) -> None:
+        self.messages.append({"role": "user", "content": text})
+
+    def _format(self, result: ExecutionResult) -> str:
+        parts = [result.stdout, result.stderr]
+        if result.result is not None:
+            parts.append(result.result)
+        if result.error is not None:
+            tail = "\n".join(result.error.traceback[-3:]) if result.error.name != "ProtectedNameError" else ""
+            parts.append(f"{tail}\n{result.error.name}: {result.error.value}".strip())
+        if result.status != "ok" and result.reason:
+            parts.append(f"[{result.status}: {result.reason}]")
+        text = "\n".join(p.rstrip("\n") for p in parts if p and p.strip()) or "(no output)"
+        return _clip(text, self.rlm.output_chars)
+
+    def _out_of_time(self) -> bool:
+        limit = self.rlm.max_wall_s
+        return limit is not None and time.monotonic() - self.started > limit
+
+
+def _as_paths(context: str | Path | list[str | Path] | None, scratch: Path) -> list[Path]:
+    """Files for the sandbox: paths as given, text written to a scratch file."""
+    if context is None:
+        return []
+    if isinstance(context, Path):
+        return [context]
+    if isinstance(context, str):
+        path = scratch / "context.txt"
+        path.write_text(context, encoding="utf-8")
+        return [path]
+    return [Path(p) for p in context]
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    head, tail = text[: limit * 3 // 4], text[-limit // 4:]
+    return f"{head}\n[... {len(text) - len(head) - len(tail):,} characters cut ...]\n{tail}"
+
+
+def _usage(calls: list[Completion], role: str) -> list[ModelUsage]:
+    by_model: dict[str, ModelUsage] = {}
+    for call in calls:
+        usage = by_model.setdefault(call.model, ModelUsage(model=call.model, role=role))
+        usage.calls += 1
+        usage.prompt_tokens += call.usage.prompt_tokens
+        usage.completion_tokens += call.usage.completion_tokens
+        usage.cost_usd = None if usage.cost_usd is None or call.cost_usd is None else usage.cost_usd + call.cost_usd
+    return list(by_model.values())
+
+
+def _compare(query: str, documents: list[Path], usage: list[ModelUsage]) -> Comparison:
+    chars = len(query) + sum(p.stat().st_size for p in documents)
+    stuffed = max(1, chars // CHARS_PER_TOKEN)
+    used = sum(u.total_tokens for u in usage)
+    return Comparison(input_tokens=stuffed, rlm_tokens=used, saved_pct=round(100 * (1 - used / stuffed), 1),
+                      method=f"estimate: {CHARS_PER_TOKEN} characters (bytes) per token")
+

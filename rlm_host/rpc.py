@@ -1,0 +1,275 @@
+"""The host end of the RPC channel: a Unix socket broker and the sub-call budget.
+
+Every byte from the kernel is hostile. A frame is size-checked from its header
+before its body is read, decoded strictly, validated (``wire.py``), checked
+against the run's budget and only then served. Whatever arrives, the broker
+answers with an error reply (or closes that one connection) and records an
+event; it never crashes and never blocks the run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from .errors import LMError
+from .events import EventHook, null_hook
+from .lm import Completion, LMClient
+from .policy import SubcallBudget
+from .wire import (Answer, FrameError, LLMQuery, LLMQueryBatched, Query, RLMQuery, decode, encode,
+                   error_reply, frame_size, ok_reply, parse_request)
+
+log = structlog.get_logger(__name__)
+
+MAX_CONNECTIONS = 4
+SUBCALL_SYSTEM = ("You answer one question about a piece of a larger document. Use only the text given; "
+                  "say so plainly when it does not contain the answer. Be brief and exact.")
+
+
+class BudgetExceeded(Exception):
+    """A sub-call the run's budget does not allow; the message is shown to the model."""
+
+
+class Budget:
+    """The per-run sub-call budget, shared by a run and its child RLMs."""
+
+    def __init__(self, limits: SubcallBudget) -> None:
+        self.limits = limits
+        self.calls = 0
+        self.tokens = 0
+        self.cost_usd = 0.0
+        self._lock = threading.Lock()
+        self.slots = threading.BoundedSemaphore(limits.max_concurrency)
+
+    def admit(self, prompt_sizes: list[int]) -> None:
+        """Reserve calls for prompts of these sizes, or refuse them all with the reason."""
+        limits = self.limits
+        for size in prompt_sizes:
+            if size > limits.max_prompt_chars:
+                raise BudgetExceeded(f"sub-call prompt of {size:,} characters exceeds the limit of "
+                                     f"{limits.max_prompt_chars:,}; send a smaller piece")
+        with self._lock:
+            if self.calls + len(prompt_sizes) > limits.max_calls:
+                raise BudgetExceeded(f"sub-call budget exhausted: {self.calls} of {limits.max_calls} used"
+                                     + (f"; this batch needs {len(prompt_sizes)}" if len(prompt_sizes) > 1 else ""))
+            if self.tokens >= limits.max_total_tokens:
+                raise BudgetExceeded(f"sub-call token budget exhausted: {self.tokens:,} of "
+                                     f"{limits.max_total_tokens:,} tokens used")
+            if limits.max_cost_usd is not None and self.cost_usd >= limits.max_cost_usd:
+                raise BudgetExceeded(f"sub-call cost budget exhausted: ${self.cost_usd:.4f} of "
+                                     f"${limits.max_cost_usd:.4f} used")
+            self.calls += len(prompt_sizes)
+
+    def record(self, completion: Completion) -> None:
+        with self._lock:
+            self.tokens += completion.usage.total_tokens
+            self.cost_usd += completion.cost_usd or 0.0
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"calls": self.calls, "tokens": self.tokens, "cost_usd": round(self.cost_usd, 6)}
+
+
+ChildRunner = Callable[[str, str, int], str]
+
+
+class Subcalls:
+    """What each op means: sub-model calls under the budget, child RLMs, the answer."""
+
+    def __init__(self, lm: LMClient, model: str, budget: Budget, *, depth: int = 1,
+                 child: ChildRunner | None = None, max_tokens: int | None = None,
+                 on_event: EventHook = null_hook) -> None:
+        self.lm, self.model, self.budget = lm, model, budget
+        self.depth = depth
+        self.child = child
+        self.max_tokens = max_tokens
+        self.emit = on_event
+        self.answer: Answer | None = None
+        self.completions: list[Completion] = []
+        self._lock = threading.Lock()
+
+    def dispatch(self, request: LLMQuery | LLMQueryBatched | RLMQuery | Answer) -> Any:
+        if isinstance(request, LLMQuery):
+            self.budget.admit([len(request.prompt())])
+            return self._call(request)
+        if isinstance(request, LLMQueryBatched):
+            self.budget.admit([len(item.prompt()) for item in request.items])
+            return self._batch(request.items)
+        if isinstance(request, RLMQuery):
+            return self._rlm(request)
+        return self._answer(request)
+
+    def _call(self, query: Query) -> str:
+        messages = [{"role": "system", "content": SUBCALL_SYSTEM}, {"role": "user", "content": query.prompt()}]
+        with self.budget.slots:
+            completion = self.lm.complete(messages, model=self.model, max_tokens=self.max_tokens, temperature=0)
+        self.budget.record(completion)
+        with self._lock:
+            self.completions.append(completion)
+        self.emit("subcall", {"model": completion.model, "prompt_chars": len(query.prompt()),
+                              "reply_chars": len(completion.text), "prompt_tokens": completion.usage.prompt_tokens,
+                              "completion_tokens": completion.usage.completion_tokens,
+                              "cost_usd": completion.cost_usd, "latency_s": round(completion.latency_s, 4),
+                              "retries": completion.retries, "depth": self.depth})
+        return completion.text
+
+    def _batch(self, items: list[Query]) -> list[str]:
+        if not items:
+            return []
+        workers = min(len(items), self.budget.limits.max_concurrency)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rlm-subcall") as pool:
+            return list(pool.map(self._call, items))
+
+    def _rlm(self, request: RLMQuery) -> str:
+        if self.child is None or self.depth >= self.budget.limits.max_depth:
+            self.emit("subcall.depth_fallback", {"depth": self.depth, "max_depth": self.budget.limits.max_depth})
+            self.budget.admit([len(request.prompt())])
+            return self._call(request)
+        self.emit("subcall.child_rlm", {"depth": self.depth + 1, "text_chars": len(request.text)})
+        return self.child(request.question, request.text, self.depth + 1)
+
+    def _answer(self, request: Answer) -> str:
+        with self._lock:
+            self.answer = request
+        self.emit("answer", {"chars": len(request.text), "citations": len(request.citations)})
+        return "recorded"
+
+
+class Broker:
+    """Serves one session's RPC socket; one thread per connection (a few at most)."""
+
+    def __init__(self, path: Path, subcalls: Subcalls, *, max_frame_bytes: int, uid: int | None = None,
+                 on_event: EventHook = null_hook) -> None:
+        self.path = path
+        self.subcalls = subcalls
+        self.max_frame_bytes = max_frame_bytes
+        self.uid = uid
+        self.emit = on_event
+        self._listener: socket.socket | None = None
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self.frames = 0
+        self.rejected = 0
+
+    def start(self) -> "Broker":
+        self.path.unlink(missing_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(self.path))
+        os.chmod(self.path, 0o600)
+        if self.uid is not None and os.geteuid() == 0:
+            os.chown(self.path, self.uid, self.uid)
+        listener.listen(MAX_CONNECTIONS)
+        self._listener = listener
+        threading.Thread(target=self._accept_loop, name="rlm-rpc-accept", daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections = list(self._connections)
+        if self._listener is not None:
+            _shutdown(self._listener)
+        for conn in connections:
+            _shutdown(conn)
+        self.path.unlink(missing_ok=True)
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                crowded = len(self._connections) >= MAX_CONNECTIONS or self._closed
+                if not crowded:
+                    self._connections.add(conn)
+            if crowded:
+                self.emit("rpc.connection_refused", {"reason": f"more than {MAX_CONNECTIONS} connections"})
+                _shutdown(conn)
+                continue
+            threading.Thread(target=self._serve, args=(conn,), name="rlm-rpc-conn", daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            while self._serve_one(conn):
+                pass
+        finally:
+            with self._lock:
+                self._connections.discard(conn)
+            _shutdown(conn)
+
+    def _serve_one(self, conn: socket.socket) -> bool:
+        """Read one frame and answer it; False when the connection should end."""
+        header = _recv_exact(conn, 4)
+        if header is None:
+            return False
+        request_id: Any = None
+        try:
+            body = _recv_exact(conn, frame_size(header, self.max_frame_bytes))
+            if body is None:
+                self._reject("truncated", "the connection closed in the middle of a frame")
+                return False
+            self.frames += 1
+            obj = decode(body)
+            request_id = obj.get("id")
+            request = parse_request(obj)
+            reply = ok_reply(request.id, self.subcalls.dispatch(request))
+        except FrameError as exc:
+            self._reject(exc.code, str(exc))
+            reply = error_reply(request_id, exc.code, str(exc))
+            if exc.fatal:
+                _send(conn, reply)
+                return False
+        except BudgetExceeded as exc:
+            self.emit("subcall.denied", {"reason": str(exc)})
+            reply = error_reply(request_id, "budget_exhausted", str(exc))
+        except LMError as exc:
+            self.emit("subcall.failed", {"error": str(exc)})
+            reply = error_reply(request_id, "lm_error", str(exc))
+        except Exception as exc:  # noqa: BLE001 - the broker must survive anything
+            log.exception("rpc handler failed")
+            self.emit("rpc.internal_error", {"error": f"{type(exc).__name__}: {exc}"})
+            reply = error_reply(request_id, "internal", f"the host failed to serve the request ({type(exc).__name__})")
+        return _send(conn, reply)
+
+    def _reject(self, code: str, message: str) -> None:
+        self.rejected += 1
+        self.emit("rpc.frame_rejected", {"code": code, "message": message[:200]})
+
+
+def _recv_exact(conn: socket.socket, size: int) -> bytes | None:
+    chunks, left = [], size
+    while left:
+        try:
+            chunk = conn.recv(min(left, 1 << 20))
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _send(conn: socket.socket, reply: dict[str, Any]) -> bool:
+    try:
+        conn.sendall(encode(reply))
+    except OSError:
+        return False
+    return True
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
