@@ -9,13 +9,16 @@ from .errors import (
     DockerUnavailable,
     ImageError,
     KernelStartError,
+    LMError,
     PolicyError,
     RLMHostError,
     SandboxError,
     SessionClosed,
 )
+from .lm import LMClient, PriceTable
 from .policy import Policy, load_policy
-from .results import CellError, ExecutionResult
+from .results import CellError, ExecutionResult, RLMResult
+from .rlm import RLM
 from .sandbox import DockerSandbox, Sandbox, WarmPool
 
 __version__ = "0.1.0"
@@ -28,9 +31,14 @@ __all__ = [
     "ExecutionResult",
     "ImageError",
     "KernelStartError",
+    "LMClient",
+    "LMError",
     "Policy",
     "PolicyError",
+    "PriceTable",
+    "RLM",
     "RLMHostError",
+    "RLMResult",
     "Sandbox",
     "SandboxError",
     "SessionClosed",

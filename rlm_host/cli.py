@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -98,6 +99,48 @@ def exec_cell(
     fields = result.model_dump(mode="json")
     print(json.dumps({"status": fields.pop("status"), **fields, "policy": loaded.name,
                       "policy_sha256": loaded.sha256}, ensure_ascii=False))
+
+
+@app.command()
+def run(
+    query: Annotated[str, typer.Option("--query", "-q", help="The question to answer.")],
+    context: Annotated[list[Path], typer.Option(help="Document to answer from; repeatable.")],
+    policy: Annotated[str, typer.Option(help="Policy name (standard, strict) or a policy YAML file.")] = "standard",
+    model: Annotated[Optional[str], typer.Option(help="Root model (or RLM_HOST_MODEL).")] = None,
+    sub_model: Annotated[Optional[str], typer.Option(help="Model for llm_query sub-calls (default: the root model).")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (or OPENAI_BASE_URL).")] = None,
+    max_iterations: Annotated[int, typer.Option(min=1, help="Root-model turns before the last-resort answer.")] = 20,
+    max_depth: Annotated[Optional[int], typer.Option(min=1, max=8, help="rlm_query recursion depth (default: the policy's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
+) -> None:
+    """Answer a question over documents with a Recursive Language Model in the sandbox."""
+    from .progress import Progress
+    from .report_text import render_result
+    from .rlm import RLM
+
+    endpoint = _endpoint(base_url, model)
+    with Progress(enabled=err.is_terminal and not as_json, console=err) as progress:
+        rlm = RLM(model=endpoint["model"], sub_model=sub_model, base_url=endpoint["base_url"], policy=policy,
+                  max_iterations=max_iterations, max_depth=max_depth, on_event=progress.event)
+        result = rlm.complete(query, list(context))
+    if as_json:
+        print(json.dumps(result.model_dump(mode="json"), ensure_ascii=False))
+    else:
+        render_result(result, Console())
+
+
+def _endpoint(base_url: str | None, model: str | None) -> dict[str, str | None]:
+    """Which endpoint and root model to use, or a ConfigError saying how to choose."""
+    base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+    model = model or os.environ.get("RLM_HOST_MODEL")
+    if not base_url and not os.environ.get("OPENAI_API_KEY"):
+        raise ConfigError("no LM endpoint: set OPENAI_API_KEY for OpenAI, or --base-url / OPENAI_BASE_URL "
+                          "for any OpenAI-compatible server (vLLM, Ollama, llama.cpp)")
+    if not model:
+        if base_url:
+            raise ConfigError("no model: pass --model (or set RLM_HOST_MODEL) with a model the endpoint serves")
+        model = "gpt-4o-mini"
+    return {"base_url": base_url, "model": model}
 
 
 def _read_code(code_file: str) -> str:

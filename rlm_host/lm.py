@@ -19,6 +19,7 @@ import email.utils
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .errors import ConfigError, LMError
 
+REASONING_MODEL = re.compile(r"^(gpt-5|o[134])(\b|-|$)")
 PRICES_ENV = "RLM_HOST_PRICES"
 MAX_WAIT_S = 30.0  # no single backoff or Retry-After wait is longer than this
 PLACEHOLDER_KEY = "rlm-host-no-key"  # local servers ignore the key; openai refuses none
@@ -159,7 +161,7 @@ _NOT_COMPLETION = "answered with something that is not a chat completion"
 _CHECK_ENDPOINT = "check that --base-url / OPENAI_BASE_URL is an OpenAI-compatible /v1 endpoint"
 
 
-class _Failed(Exception):
+class _AttemptError(Exception):
     """One attempt failed: what the endpoint did, what it said, and what to do about it."""
 
     def __init__(self, what: str, detail: str, hint: str, *, status: int | None = None,
@@ -206,7 +208,7 @@ def _status_detail(exc: openai.APIStatusError) -> str:
     return _excerpt(message) if message else _excerpt(exc.response.text or exc.message)
 
 
-def _status_failure(exc: openai.APIStatusError) -> _Failed:
+def _status_failure(exc: openai.APIStatusError) -> _AttemptError:
     """408, 429 and 5xx are worth retrying; any other status is final."""
     status = exc.status_code
     retryable = status in (408, 429) or status >= 500
@@ -216,23 +218,24 @@ def _status_failure(exc: openai.APIStatusError) -> _Failed:
         hint = "the server is failing: check its health and logs"
     else:
         hint = _STATUS_HINTS.get(status, "see the endpoint's documentation for this status")
-    return _Failed(f"answered {status}", _status_detail(exc), hint, status=status, retryable=retryable,
-                   retry_after=_retry_after_s(exc.response.headers))
+    return _AttemptError(f"answered {status}", _status_detail(exc), hint, status=status,
+                         retryable=retryable, retry_after=_retry_after_s(exc.response.headers))
 
 
-def _classify(exc: openai.OpenAIError, timeout_s: float) -> _Failed:
+def _classify(exc: openai.OpenAIError, timeout_s: float) -> _AttemptError:
     """Translate an openai error; timeouts and lost connections are retryable."""
     if isinstance(exc, openai.APITimeoutError):
-        return _Failed("did not answer", f"no reply within {timeout_s:g} s",
-                       "raise the timeout or check the server's load", retryable=True)
+        return _AttemptError("did not answer", f"no reply within {timeout_s:g} s",
+                             "raise the timeout or check the server's load", retryable=True)
     if isinstance(exc, openai.APIConnectionError):
-        return _Failed("was unreachable", str(exc.__cause__ or exc),
-                       "check --base-url / OPENAI_BASE_URL and that the server is running", retryable=True)
+        return _AttemptError("was unreachable", str(exc.__cause__ or exc),
+                             "check --base-url / OPENAI_BASE_URL and that the server is running", retryable=True)
     if isinstance(exc, openai.APIStatusError):
         return _status_failure(exc)
     if isinstance(exc, openai.APIResponseValidationError):
-        return _Failed(_NOT_COMPLETION, _excerpt(exc.response.text), _CHECK_ENDPOINT, status=exc.status_code)
-    return _Failed("could not be asked", str(exc), "check the LM settings")
+        return _AttemptError(_NOT_COMPLETION, _excerpt(exc.response.text), _CHECK_ENDPOINT,
+                             status=exc.status_code)
+    return _AttemptError("could not be asked", str(exc), "check the LM settings")
 
 
 def _reply_text(response: object, raw: str) -> str:
@@ -241,7 +244,7 @@ def _reply_text(response: object, raw: str) -> str:
     message = getattr(choices[0], "message", None) if isinstance(choices, list) and choices else None
     content = getattr(message, "content", None)
     if message is None or not isinstance(content, (str, type(None))):
-        raise _Failed(_NOT_COMPLETION, _excerpt(raw), _CHECK_ENDPOINT, status=200)
+        raise _AttemptError(_NOT_COMPLETION, _excerpt(raw), _CHECK_ENDPOINT, status=200)
     return content or ""
 
 
@@ -294,7 +297,7 @@ class LMClient:
         while True:
             try:
                 text, usage = self._attempt(request)
-            except _Failed as failed:
+            except _AttemptError as failed:
                 if not failed.retryable or attempt > self._max_retries:
                     raise self._error(failed, model, attempt) from failed.__cause__
                 time.sleep(self._wait_s(attempt, failed.retry_after))
@@ -314,7 +317,7 @@ class LMClient:
         self.close()
 
     def _attempt(self, request: dict[str, Any]) -> tuple[str, Usage]:
-        """Send once; any failure leaves as ``_Failed``, ``from`` the original error."""
+        """Send once; any failure leaves as ``_AttemptError``, ``from`` the original error."""
         try:
             raw = self._client.chat.completions.with_raw_response.create(**request)
         except openai.OpenAIError as exc:
@@ -322,7 +325,8 @@ class LMClient:
         try:
             response = raw.parse()
         except (openai.OpenAIError, ValueError) as exc:  # a 200 whose body is not JSON
-            raise _Failed(_NOT_COMPLETION, _excerpt(raw.http_response.text), _CHECK_ENDPOINT, status=raw.status_code) from exc
+            body = _excerpt(raw.http_response.text)
+            raise _AttemptError(_NOT_COMPLETION, body, _CHECK_ENDPOINT, status=raw.status_code) from exc
         return _reply_text(response, raw.http_response.text), _reply_usage(response)
 
     def _wait_s(self, attempt: int, retry_after: float | None) -> float:
@@ -330,7 +334,7 @@ class LMClient:
         backoff = self._backoff_s * 2.0 ** min(attempt - 1, 32)
         return min(retry_after if retry_after is not None else backoff, MAX_WAIT_S)
 
-    def _error(self, failed: _Failed, model: str, attempts: int) -> LMError:
+    def _error(self, failed: _AttemptError, model: str, attempts: int) -> LMError:
         """The one-line ``LMError`` for a final failure: what happened and what to do."""
         after = f" after {attempts} attempts" if attempts > 1 else ""
         message = (f"LM endpoint {self._endpoint} {failed.what} for model '{model}'{after}: "
@@ -340,6 +344,13 @@ class LMClient:
 
 def _request(messages: list[dict[str, str]], model: str, max_tokens: int | None,
              temperature: float | None, stop: list[str] | None) -> dict[str, Any]:
-    """The ``create`` arguments; unset options are left out so servers apply their defaults."""
-    options = {"max_tokens": max_tokens, "temperature": temperature, "stop": stop}
+    """The ``create`` arguments; unset options are left out so servers apply their defaults.
+
+    OpenAI's reasoning models (gpt-5, o1/o3/o4) take ``max_completion_tokens`` and refuse
+    a non-default temperature and ``stop``; they get the request they accept.
+    """
+    if REASONING_MODEL.match(model):
+        options = {"max_completion_tokens": max_tokens}
+    else:
+        options = {"max_tokens": max_tokens, "temperature": temperature, "stop": stop}
     return {"model": model, "messages": messages, **{k: v for k, v in options.items() if v is not None}}

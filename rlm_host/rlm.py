@@ -10,6 +10,7 @@ then one last call asks for the best answer from what was found.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 import uuid
@@ -39,7 +40,8 @@ LAST_CALL = ("You have run out of turns. From what you found so far, write your 
              "as plain text, with the offsets or document names of your evidence. Do not write code.")
 
 
-def system_prompt() -> str:
+def default_system_prompt() -> str:
+    """The root model's instructions, from ``rlm_host/prompts/rlm_system.txt``."""
     return resources.files("rlm_host").joinpath("prompts/rlm_system.txt").read_text(encoding="utf-8")
 
 
@@ -75,6 +77,7 @@ class RLM:
         prices: PriceTable | None = None,
         image: str | None = None,
         on_event: EventHook | None = None,
+        system_prompt: str | None = None,
     ) -> None:
         if max_iterations < 1:
             raise ConfigError(f"max_iterations must be at least 1 (got {max_iterations})")
@@ -94,6 +97,7 @@ class RLM:
         self.output_chars = output_chars
         self.image = image
         self.on_event = on_event
+        self.system_prompt = system_prompt or default_system_prompt()
         self._check_cost_budget()
 
     def complete(self, query: str, context: str | Path | list[str | Path] | None = None) -> RLMResult:
@@ -145,7 +149,7 @@ class _Run:
 
     def _loop(self, sandbox: DockerSandbox, subcalls: Subcalls) -> RLMResult:
         description = sandbox.execute(DESCRIBE_CELL).stdout.strip()
-        self.messages = [{"role": "system", "content": system_prompt()},
+        self.messages = [{"role": "system", "content": self.rlm.system_prompt},
                          {"role": "user", "content": f"Question: {self.query}\n\n{description}\n\n"
                                                      "Write your first cell."}]
         last_code: str | None = None
@@ -159,8 +163,8 @@ class _Run:
             self.messages.append({"role": "assistant", "content": reply})
             last_code = self._act(sandbox, step, last_code)
             if subcalls.answer is not None:
-                return self._finish(subcalls, "answer", iteration, subcalls.answer.text,
-                                    [Citation(**c.model_dump()) for c in subcalls.answer.citations])
+                citations = _quote(sandbox, [Citation(**c.model_dump()) for c in subcalls.answer.citations])
+                return self._finish(subcalls, "answer", iteration, subcalls.answer.text, citations)
             if step.status == "no_code" and (final := self._final(sandbox, reply)) is not None:
                 return self._finish(subcalls, "final", iteration, final, [])
         return self._last_call(subcalls, "max_iterations", self.rlm.max_iterations)
@@ -266,6 +270,26 @@ def _as_paths(context: str | Path | list[str | Path] | None, scratch: Path) -> l
         path.write_text(context, encoding="utf-8")
         return [path]
     return [Path(p) for p in context]
+
+
+def _quote(sandbox: DockerSandbox, citations: list[Citation]) -> list[Citation]:
+    """Fill each offset citation's ``text`` with the cited span (up to 300 characters)."""
+    offsets = [i for i, c in enumerate(citations) if c.start is not None][:50]
+    spans = [(citations[i].start, max(citations[i].end or 0, citations[i].start + 1)) for i in offsets]
+    if not spans:
+        return citations
+    code = f"import json as _j; print(_j.dumps([context[a:min(b, a + 300)] for a, b in {spans!r}])); del _j"
+    shown = sandbox.execute(code)
+    try:
+        texts = json.loads(shown.stdout) if shown.ok else None
+    except ValueError:
+        texts = None
+    if not isinstance(texts, list) or len(texts) != len(offsets):
+        return citations
+    quoted = list(citations)
+    for i, text in zip(offsets, texts):
+        quoted[i] = quoted[i].model_copy(update={"text": text})
+    return quoted
 
 
 def _clip(text: str, limit: int) -> str:

@@ -277,16 +277,16 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     timeout = 10  # a client that connects and never sends cannot hold shutdown forever
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib's name)
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet: tests and benchmarks read results, not access logs."""
 
-    def do_GET(self) -> None:  # noqa: N802 (stdlib's name)
+    def do_GET(self) -> None:
         if urlsplit(self.path).path.rstrip("/") == "/v1/models":
             self._send(_json_reply(200, self.server.lm.models()))
         else:
             self._send(_json_reply(404, _error_payload(404, f"no route {self.path}")))
 
-    def do_POST(self) -> None:  # noqa: N802 (stdlib's name)
+    def do_POST(self) -> None:
         if urlsplit(self.path).path.rstrip("/") != "/v1/chat/completions":
             self._send(_json_reply(404, _error_payload(404, f"no route {self.path}")))
             return

@@ -1,0 +1,74 @@
+"""Live progress of a run on stderr: iteration, current action, tokens and cost so far.
+
+It only displays: it receives events (the same hook the audit trail uses) and
+redraws one status line.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.status import Status
+
+
+class Progress:
+    """A one-line status that follows run events; does nothing when disabled."""
+
+    def __init__(self, *, enabled: bool, console: Console) -> None:
+        self.enabled = enabled
+        self.console = console
+        self._status: Status | None = None
+        self._lock = threading.Lock()
+        self.iteration = 0
+        self.depth = 1
+        self.tokens = 0
+        self.cost = 0.0
+        self.cost_known = True
+        self.subcalls = 0
+        self.action = "starting the sandbox"
+
+    def __enter__(self) -> "Progress":
+        if self.enabled:
+            self._status = self.console.status(self._line())
+            self._status.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._status is not None:
+            self._status.stop()
+
+    def event(self, kind: str, fields: dict[str, Any]) -> None:
+        with self._lock:
+            self._apply(kind, fields)
+            if self._status is not None:
+                self._status.update(self._line())
+
+    def _apply(self, kind: str, fields: dict[str, Any]) -> None:
+        if kind == "iteration.start":
+            self.iteration, self.depth = fields["iteration"], fields.get("depth", 1)
+            self.action = "waiting for the root model"
+        elif kind in {"root", "subcall"}:
+            self.tokens += fields.get("prompt_tokens", 0) + fields.get("completion_tokens", 0)
+            cost = fields.get("cost_usd")
+            self.cost_known = self.cost_known and cost is not None
+            self.cost += cost or 0.0
+            if kind == "subcall":
+                self.subcalls += 1
+            else:
+                self.action = "running the cell"
+        elif kind == "cell":
+            self.action = f"cell {fields['status']} in {fields['duration_ms']:.0f} ms"
+        elif kind == "sandbox.restart":
+            self.action = "restarting the sandbox"
+        elif kind.startswith("limit."):
+            self.action = f"limit: {kind.removeprefix('limit.')}"
+
+    def _line(self) -> str:
+        cost = f"${self.cost:.4f}" if self.cost_known else "cost unknown"
+        depth = f" (depth {self.depth})" if self.depth > 1 else ""
+        return (f"iteration {self.iteration}{depth} · {self.action} · {self.subcalls} sub-calls · "
+                f"{self.tokens:,} tokens · {cost}")

@@ -1,0 +1,255 @@
+"""Full runs through the real sandbox, driven by the scripted OpenAI-compatible server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rlm_host.errors import ConfigError, LMError
+from rlm_host.lm import PriceTable
+from rlm_host.rlm import RLM
+from scripted_lm import ScriptedLM
+
+pytestmark = pytest.mark.docker
+
+DOC = Path(__file__).resolve().parent.parent / "examples" / "clauses.txt"
+FEE_OFFSET = DOC.read_text().find("termination fee")
+
+
+def cell(code: str) -> str:
+    return f"```python\n{code}\n```"
+
+
+@pytest.fixture
+def lm() -> Iterator[ScriptedLM]:
+    with ScriptedLM() as server:
+        server.rule("sub", lambda messages: "EUR 48,500")
+        yield server
+
+
+def make_rlm(lm: ScriptedLM, policy: str = "standard", **kwargs) -> RLM:
+    from rlm_host.lm import LMClient
+
+    prices = kwargs.pop("prices", PriceTable({"root": (1.0, 1.0), "sub": (0.5, 0.5)}))
+    client = LMClient(base_url=lm.base_url, backoff_s=0.01, max_retries=kwargs.pop("max_retries", 3), prices=prices)
+    return RLM(model="root", sub_model="sub", lm=client, prices=prices, policy=policy, **kwargs)
+
+
+FULL_RUN = [
+    "Let me look first.\n" + cell("print(len(context), [d.name for d in documents])\n"
+                                  "hits = search(r'termination fee')\nprint(hits[:2])"),
+    cell("reply = llm_query('What is the fee?', peek(hits[0].start - 100, hits[0].end + 100))\n"
+         "parts = llm_query_batched([('Who pays?', peek(0, 200)), ('When?', peek(200, 400))])\n"
+         "print(reply, parts)"),
+    cell("answer(reply, citations=[hits[0]])"),
+]
+
+
+@pytest.mark.parametrize("policy", ["standard", "strict"])
+def test_full_run_with_citations(lm: ScriptedLM, policy: str) -> None:
+    """peek, search, llm_query and llm_query_batched, then answer with a citation, under both runtimes."""
+    lm.script("root", FULL_RUN)
+    result = make_rlm(lm, policy).complete("What is the termination fee?", [DOC])
+    assert result.answer == "EUR 48,500" and result.stopped == "answer" and not result.fallback
+    assert result.iterations == 3
+    assert result.citations[0].start == FEE_OFFSET and result.citations[0].document == "clauses.txt"
+    assert "31022 ['clauses.txt']" in result.trajectory[0].output
+    assert "EUR 48,500 ['EUR 48,500', 'EUR 48,500']" in result.trajectory[1].output
+    usage = {u.model: u for u in result.usage}
+    assert usage["root"].calls == 3 and usage["sub"].calls == 3 and result.subcalls["calls"] == 3
+    sub_prompts = [r for r in lm.requests if r["model"] == "sub"]
+    assert any("Clause 121 (termination fee)" in r["messages"][-1]["content"] for r in sub_prompts)
+    assert result.comparison.input_tokens > result.comparison.rlm_tokens > 0
+    assert 0 < result.comparison.saved_pct < 100
+    assert len([e for e in result.events if e["kind"] == "subcall"]) == 3
+
+
+def test_usage_and_cost_follow_the_server(lm: ScriptedLM) -> None:
+    """Per-model tokens are the server's reported usage; cost is tokens times the price table."""
+    lm.script("root", FULL_RUN)
+    lm.usage_for("root", prompt_tokens=1000, completion_tokens=100)
+    lm.usage_for("sub", prompt_tokens=200, completion_tokens=20)
+    result = make_rlm(lm).complete("What is the termination fee?", [DOC])
+    usage = {u.model: u for u in result.usage}
+    assert (usage["root"].prompt_tokens, usage["root"].completion_tokens) == (3000, 300)
+    assert (usage["sub"].prompt_tokens, usage["sub"].completion_tokens) == (600, 60)
+    assert usage["root"].cost_usd == pytest.approx(3300 * 1.0 / 1e6)
+    assert usage["sub"].cost_usd == pytest.approx(660 * 0.5 / 1e6)
+    assert result.cost_usd == pytest.approx(3300e-6 + 330e-6)
+    assert result.comparison.rlm_tokens == 3960
+
+
+def test_never_answering_hits_max_iterations(lm: ScriptedLM) -> None:
+    """A model that never answers is stopped at max_iterations and asked once for its best answer."""
+    lm.script("root", [cell(f"print({i})") for i in range(3)] + ["Best guess: EUR 48,500 (offset 30890)."])
+    result = make_rlm(lm, max_iterations=3).complete("What is the fee?", [DOC])
+    assert result.stopped == "max_iterations" and result.fallback and result.iterations == 3
+    assert result.answer == "Best guess: EUR 48,500 (offset 30890)."
+    assert "out of turns" in lm.requests[-1]["messages"][-1]["content"]
+
+
+def test_syntax_error_no_code_and_repeats_are_survived(lm: ScriptedLM) -> None:
+    """A syntax error, a reply without code, an unclosed block and a repeated cell each get a nudge."""
+    lm.script("root", [
+        cell("print(('unbalanced'"),
+        "I believe the answer is in clause 121.",
+        "```python\nprint('cut off",
+        cell("x = 1\nprint(x)"),
+        cell("x = 1\nprint(x)"),
+        cell("answer('done')"),
+    ])
+    result = make_rlm(lm).complete("What is the fee?", [DOC])
+    assert result.answer == "done" and result.stopped == "answer"
+    statuses = [s.status for s in result.trajectory]
+    assert statuses == ["error", "no_code", "unclosed", "ok", "repeated", "ok"]
+    assert "SyntaxError" in result.trajectory[0].output
+    sent = [r["messages"][-1]["content"] for r in lm.requests if r["model"] == "root"]
+    assert "no ```python code block" in sent[2] and "cut off" in sent[3] and "already ran exactly" in sent[5]
+
+
+def test_rebinding_context_is_refused(lm: ScriptedLM) -> None:
+    """`context = ...` is refused with a clear error; context stays whole and the run goes on."""
+    lm.script("root", [
+        cell("context = context[:10]"),
+        cell("globals()['peek'] = None"),
+        cell("print(len(context), peek(0, 6))"),
+        cell("answer('kept')"),
+    ])
+    result = make_rlm(lm).complete("What is the fee?", [DOC])
+    assert "'context' is provided by rlm-host and cannot be rebound" in result.trajectory[0].output
+    assert "'peek' is provided by rlm-host" in result.trajectory[1].output
+    assert result.trajectory[2].output.startswith(f"{len(DOC.read_text())} MASTER")
+    assert [e["kind"] for e in result.events].count("kernel.rebind_refused") == 1
+    assert result.answer == "kept"
+
+
+def test_final_and_final_var_lines(lm: ScriptedLM) -> None:
+    """Reference-style FINAL_VAR(name) in the reply's text ends the run with that variable's value."""
+    lm.script("root", [cell("fee = 'EUR ' + '48,500'"), "FINAL_VAR(fee)"])
+    result = make_rlm(lm).complete("What is the fee?", [DOC])
+    assert result.stopped == "final" and result.answer == "EUR 48,500"
+    lm.script("root", ["FINAL(EUR 48,500)"])
+    assert make_rlm(lm).complete("What is the fee?", "a short text context").answer == "EUR 48,500"
+
+
+@pytest.mark.parametrize(
+    ("budget", "code", "needle"),
+    [
+        ({"max_calls": 1}, "llm_query('a', 'x'); llm_query('b', 'y')", "sub-call budget exhausted: 1 of 1 used"),
+        ({"max_prompt_chars": 50}, "llm_query('q', context[:5000])", "exceeds the limit of 50"),
+        ({"max_total_tokens": 10}, "llm_query('q', context[:800]); llm_query('q', 'x')", "token budget exhausted"),
+        ({"max_cost_usd": 1e-9}, "llm_query('q', context[:800]); llm_query('q', 'x')", "cost budget exhausted"),
+    ],
+    ids=["count", "size", "tokens", "cost"],
+)
+def test_budgets_refuse_in_the_cell(lm: ScriptedLM, budget: dict, code: str, needle: str) -> None:
+    """Past a budget the cell gets a readable SubcallError; the run continues to an answer."""
+    from rlm_host.policy import load_policy
+
+    lm.script("root", [cell(code), cell("answer('stopped by budget')")])
+    policy = load_policy("standard").with_subcalls(**budget)
+    result = make_rlm(lm, policy=policy).complete("What is the fee?", [DOC])
+    assert "SubcallError" in result.trajectory[0].output and needle in result.trajectory[0].output
+    assert any(e["kind"] == "subcall.denied" for e in result.events)
+    assert result.answer == "stopped by budget"
+
+
+def test_unknown_price_with_cost_budget_refuses_to_start(lm: ScriptedLM) -> None:
+    """A USD budget with a sub-model of unknown price is refused before anything starts."""
+    from rlm_host.policy import load_policy
+
+    policy = load_policy("standard").with_subcalls(max_cost_usd=1.0)
+    with pytest.raises(ConfigError, match="price of model 'sub' is unknown"):
+        make_rlm(lm, policy=policy, prices=PriceTable({}))
+
+
+def test_depth_two_starts_a_child_sandbox(lm: ScriptedLM) -> None:
+    """rlm_query at max_depth=2 runs a child RLM in its own sandbox; deeper falls back to llm_query."""
+    lm.script("root", [
+        cell("print(rlm_query('What is the fee?', context[-400:]))"),
+        cell("print(rlm_query('deeper?', context[-100:]))"),  # the child, at depth 2
+        cell("answer('child found EUR 48,500')"),
+        cell("answer('parent: EUR 48,500')"),
+    ])
+    result = make_rlm(lm, max_depth=2).complete("What is the fee?", [DOC])
+    assert result.answer == "parent: EUR 48,500"
+    assert "child found EUR 48,500" in result.trajectory[0].output
+    starts = [e for e in result.events if e["kind"] == "sandbox.start"]
+    assert len({e["session"] for e in starts}) == 2
+    assert [e["kind"] for e in result.events].count("subcall.child_rlm") == 1
+    assert [e["kind"] for e in result.events].count("subcall.depth_fallback") == 1
+
+
+def test_depth_one_falls_back_to_llm_query(lm: ScriptedLM) -> None:
+    """With the default depth 1, rlm_query is an llm_query (no second sandbox)."""
+    lm.script("root", [cell("print(rlm_query('What is the fee?', context[-400:]))"), cell("answer('x')")])
+    result = make_rlm(lm).complete("What is the fee?", [DOC])
+    assert "EUR 48,500" in result.trajectory[0].output
+    assert len({e["session"] for e in result.events if e["kind"] == "sandbox.start"}) == 1
+
+
+def test_rate_limits_and_server_errors_are_retried(lm: ScriptedLM) -> None:
+    """429 and 500 answers are retried and the run completes; retries are recorded."""
+    lm.script("root", [cell("answer(llm_query('q', 'x'))")])
+    lm.fail(429, times=2, model="root", retry_after=0.05)
+    lm.fail(500, times=1, model="sub")
+    result = make_rlm(lm).complete("What is the fee?", [DOC])
+    assert result.answer == "EUR 48,500"
+    root = [e for e in result.events if e["kind"] == "root"]
+    sub = [e for e in result.events if e["kind"] == "subcall"]
+    assert root[0]["retries"] == 2 and sub[0]["retries"] == 1
+
+
+def test_root_failure_after_retries_is_clean(lm: ScriptedLM) -> None:
+    """When the root model keeps failing, LMError says so and no container is left."""
+    lm.fail(500, times=100, model="root")
+    with pytest.raises(LMError, match="500"):
+        make_rlm(lm, max_retries=2).complete("What is the fee?", [DOC])
+
+
+HOSTILE = r'''
+import json, socket, struct
+def conn():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect("/session/rpc.sock")
+    s.settimeout(20)
+    return s
+def reply(s):
+    head = s.recv(4, socket.MSG_WAITALL)
+    if len(head) < 4:
+        return "closed"
+    body = s.recv(struct.unpack(">I", head)[0], socket.MSG_WAITALL)
+    return json.loads(body)["error"]["code"]
+def frame(obj):
+    body = json.dumps(obj).encode()
+    return struct.pack(">I", len(body)) + body
+out = {}
+s = conn(); s.sendall(struct.pack(">I", 2**31)); out["oversized"] = reply(s); out["after_oversized"] = reply(s); s.close()
+s = conn(); s.sendall(struct.pack(">I", 50) + b'{"id": 1'); s.close()
+s = conn()
+s.sendall(struct.pack(">I", 8) + b"{not js}"); out["invalid_json"] = reply(s)
+s.sendall(frame({"id": 2, "op": "llm_query", "question": 42})); out["wrong_types"] = reply(s)
+s.sendall(frame({"id": 3, "op": "exec", "code": "import os"})); out["unknown_op"] = reply(s)
+s.sendall(frame({"id": 4, "op": "llm_query", "question": "q", "session": "other"})); out["other_session"] = reply(s)
+s.sendall(b"".join(frame({"id": 10 + i, "op": "answer", "text": 5}) for i in range(1000)))
+out["burst"] = sorted(set(reply(s) for _ in range(1000)))
+s.close()
+print(json.dumps(out, sort_keys=True))
+'''
+
+
+def test_hostile_frames_from_inside_the_sandbox(lm: ScriptedLM) -> None:
+    """Oversized, truncated, invalid, mistyped, unknown and burst frames are refused; the run goes on."""
+    lm.script("root", [cell(HOSTILE), cell("print(llm_query('still there?', 'x'))"), cell("answer('alive')")])
+    result = make_rlm(lm).complete("What is the fee?", [DOC])
+    assert result.trajectory[0].status == "ok", result.trajectory[0].output
+    assert result.trajectory[0].output.strip() == (
+        '{"after_oversized": "closed", "burst": ["bad_request"], "invalid_json": "bad_json", '
+        '"other_session": "bad_request", "oversized": "frame_too_large", "unknown_op": "unknown_op", '
+        '"wrong_types": "bad_request"}')
+    assert result.trajectory[1].output.strip() == "EUR 48,500"
+    rejected = [e["code"] for e in result.events if e["kind"] == "rpc.frame_rejected"]
+    assert {"frame_too_large", "truncated", "bad_json", "bad_request", "unknown_op"} <= set(rejected)
+    assert len(rejected) >= 1000 + 5 and result.answer == "alive"
