@@ -36,6 +36,7 @@ demo: image
 
 bench: image
 	$(BIN)/python bench/sandbox.py
+	$(BIN)/python bench/rpc.py
 
 reap: venv
 	$(BIN)/rlm-host doctor --reap

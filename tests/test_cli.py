@@ -67,11 +67,22 @@ def test_exec_strict_policy(docker_ready: str) -> None:
         (["exec", "-", "--policy", "/nonexistent/p.yaml"], "policy file /nonexistent/p.yaml not found"),
         (["exec", "-", "--context", "/nonexistent/doc.txt"], "document /nonexistent/doc.txt not found"),
         (["exec", "-", "--timeout", "-1"], "--timeout must be positive"),
+        (["run", "-q", "x", "--context", "README.md", "--base-url", "http://127.0.0.1:9/v1"], "no model: pass --model"),
+        (["run", "-q", "x", "--context", "/nonexistent/doc.txt", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"],
+         "document /nonexistent/doc.txt not found"),
     ],
 )
 def test_user_errors_are_one_line(args: list[str], needle: str) -> None:
     """Bad input gets one line saying what and how to fix it, and exit code 1."""
     one_line_error(cli(*args, stdin="print(1)\n"), needle)
+
+
+def test_run_without_endpoint_is_one_line() -> None:
+    """`run` with no API key and no endpoint says how to choose one."""
+    env = {k: v for k, v in os.environ.items() if k not in {"OPENAI_API_KEY", "OPENAI_BASE_URL"}}
+    proc = subprocess.run([sys.executable, "-m", "rlm_host", "run", "-q", "x", "--context", "README.md"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    one_line_error(proc, "no LM endpoint")
 
 
 def test_docker_unreachable_is_one_line() -> None:

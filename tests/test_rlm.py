@@ -253,3 +253,34 @@ def test_hostile_frames_from_inside_the_sandbox(lm: ScriptedLM) -> None:
     rejected = [e["code"] for e in result.events if e["kind"] == "rpc.frame_rejected"]
     assert {"frame_too_large", "truncated", "bad_json", "bad_request", "unknown_op"} <= set(rejected)
     assert len(rejected) >= 1000 + 5 and result.answer == "alive"
+
+
+def test_show_vars_and_helpers_in_the_kernel(lm: ScriptedLM) -> None:
+    """SHOW_VARS lists the model's variables (not the helpers); grep is search; pages are None for text."""
+    lm.script("root", [cell("notes = ['a', 'b']\nprint(SHOW_VARS())\nprint(grep('Clause 12[01]')[0].page)"),
+                       cell("answer('ok')")])
+    result = make_rlm(lm).complete("What is the fee?", [DOC])
+    assert result.trajectory[0].output.splitlines() == ["{'notes': 'list, len 2'}", "None"]
+
+
+def test_cli_run_prints_the_result(lm: ScriptedLM, tmp_path: Path) -> None:
+    """`rlm-host run --json` prints the whole result; the text form shows answer, citations and tokens."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        args = [sys.executable, "-m", "rlm_host", "run", "-q", "What is the termination fee?", "--context",
+                str(DOC), "--base-url", lm.base_url, "--model", "root", "--sub-model", "sub", *extra]
+        return subprocess.run(args, capture_output=True, text=True, timeout=120, env=os.environ)
+
+    lm.script("root", FULL_RUN)
+    proc = run("--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["answer"] == "EUR 48,500" and out["citations"][0]["text"] == "termination fee"
+    assert out["comparison"]["saved_pct"] > 0 and out["stopped"] == "answer"
+    lm.script("root", FULL_RUN)
+    text = run().stdout
+    assert text.startswith("Answer\nEUR 48,500") and "[1] clauses.txt [" in text and "whole input in one prompt" in text

@@ -15,6 +15,8 @@ from .documents import Document, document_at
 from .rpc import RPCClient, RPCError
 
 MAX_HITS = 200
+PROVIDED = frozenset({"context", "documents", "peek", "search", "grep", "llm_query", "llm_query_batched",
+                      "rlm_query", "answer", "FINAL", "FINAL_VAR", "SHOW_VARS"})
 PEEK_DEFAULT = 2000
 
 
@@ -108,7 +110,7 @@ class Helpers:
         """The variables defined so far, with their types and sizes."""
         shown = {}
         for key, value in self.namespace.items():
-            if key.startswith("_") or key in self.functions() or key in {"In", "Out", "exit", "quit", "get_ipython"}:
+            if key.startswith("_") or key in PROVIDED or key in {"In", "Out", "exit", "quit", "get_ipython"}:
                 continue
             size = f", len {len(value):,}" if hasattr(value, "__len__") and not callable(value) else ""
             shown[key] = f"{type(value).__name__}{size}"

@@ -16,8 +16,9 @@ from typing import Any
 
 from IPython.core.error import InputRejected
 
-PROTECTED = ("context", "documents", "peek", "search", "grep", "llm_query", "llm_query_batched",
-             "rlm_query", "answer", "FINAL", "FINAL_VAR", "SHOW_VARS")
+from .helpers import PROVIDED
+
+PROTECTED = tuple(sorted(PROVIDED))
 
 
 class ProtectedNameError(InputRejected):

@@ -74,6 +74,7 @@ class DockerSandbox(Sandbox):
         except BaseException:
             sandbox.close()
             raise
+        sandbox._started_at = time.monotonic()  # the lifetime counts from ready
         return sandbox
 
     # -- the Sandbox interface -------------------------------------------------
