@@ -21,6 +21,8 @@ app = typer.Typer(name="rlm-host", no_args_is_help=True, add_completion=False,
                   help="Recursive Language Models on a security-hardened sandbox.")
 image_app = typer.Typer(no_args_is_help=True, help="Build and inspect the kernel image.")
 app.add_typer(image_app, name="image")
+local_app = typer.Typer(no_args_is_help=True, help="The embedded local model (Qwen2.5-Coder via llama-cpp-python).")
+app.add_typer(local_app, name="local-lm")
 err = Console(stderr=True)
 _state = {"debug": False}
 
@@ -112,21 +114,107 @@ def run(
     max_iterations: Annotated[int, typer.Option(min=1, help="Root-model turns before the last-resort answer.")] = 20,
     max_depth: Annotated[Optional[int], typer.Option(min=1, max=8, help="rlm_query recursion depth (default: the policy's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
+    quality: Annotated[bool, typer.Option("--quality", help="Local model only: the 1.5B as root (slower, better).")] = False,
 ) -> None:
-    """Answer a question over documents with a Recursive Language Model in the sandbox."""
+    """Answer a question over documents with a Recursive Language Model in the sandbox.
+
+    With no OPENAI_API_KEY and no --base-url, the embedded local model answers.
+    """
     from .progress import Progress
     from .report_text import render_result
-    from .rlm import RLM
 
-    endpoint = _endpoint(base_url, model)
-    with Progress(enabled=err.is_terminal and not as_json, console=err) as progress:
-        rlm = RLM(model=endpoint["model"], sub_model=sub_model, base_url=endpoint["base_url"], policy=policy,
-                  max_iterations=max_iterations, max_depth=max_depth, on_event=progress.event)
-        result = rlm.complete(query, list(context))
+    show = err.is_terminal and not as_json
+    with Progress(enabled=show, console=err) as progress:
+        if _local_wanted(base_url):
+            result = _run_local(query, context, policy, max_iterations, max_depth, quality, progress)
+        else:
+            result = _run_remote(query, context, policy, model, sub_model, base_url, max_iterations,
+                                 max_depth, progress)
     if as_json:
         print(json.dumps(result.model_dump(mode="json"), ensure_ascii=False))
     else:
         render_result(result, Console())
+
+
+def _local_wanted(base_url: str | None) -> bool:
+    return not (base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"))
+
+
+def _run_remote(query, context, policy, model, sub_model, base_url, max_iterations, max_depth, progress):
+    from .rlm import RLM
+
+    endpoint = _endpoint(base_url, model)
+    rlm = RLM(model=endpoint["model"], sub_model=sub_model, base_url=endpoint["base_url"], policy=policy,
+              max_iterations=max_iterations, max_depth=max_depth, on_event=progress.event)
+    return rlm.complete(query, list(context))
+
+
+def _run_local(query, context, policy, max_iterations, max_depth, quality, progress):
+    from . import local_lm
+    from .lm import LMClient
+    from .rlm import RLM
+
+    with local_lm.Endpoints(quality, progress=progress.note) as servers:
+        root, sub = servers["root"], servers["sub"]
+        models = local_lm.choose(quality)
+        rlm = RLM(model=root.model, sub_model=sub.model, lm=LMClient(base_url=root.base_url),
+                  sub_lm=LMClient(base_url=sub.base_url), policy=policy, max_iterations=max_iterations,
+                  max_depth=max_depth, on_event=progress.event, **local_lm.GENERATION,
+                  run_info={"local_model": {role: {"name": m.name, "sha256": m.sha256}
+                                            for role, m in models.items()}, "quality": quality})
+        return rlm.complete(query, list(context))
+    if as_json:
+        print(json.dumps(result.model_dump(mode="json"), ensure_ascii=False))
+    else:
+        render_result(result, Console())
+
+
+@local_app.command("fetch")
+def local_fetch(quality: Annotated[bool, typer.Option("--quality", help="Also the 1.5B root model.")] = False) -> None:
+    """Download, join and verify the model weights (cached; a second fetch is instant)."""
+    from . import local_lm
+
+    for model in {m.name: m for m in local_lm.choose(quality).values()}.values():
+        path = local_lm.fetch(model, progress=lambda msg: err.print(f"[dim]local-lm:[/] {msg}"))
+        print(f"{model.name}: {path} (sha256 {model.sha256[:16]}... verified)")
+
+
+@local_app.command("serve")
+def local_serve(quality: Annotated[bool, typer.Option("--quality", help="The 1.5B as root.")] = False) -> None:
+    """Start the local model servers and keep them for later runs (stop with `local-lm stop`)."""
+    from . import local_lm
+
+    if local_lm.kept():
+        raise ConfigError("local model servers are already running: `rlm-host local-lm status`, or stop them first")
+    servers = local_lm.start_servers(quality, detach=True, progress=lambda msg: err.print(f"[dim]local-lm:[/] {msg}"))
+    local_lm.save(servers)
+    for role, server in servers.items():
+        print(f"{role}: {server.model} at {server.base_url} (pid {server.pid})")
+
+
+@local_app.command("status")
+def local_status() -> None:
+    """Show the kept local model servers; exit 1 when none runs."""
+    from . import local_lm
+
+    servers = local_lm.kept()
+    if not servers:
+        print("no local model server is running (start one with `rlm-host local-lm serve`)")
+        raise typer.Exit(1)
+    for role, server in servers.items():
+        print(f"{role}: {server.model} at {server.base_url} (pid {server.pid}, log {server.log})")
+
+
+@local_app.command("stop")
+def local_stop() -> None:
+    """Stop the kept local model servers (by process id)."""
+    from . import local_lm
+
+    servers = local_lm.kept()
+    for server in servers.values():
+        local_lm.stop(server)
+    local_lm.forget()
+    print(f"stopped {len(servers)} local model server(s)")
 
 
 def _endpoint(base_url: str | None, model: str | None) -> dict[str, str | None]:

@@ -41,6 +41,15 @@ class Progress:
         if self._status is not None:
             self._status.stop()
 
+    def note(self, message: str) -> None:
+        """A step before the run starts (fetching, starting servers): shown as the action."""
+        with self._lock:
+            self.action = message
+            if self._status is not None:
+                self._status.update(self._line())
+            elif self.console.is_terminal:
+                self.console.print(f"[dim]{message}[/]")
+
     def event(self, kind: str, fields: dict[str, Any]) -> None:
         with self._lock:
             self._apply(kind, fields)

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
 from .events import EventHook, Recorder
@@ -74,10 +75,13 @@ class RLM:
         temperature: float = 0.0,
         output_chars: int = 4000,
         lm: LMClient | None = None,
+        sub_lm: LMClient | None = None,
+        root_stop: list[str] | None = None,
         prices: PriceTable | None = None,
         image: str | None = None,
         on_event: EventHook | None = None,
         system_prompt: str | None = None,
+        run_info: dict[str, Any] | None = None,
     ) -> None:
         if max_iterations < 1:
             raise ConfigError(f"max_iterations must be at least 1 (got {max_iterations})")
@@ -89,6 +93,8 @@ class RLM:
         self.sub_model = sub_model or model
         self.prices = prices or PriceTable.load()
         self.lm = lm or LMClient(base_url=base_url, api_key=api_key, prices=self.prices)
+        self.sub_lm = sub_lm or self.lm  # a separate server keeps the root's prompt cache warm
+        self.root_stop = root_stop
         self.max_iterations = max_iterations
         self.max_wall_s = max_wall_s
         self.root_max_tokens = root_max_tokens
@@ -98,6 +104,7 @@ class RLM:
         self.image = image
         self.on_event = on_event
         self.system_prompt = system_prompt or default_system_prompt()
+        self.run_info = run_info or {}
         self._check_cost_budget()
 
     def complete(self, query: str, context: str | Path | list[str | Path] | None = None) -> RLMResult:
@@ -132,10 +139,11 @@ class _Run:
     def execute(self) -> RLMResult:
         self.emit("run.start", {"run_id": self.run_id, "depth": self.depth, "query": self.query,
                                 "model": self.rlm.model, "sub_model": self.rlm.sub_model,
-                                "policy": self.rlm.policy.name, "policy_sha256": self.rlm.policy.sha256})
+                                "policy": self.rlm.policy.name, "policy_sha256": self.rlm.policy.sha256,
+                                **self.rlm.run_info})
         with DockerSandbox.start(self.rlm.policy, self.documents, image=self.rlm.image,
                                  on_event=self.emit) as sandbox:
-            subcalls = Subcalls(self.rlm.lm, self.rlm.sub_model, self.shared.budget, depth=self.depth,
+            subcalls = Subcalls(self.rlm.sub_lm, self.rlm.sub_model, self.shared.budget, depth=self.depth,
                                 child=self._child, max_tokens=self.rlm.sub_max_tokens, on_event=self.emit)
             broker = Broker(sandbox.rpc_socket_path, subcalls, uid=sandbox_uid(self.rlm.policy),
                             max_frame_bytes=self.rlm.policy.subcalls.max_frame_bytes, on_event=self.emit).start()
@@ -205,12 +213,14 @@ class _Run:
 
     def _root(self, messages: list[dict[str, str]]) -> str:
         completion = self.rlm.lm.complete(messages, model=self.rlm.model, max_tokens=self.rlm.root_max_tokens,
-                                          temperature=self.rlm.temperature)
+                                          temperature=self.rlm.temperature, stop=self.rlm.root_stop)
         self.shared.root_calls.append(completion)
         self.emit("root", {"model": completion.model, "prompt_tokens": completion.usage.prompt_tokens,
                            "completion_tokens": completion.usage.completion_tokens,
                            "cost_usd": completion.cost_usd, "latency_s": round(completion.latency_s, 4),
                            "retries": completion.retries, "depth": self.depth})
+        if self.rlm.root_stop and unclosed_block(completion.text):
+            return completion.text.rstrip() + "\n```"  # the stop sequence ate the closing fence
         return completion.text
 
     def _last_call(self, subcalls: Subcalls, why: str, iterations: int) -> RLMResult:
