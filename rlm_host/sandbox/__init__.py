@@ -4,5 +4,6 @@ from .base import Sandbox
 from .container import reap
 from .docker_sandbox import DockerSandbox
 from .pool import WarmPool
+from .session_dir import StagedDocument
 
-__all__ = ["DockerSandbox", "Sandbox", "WarmPool", "reap"]
+__all__ = ["DockerSandbox", "Sandbox", "StagedDocument", "WarmPool", "reap"]

@@ -34,6 +34,21 @@ def new_session_id() -> str:
     return secrets.token_hex(6)
 
 
+@dataclass(frozen=True)
+class StagedDocument:
+    """A document as the sandbox sees it: a display name, a UTF-8 text file, page start offsets."""
+
+    name: str
+    path: Path
+    pages: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, item: "str | Path | StagedDocument") -> "StagedDocument":
+        if isinstance(item, StagedDocument):
+            return item
+        return cls(Path(item).name, Path(item))
+
+
 @dataclass
 class SessionDir:
     """Creates, fills and removes one session's directory."""
@@ -83,13 +98,14 @@ class SessionDir:
         for port in CHANNEL_PORTS.values():
             (self.io / f"{KERNEL_PREFIX}-{port}").unlink(missing_ok=True)
 
-    def stage_documents(self, paths: list[Path]) -> None:
+    def stage_documents(self, documents: list[StagedDocument]) -> None:
         """Place the documents in ``docs/`` and write the manifest the kernel reads."""
         entries = []
-        for index, src in enumerate(paths):
+        for index, doc in enumerate(documents):
             dest = self.docs / f"{index:05d}.doc"
-            _place(Path(src), dest)
-            entries.append({"name": Path(src).name, "file": dest.name, "size": dest.stat().st_size})
+            _place(doc.path, dest)
+            entries.append({"name": doc.name, "file": dest.name, "size": dest.stat().st_size,
+                            "pages": list(doc.pages)})
         manifest = self.docs / "manifest.json"
         manifest.write_text(json.dumps({"documents": entries}))
         manifest.chmod(0o644)
@@ -102,9 +118,9 @@ class SessionDir:
             os.chown(path, self.uid, self.uid)
 
 
-def check_documents(paths: list[Path]) -> None:
+def check_documents(documents: list[StagedDocument]) -> None:
     """Refuse a missing, unreadable or non-file document before anything starts."""
-    for path in paths:
+    for path in (doc.path for doc in documents):
         if not path.exists():
             raise ConfigError(f"document {path} not found; check the path")
         if not path.is_file():
