@@ -41,6 +41,12 @@ LAST_CALL = ("You have run out of turns. From what you found so far, write your 
              "as plain text, with the offsets or document names of your evidence. Do not write code.")
 
 
+def example_turns() -> list[dict[str, str]]:
+    """A worked example as earlier turns: small models copy a conversation better than a description."""
+    text = resources.files("rlm_host").joinpath("prompts/rlm_example.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
 def default_system_prompt() -> str:
     """The root model's instructions, from ``rlm_host/prompts/rlm_system.txt``."""
     return resources.files("rlm_host").joinpath("prompts/rlm_system.txt").read_text(encoding="utf-8")
@@ -82,6 +88,7 @@ class RLM:
         on_event: EventHook | None = None,
         system_prompt: str | None = None,
         run_info: dict[str, Any] | None = None,
+        few_shot: bool = True,
     ) -> None:
         if max_iterations < 1:
             raise ConfigError(f"max_iterations must be at least 1 (got {max_iterations})")
@@ -105,6 +112,7 @@ class RLM:
         self.on_event = on_event
         self.system_prompt = system_prompt or default_system_prompt()
         self.run_info = run_info or {}
+        self.examples = example_turns() if few_shot else []
         self._check_cost_budget()
 
     def complete(self, query: str, context: str | Path | list[str | Path] | None = None) -> RLMResult:
@@ -157,7 +165,7 @@ class _Run:
 
     def _loop(self, sandbox: DockerSandbox, subcalls: Subcalls) -> RLMResult:
         description = sandbox.execute(DESCRIBE_CELL).stdout.strip()
-        self.messages = [{"role": "system", "content": self.rlm.system_prompt},
+        self.messages = [{"role": "system", "content": self.rlm.system_prompt}, *self.rlm.examples,
                          {"role": "user", "content": f"Question: {self.query}\n\n{description}\n\n"
                                                      "Write your first cell."}]
         last_code: str | None = None
@@ -198,7 +206,7 @@ class _Run:
                            "duration_ms": result.duration_ms, "restarted": result.restarted})
         if result.error is not None and result.error.name == "ProtectedNameError":
             self.emit("kernel.rebind_refused", {"iteration": step.iteration, "message": result.error.value})
-        self._tell(f"Output of your cell:\n{step.output}")
+        self._tell(f"Output of your cell:\n{step.output}{_next_step(code, result)}")
         return code
 
     def _final(self, sandbox: DockerSandbox, reply: str) -> str | None:
@@ -257,8 +265,8 @@ class _Run:
         if result.result is not None:
             parts.append(result.result)
         if result.error is not None:
-            tail = "\n".join(result.error.traceback[-3:]) if result.error.name != "ProtectedNameError" else ""
-            parts.append(f"{tail}\n{result.error.name}: {result.error.value}".strip())
+            where = [line for line in result.error.traceback if "---->" in line][-1:]
+            parts.append("\n".join([*where, f"{result.error.name}: {result.error.value}"]))
         if result.status != "ok" and result.reason:
             parts.append(f"[{result.status}: {result.reason}]")
         text = "\n".join(p.rstrip("\n") for p in parts if p and p.strip()) or "(no output)"
@@ -267,6 +275,17 @@ class _Run:
     def _out_of_time(self) -> bool:
         limit = self.rlm.max_wall_s
         return limit is not None and time.monotonic() - self.started > limit
+
+
+def _next_step(code: str, result: ExecutionResult) -> str:
+    """A one-line reminder of the method's next step, which small models otherwise skip."""
+    if not result.ok:
+        return "\n\nFix the error: write a corrected cell (define any missing variable first)."
+    if "llm_query" in code:
+        return "\n\nNext: Step 3, answer with the hit as citation."
+    if "search(" in code or "grep(" in code:
+        return "\n\nNext: Step 2, read the text around the best hit with llm_query."
+    return ""
 
 
 def _as_paths(context: str | Path | list[str | Path] | None, scratch: Path) -> list[Path]:
