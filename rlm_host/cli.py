@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -83,12 +84,13 @@ def doctor(
 def exec_cell(
     code_file: Annotated[str, typer.Argument(metavar="CODE_FILE|-", help="Python file to run, or - for stdin.")],
     policy: Annotated[str, typer.Option(help="Policy name (standard, strict) or a policy YAML file.")] = "standard",
-    context: Annotated[Optional[list[Path]], typer.Option(help="Document readable in the cell as `context`; repeatable.")] = None,
+    context: Annotated[Optional[list[Path]], typer.Option(help="File or folder readable in the cell as `context`; repeatable.")] = None,
     timeout: Annotated[Optional[float], typer.Option(help="Cell time limit in seconds (default: the policy's).")] = None,
 ) -> None:
     """Run one cell in a fresh sandbox and print one JSON object with its result."""
+    from .documents import ingest
     from .policy import load_policy
-    from .sandbox import DockerSandbox
+    from .sandbox import DockerSandbox, StagedDocument
 
     loaded = load_policy(policy)
     if timeout is not None:
@@ -96,8 +98,13 @@ def exec_cell(
             raise ConfigError(f"--timeout must be positive (got {timeout:g})")
         loaded = loaded.with_limits(cell_timeout_s=timeout)
     code = _read_code(code_file)
-    with DockerSandbox.start(loaded, context or []) as sandbox:
-        result = sandbox.execute(code)
+    with tempfile.TemporaryDirectory(prefix="rlm-host-exec-") as scratch:
+        ingested = ingest(list(context or []), Path(scratch), progress=lambda m: err.print(f"[dim]{m}[/]"))
+        for path, why in ingested.skipped:
+            err.print(f"[yellow]skipped[/] {path}: {why}")
+        staged = [StagedDocument(d.name, d.text_path, d.pages) for d in ingested.documents]
+        with DockerSandbox.start(loaded, staged) as sandbox:
+            result = sandbox.execute(code)
     fields = result.model_dump(mode="json")
     print(json.dumps({"status": fields.pop("status"), **fields, "policy": loaded.name,
                       "policy_sha256": loaded.sha256}, ensure_ascii=False))
@@ -106,7 +113,7 @@ def exec_cell(
 @app.command()
 def run(
     query: Annotated[str, typer.Option("--query", "-q", help="The question to answer.")],
-    context: Annotated[list[Path], typer.Option(help="Document to answer from; repeatable.")],
+    context: Annotated[list[Path], typer.Option(help="File or folder to answer from (text, Markdown, JSON, JSONL, CSV, HTML, PDF); repeatable.")],
     policy: Annotated[str, typer.Option(help="Policy name (standard, strict) or a policy YAML file.")] = "standard",
     model: Annotated[Optional[str], typer.Option(help="Root model (or RLM_HOST_MODEL).")] = None,
     sub_model: Annotated[Optional[str], typer.Option(help="Model for llm_query sub-calls (default: the root model).")] = None,
@@ -221,9 +228,6 @@ def _endpoint(base_url: str | None, model: str | None) -> dict[str, str | None]:
     """Which endpoint and root model to use, or a ConfigError saying how to choose."""
     base_url = base_url or os.environ.get("OPENAI_BASE_URL")
     model = model or os.environ.get("RLM_HOST_MODEL")
-    if not base_url and not os.environ.get("OPENAI_API_KEY"):
-        raise ConfigError("no LM endpoint: set OPENAI_API_KEY for OpenAI, or --base-url / OPENAI_BASE_URL "
-                          "for any OpenAI-compatible server (vLLM, Ollama, llama.cpp)")
     if not model:
         if base_url:
             raise ConfigError("no model: pass --model (or set RLM_HOST_MODEL) with a model the endpoint serves")

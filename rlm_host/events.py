@@ -29,7 +29,7 @@ class Recorder:
 
     def __call__(self, kind: str, fields: dict[str, Any]) -> None:
         with self._lock:
-            self.events.append({"t": round(time.time(), 6), "kind": kind, **fields})
+            self.events.append({"t": round(time.time(), 6), **fields, "kind": kind})  # kind cannot be overwritten
         for hook in self.forward:
             hook(kind, fields)
 

@@ -11,6 +11,7 @@ run and stopped after it by its process id, or kept with ``rlm-host local-lm ser
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -170,11 +171,9 @@ def free_port() -> int:
 def serve(model: LocalModel, path: Path, *, n_ctx: int = 8192, threads: int | None = None,
           timeout_s: float = 120, detach: bool = False, progress: Progress = lambda _m: None) -> Server:
     """Start llama-cpp-python's OpenAI-compatible server on a free loopback port; wait until it answers."""
-    try:
-        import llama_cpp  # noqa: F401  (only to say clearly when the extra is missing)
-    except ImportError as exc:
+    if importlib.util.find_spec("llama_cpp") is None:  # not imported here: the server is its own process
         raise ConfigError("the embedded model needs llama-cpp-python: pip install 'rlm-host[local]' "
-                          "(it builds from source, 5-8 minutes)") from exc
+                          "(it builds from source, 5-8 minutes)")
     port = free_port()
     log_path = state_dir() / "local-lm" / f"{model.name}-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,6 +185,7 @@ def serve(model: LocalModel, path: Path, *, n_ctx: int = 8192, threads: int | No
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=detach)
     server = Server(proc.pid, port, model.name, str(path), str(log_path))
+    _CHILDREN[proc.pid] = proc
     _wait_up(server, proc, timeout_s)
     return server
 
@@ -194,6 +194,7 @@ def _wait_up(server: Server, proc: subprocess.Popen, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            _CHILDREN.pop(proc.pid, None)
             raise LocalModelError(f"the local model server exited with code {proc.returncode}: {_tail(server.log)}")
         if _answers(server):
             return
@@ -218,8 +219,20 @@ def _tail(path: str, lines: int = 8) -> str:
     return " | ".join(text[-lines:]) + f" (log: {path})"
 
 
+_CHILDREN: dict[int, subprocess.Popen] = {}  # servers this process started, reaped on stop
+
+
 def stop(server: Server, grace_s: float = 10) -> None:
     """Stop a server we started, by its process id."""
+    child = _CHILDREN.pop(server.pid, None)
+    if child is not None:
+        child.terminate()
+        try:
+            child.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        return
     try:
         os.kill(server.pid, signal.SIGTERM)
     except ProcessLookupError:

@@ -71,6 +71,10 @@ class Progress:
                 self.action = "running the cell"
         elif kind == "cell":
             self.action = f"cell {fields['status']} in {fields['duration_ms']:.0f} ms"
+        elif kind == "progress":
+            self.action = fields["message"]
+        elif kind == "document.skipped":
+            self.console.print(f"[yellow]skipped[/] {fields['path']}: {fields['reason']}")
         elif kind == "sandbox.restart":
             self.action = "restarting the sandbox"
         elif kind.startswith("limit."):

@@ -26,7 +26,8 @@ from .parsing import code_blocks, final_answer, same_code, unclosed_block
 from .policy import Policy, load_policy
 from .results import Citation, Comparison, ExecutionResult, ModelUsage, RLMResult, Step
 from .rpc import Broker, Budget, Subcalls
-from .sandbox import DockerSandbox
+from .documents import ingest
+from .sandbox import DockerSandbox, StagedDocument
 from .sandbox.docker_sandbox import sandbox_uid
 
 CHARS_PER_TOKEN = 4  # the documented estimate when no tokenizer is at hand
@@ -122,8 +123,8 @@ class RLM:
         events = Recorder(forward=[self.on_event] if self.on_event else [])
         shared = _Shared(Budget(self.policy.subcalls), events)
         with tempfile.TemporaryDirectory(prefix="rlm-host-ctx-") as scratch:
-            paths = _as_paths(context, Path(scratch))
-            return _Run(self, shared, query, paths, depth=1).execute()
+            documents = _ingest(context, Path(scratch), events)
+            return _Run(self, shared, query, documents, depth=1).execute()
 
     def _check_cost_budget(self) -> None:
         limit = self.policy.subcalls.max_cost_usd
@@ -136,7 +137,8 @@ class RLM:
 class _Run:
     """One root conversation over one sandbox (a child RLM is another _Run)."""
 
-    def __init__(self, rlm: RLM, shared: _Shared, query: str, documents: list[Path], depth: int) -> None:
+    def __init__(self, rlm: RLM, shared: _Shared, query: str, documents: list[StagedDocument],
+                 depth: int) -> None:
         self.rlm, self.shared, self.query, self.documents, self.depth = rlm, shared, query, documents, depth
         self.run_id = uuid.uuid4().hex[:12]
         self.emit = shared.events
@@ -253,8 +255,9 @@ class _Run:
     def _child(self, question: str, text: str, depth: int) -> str:
         """rlm_query: a child RLM on ``text`` in its own sandbox, sharing this run's budget."""
         with tempfile.TemporaryDirectory(prefix="rlm-host-child-") as scratch:
-            paths = _as_paths(text, Path(scratch))
-            child = _Run(self.rlm, self.shared, question, paths, depth)
+            path = Path(scratch) / "context.txt"
+            path.write_text(text, encoding="utf-8")
+            child = _Run(self.rlm, self.shared, question, [StagedDocument("context.txt", path)], depth)
             return child.execute().answer
 
     def _tell(self, text: str) -> None:
@@ -288,17 +291,23 @@ def _next_step(code: str, result: ExecutionResult) -> str:
     return ""
 
 
-def _as_paths(context: str | Path | list[str | Path] | None, scratch: Path) -> list[Path]:
-    """Files for the sandbox: paths as given, text written to a scratch file."""
+def _ingest(context: str | Path | list[str | Path] | None, scratch: Path, emit: EventHook) -> list[StagedDocument]:
+    """Documents for the sandbox: files and folders ingested (text extracted), text as one document."""
     if context is None:
         return []
-    if isinstance(context, Path):
-        return [context]
     if isinstance(context, str):
         path = scratch / "context.txt"
         path.write_text(context, encoding="utf-8")
-        return [path]
-    return [Path(p) for p in context]
+        inputs = [path]
+    else:
+        inputs = [context] if isinstance(context, Path) else [Path(p) for p in context]
+    ingested = ingest(inputs, scratch, progress=lambda message: emit("progress", {"message": message}))
+    for path, why in ingested.skipped:
+        emit("document.skipped", {"path": str(path), "reason": why})
+    for doc in ingested.documents:
+        emit("document", {"name": doc.name, "type": doc.kind, "size": doc.size, "sha256": doc.sha256,
+                          "pages": len(doc.pages)})
+    return [StagedDocument(doc.name, doc.text_path, doc.pages) for doc in ingested.documents]
 
 
 def _quote(sandbox: DockerSandbox, citations: list[Citation]) -> list[Citation]:
@@ -339,8 +348,8 @@ def _usage(calls: list[Completion], role: str) -> list[ModelUsage]:
     return list(by_model.values())
 
 
-def _compare(query: str, documents: list[Path], usage: list[ModelUsage]) -> Comparison:
-    chars = len(query) + sum(p.stat().st_size for p in documents)
+def _compare(query: str, documents: list[StagedDocument], usage: list[ModelUsage]) -> Comparison:
+    chars = len(query) + sum(doc.path.stat().st_size for doc in documents)
     stuffed = max(1, chars // CHARS_PER_TOKEN)
     used = sum(u.total_tokens for u in usage)
     return Comparison(input_tokens=stuffed, rlm_tokens=used, saved_pct=round(100 * (1 - used / stuffed), 1),

@@ -77,14 +77,6 @@ def test_user_errors_are_one_line(args: list[str], needle: str) -> None:
     one_line_error(cli(*args, stdin="print(1)\n"), needle)
 
 
-def test_run_without_endpoint_is_one_line() -> None:
-    """`run` with no API key and no endpoint says how to choose one."""
-    env = {k: v for k, v in os.environ.items() if k not in {"OPENAI_API_KEY", "OPENAI_BASE_URL"}}
-    proc = subprocess.run([sys.executable, "-m", "rlm_host", "run", "-q", "x", "--context", "README.md"],
-                          capture_output=True, text=True, timeout=60, env=env)
-    one_line_error(proc, "no LM endpoint")
-
-
 def test_docker_unreachable_is_one_line() -> None:
     """With no Docker Engine, exec and doctor say so and how to fix it."""
     env = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}

@@ -1,0 +1,81 @@
+"""End to end with the real embedded model: Qwen2.5-Coder 0.5B through the real sandbox."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from rlm_host import local_lm
+from rlm_host.lm import LMClient
+from rlm_host.rlm import RLM
+
+pytestmark = pytest.mark.docker
+
+FILLER = ["The committee met on a Tuesday and reviewed the quarterly figures.",
+          "Several members asked for the minutes to be circulated earlier.",
+          "The cafeteria will change its opening hours next month.",
+          "Parking permits must be renewed at the front desk.",
+          "A new printer was installed on the third floor.",
+          "The library extends its loan period during the holidays."]
+NEEDLE = "The access code for the east vault is 7391-QX."
+
+
+def haystack(path: Path, sentences: int = 600, seed: int = 7) -> Path:
+    """A few thousand tokens of filler with one needle sentence two thirds of the way in."""
+    rng = random.Random(seed)
+    lines = [rng.choice(FILLER) for _ in range(sentences)]
+    lines.insert(sentences * 2 // 3, NEEDLE)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_real_model_answers_from_the_document(tmp_path: Path, docker_ready: str) -> None:
+    """The 0.5B model searches, reads with llm_query and answers with the code from the document."""
+    doc = haystack(tmp_path / "minutes.txt")
+    servers = local_lm.start_servers(quality=False)
+    try:
+        rlm = RLM(model=servers["root"].model, sub_model=servers["sub"].model,
+                  lm=LMClient(base_url=servers["root"].base_url), sub_lm=LMClient(base_url=servers["sub"].base_url),
+                  max_iterations=6, **local_lm.GENERATION)
+        result = rlm.complete("What is the access code for the east vault?", [doc])
+    finally:
+        for server in servers.values():
+            local_lm.stop(server)
+    assert "7391-QX" in result.answer, result.trajectory
+    assert not result.fallback and result.citations and result.citations[0].document == "minutes.txt"
+    assert any(e["kind"] == "subcall" for e in result.events)
+    assert result.comparison.input_tokens > 2000
+    for server in servers.values():
+        with pytest.raises(ProcessLookupError):
+            os.kill(server.pid, 0)
+
+
+def test_server_that_fails_reports_its_log(tmp_path: Path) -> None:
+    """A server that cannot load its model is reported with the tail of its log."""
+    bogus = tmp_path / "not-a-model.gguf"
+    bogus.write_bytes(b"this is not a GGUF file")
+    model = local_lm.LocalModel("bogus", (), bogus.stat().st_size, "0" * 64)
+    with pytest.raises(local_lm.LocalModelError, match="exited with code .*log:"):
+        local_lm.serve(model, bogus, timeout_s=60)
+
+
+def test_cli_run_uses_the_local_model_without_an_endpoint(tmp_path: Path, docker_ready: str) -> None:
+    """With no API key and no base URL, `rlm-host run` starts, uses and stops the embedded model."""
+    import json
+    import subprocess
+    import sys
+
+    doc = haystack(tmp_path / "minutes.txt", seed=11)
+    env = {k: v for k, v in os.environ.items() if k not in {"OPENAI_API_KEY", "OPENAI_BASE_URL"}}
+    proc = subprocess.run([sys.executable, "-m", "rlm_host", "run", "-q", "What is the access code for the east vault?",
+                           "--context", str(doc), "--max-iterations", "6", "--json"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert "7391-QX" in out["answer"]
+    start = next(e for e in out["events"] if e["kind"] == "run.start")
+    assert start["local_model"]["root"]["sha256"] == local_lm.MODELS["0.5b"].sha256 and start["quality"] is False
+    assert {e["kind"] for e in out["events"]} >= {"document", "subcall", "answer"}
