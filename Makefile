@@ -43,7 +43,7 @@ demo: image
 	$(BIN)/rlm-host doctor
 	$(BIN)/rlm-host local-lm fetch
 	env -u OPENAI_API_KEY -u OPENAI_BASE_URL $(BIN)/rlm-host run --context examples/agreements \
-		--query "What termination fee does Northwind Traders pay, and in which clause?"
+		--query "What exclusivity bonus does Northwind Traders receive each year?"
 
 bench: image
 	$(BIN)/python bench/sandbox.py

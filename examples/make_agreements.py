@@ -2,7 +2,8 @@
 
 Everything in it is invented by this script (seeded, so the output is the same on
 every run): no real companies, people or terms. Exactly one agreement is with
-Northwind Traders, and its termination fee is the fact the demo asks for.
+Northwind Traders, and only it has an exclusivity bonus clause: the fact the demo
+asks for (`make demo`).
 
     python3 examples/make_agreements.py   # rewrites examples/agreements/*.txt
 """
@@ -38,6 +39,10 @@ def agreement(rng: random.Random, index: int, supplier: str, customer: str, fee:
     fee_at = rng.randrange(40, 75)
     clauses[fee_at] = (f"{fee_at + 1}. Termination fee. If the Customer ends this agreement before the end of the "
                        f"initial term, the Customer pays the Supplier a termination fee of {fee}.\n")
+    if customer == "Northwind Traders":
+        at = fee_at - 7
+        clauses[at] = (f"{at + 1}. Exclusivity bonus. For each full year in which Northwind Traders buys these goods "
+                       f"only from {supplier}, {supplier} pays Northwind Traders an exclusivity bonus of EUR 12,400.\n")
     return "".join(lines + clauses)
 
 

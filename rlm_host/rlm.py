@@ -173,7 +173,7 @@ class _Run:
         last_code: str | None = None
         for iteration in range(1, self.rlm.max_iterations + 1):
             if self._out_of_time():
-                return self._last_call(subcalls, "wall_time", iteration - 1)
+                return self._last_call(sandbox, subcalls, "wall_time", iteration - 1)
             self.emit("iteration.start", {"iteration": iteration, "depth": self.depth})
             reply = self._root(self.messages)
             step = Step(iteration=iteration, reply=reply)
@@ -185,7 +185,7 @@ class _Run:
                 return self._finish(subcalls, "answer", iteration, subcalls.answer.text, citations)
             if step.status == "no_code" and (final := self._final(sandbox, reply)) is not None:
                 return self._finish(subcalls, "final", iteration, final, [])
-        return self._last_call(subcalls, "max_iterations", self.rlm.max_iterations)
+        return self._last_call(sandbox, subcalls, "max_iterations", self.rlm.max_iterations)
 
     def _act(self, sandbox: DockerSandbox, step: Step, last_code: str | None) -> str | None:
         """Run the reply's code (or say why not); return the code that ran last."""
@@ -233,9 +233,16 @@ class _Run:
             return completion.text.rstrip() + "\n```"  # the stop sequence ate the closing fence
         return completion.text
 
-    def _last_call(self, subcalls: Subcalls, why: str, iterations: int) -> RLMResult:
+    def _last_call(self, sandbox: DockerSandbox, subcalls: Subcalls, why: str, iterations: int) -> RLMResult:
+        """One more call for the best answer; a reply that is code calling answer() still counts."""
         self.emit("limit." + why, {"iterations": iterations})
         reply = self._root([*self.messages, {"role": "user", "content": LAST_CALL}])
+        blocks = code_blocks(reply)
+        if blocks and "answer(" in blocks[-1]:
+            sandbox.execute("\n\n".join(blocks))
+        if subcalls.answer is not None:
+            citations = _quote(sandbox, [Citation(**c.model_dump()) for c in subcalls.answer.citations])
+            return self._finish(subcalls, why, iterations, subcalls.answer.text, citations, fallback=True)
         return self._finish(subcalls, why, iterations, reply.strip(), [], fallback=True)
 
     def _finish(self, subcalls: Subcalls, stopped: str, iterations: int, answer: str,
@@ -286,6 +293,9 @@ def _next_step(code: str, result: ExecutionResult) -> str:
         return "\n\nFix the error: write a corrected cell (define any missing variable first)."
     if "llm_query" in code:
         return "\n\nNext: Step 3, answer with the hit as citation."
+    if ("search(" in code or "grep(" in code) and "Hit(" not in result.stdout:
+        return ("\n\nNothing found. Search again with one or two key words from the question "
+                "(a name or a noun), e.g. search(r\"generator\").")
     if "search(" in code or "grep(" in code:
         return "\n\nNext: Step 2, read the text around the best hit with llm_query."
     return ""

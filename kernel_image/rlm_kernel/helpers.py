@@ -15,6 +15,7 @@ from .documents import Document, document_at
 from .rpc import RPCClient, RPCError
 
 MAX_HITS = 200
+PLAIN_WORDS = re.compile(r"[\w\s'-]+")
 PROVIDED = frozenset({"context", "documents", "peek", "search", "grep", "llm_query", "llm_query_batched",
                       "rlm_query", "answer", "FINAL", "FINAL_VAR", "SHOW_VARS"})
 PEEK_DEFAULT = 2000
@@ -63,12 +64,24 @@ class Helpers:
 
     def search(self, pattern: str, *, ignore_case: bool = True, max_results: int = 20,
                window: int = 80, document: str | None = None) -> list[Hit]:
-        """Regex matches with offsets, document name, page and ``window`` chars of surroundings."""
+        """Regex matches with offsets, document name, page and ``window`` chars of surroundings.
+
+        A pattern of plain words that finds nothing is tried again with up to 40 characters
+        allowed between the words ("backup generator tested" finds "backup generator is tested").
+        """
+        flags = re.IGNORECASE if ignore_case else 0
         try:
-            regex = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
+            regex = re.compile(pattern, flags)
         except re.error as exc:
             raise ValueError(f"search: invalid regular expression {pattern!r}: {exc}") from None
         limit = max(0, min(max_results, MAX_HITS))
+        hits = self._matches(regex, limit, window, document)
+        if not hits and PLAIN_WORDS.fullmatch(pattern) and " " in pattern.strip():
+            loose = r".{0,40}?".join(re.escape(word) for word in pattern.split())
+            hits = self._matches(re.compile(loose, flags | re.DOTALL), limit, window, document)
+        return hits
+
+    def _matches(self, regex: re.Pattern, limit: int, window: int, document: str | None) -> list[Hit]:
         hits: list[Hit] = []
         for match in regex.finditer(self.context, *self._bounds(document)):
             if len(hits) >= limit:
