@@ -24,7 +24,7 @@ image_app = typer.Typer(no_args_is_help=True, help="Build and inspect the kernel
 app.add_typer(image_app, name="image")
 local_app = typer.Typer(no_args_is_help=True, help="The embedded local model (Qwen2.5-Coder via llama-cpp-python).")
 app.add_typer(local_app, name="local-lm")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False}
 
 
@@ -140,7 +140,7 @@ def run(
     if as_json:
         print(json.dumps(result.model_dump(mode="json"), ensure_ascii=False))
     else:
-        render_result(result, Console())
+        render_result(result, Console(soft_wrap=True))
 
 
 def _local_wanted(base_url: str | None) -> bool:
@@ -173,7 +173,7 @@ def _run_local(query, context, policy, max_iterations, max_depth, quality, progr
     if as_json:
         print(json.dumps(result.model_dump(mode="json"), ensure_ascii=False))
     else:
-        render_result(result, Console())
+        render_result(result, Console(soft_wrap=True))
 
 
 @local_app.command("fetch")
