@@ -8,7 +8,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -147,7 +147,8 @@ def _local_wanted(base_url: str | None) -> bool:
     return not (base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"))
 
 
-def _run_remote(query, context, policy, model, sub_model, base_url, max_iterations, max_depth, progress):
+def _run_remote(query: str, context: list[Path], policy: str, model: str | None, sub_model: str | None,
+                base_url: str | None, max_iterations: int, max_depth: int | None, progress: Any) -> Any:
     from .rlm import RLM
 
     endpoint = _endpoint(base_url, model)
@@ -156,7 +157,9 @@ def _run_remote(query, context, policy, model, sub_model, base_url, max_iteratio
     return rlm.complete(query, list(context))
 
 
-def _run_local(query, context, policy, max_iterations, max_depth, quality, progress):
+def _run_local(query: str, context: list[Path], policy: str, max_iterations: int, max_depth: int | None,
+               quality: bool, progress: Any) -> Any:
+    """A run on the embedded model; its choice and digests go into the run's first event."""
     from . import local_lm
     from .lm import LMClient
     from .rlm import RLM
@@ -170,10 +173,6 @@ def _run_local(query, context, policy, max_iterations, max_depth, quality, progr
                   run_info={"local_model": {role: {"name": m.name, "sha256": m.sha256}
                                             for role, m in models.items()}, "quality": quality})
         return rlm.complete(query, list(context))
-    if as_json:
-        print(json.dumps(result.model_dump(mode="json"), ensure_ascii=False))
-    else:
-        render_result(result, Console(soft_wrap=True))
 
 
 @local_app.command("fetch")
