@@ -79,3 +79,31 @@ def test_cli_run_uses_the_local_model_without_an_endpoint(tmp_path: Path, docker
     start = next(e for e in out["events"] if e["kind"] == "run.start")
     assert start["local_model"]["root"]["sha256"] == local_lm.MODELS["0.5b"].sha256 and start["quality"] is False
     assert {e["kind"] for e in out["events"]} >= {"document", "subcall", "answer"}
+
+
+def test_kept_servers_serve_status_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`local-lm serve` keeps both servers, `status` lists them, `stop` ends them by pid."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("RLM_HOST_STATE_DIR", str(tmp_path / "state"))
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "rlm_host", "local-lm", *args], capture_output=True,
+                              text=True, timeout=300)
+
+    served = cli("serve")
+    try:
+        assert served.returncode == 0, served.stderr
+        assert "root: qwen2.5-coder-0.5b-instruct at http://127.0.0.1:" in served.stdout
+        status = cli("status")
+        assert status.returncode == 0 and status.stdout.count("pid") == 2
+        assert local_lm.kept().keys() == {"root", "sub"}
+        again = cli("serve")
+        assert again.returncode == 1 and "already running" in again.stderr
+        pids = [s.pid for s in local_lm.kept().values()]
+    finally:
+        stopped = cli("stop")
+    assert stopped.returncode == 0 and "stopped 2" in stopped.stdout
+    assert cli("status").returncode == 1
+    assert not any(local_lm._alive(pid) for pid in pids)
