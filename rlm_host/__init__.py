@@ -21,7 +21,7 @@ from .results import CellError, ExecutionResult, RLMResult
 from .rlm import RLM
 from .sandbox import DockerSandbox, Sandbox, WarmPool
 
-__version__ = "0.1.0"
+from .settings import __version__
 
 __all__ = [
     "CellError",

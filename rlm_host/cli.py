@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -14,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
+from .settings import __version__
 from .errors import ConfigError, RLMHostError
 
 app = typer.Typer(name="rlm-host", no_args_is_help=True, add_completion=False,
@@ -22,6 +24,8 @@ app = typer.Typer(name="rlm-host", no_args_is_help=True, add_completion=False,
                   help="Recursive Language Models on a security-hardened sandbox.")
 image_app = typer.Typer(no_args_is_help=True, help="Build and inspect the kernel image.")
 app.add_typer(image_app, name="image")
+audit_app = typer.Typer(no_args_is_help=True, help="Verify and read audit logs.")
+app.add_typer(audit_app, name="audit")
 local_app = typer.Typer(no_args_is_help=True, help="The embedded local model (Qwen2.5-Coder via llama-cpp-python).")
 app.add_typer(local_app, name="local-lm")
 err = Console(stderr=True, soft_wrap=True)
@@ -88,6 +92,7 @@ def exec_cell(
     timeout: Annotated[Optional[float], typer.Option(help="Cell time limit in seconds (default: the policy's).")] = None,
 ) -> None:
     """Run one cell in a fresh sandbox and print one JSON object with its result."""
+    from .audit import AuditLog
     from .documents import ingest
     from .policy import load_policy
     from .sandbox import DockerSandbox, StagedDocument
@@ -103,11 +108,21 @@ def exec_cell(
         for path, why in ingested.skipped:
             err.print(f"[yellow]skipped[/] {path}: {why}")
         staged = [StagedDocument(d.name, d.text_path, d.pages) for d in ingested.documents]
-        with DockerSandbox.start(loaded, staged) as sandbox:
-            result = sandbox.execute(code)
+        audit = AuditLog(uuid.uuid4().hex[:12], loaded.audit_level)
+        audit("exec.start", {"policy": loaded.name, "policy_sha256": loaded.sha256, "runtime": loaded.runtime,
+                             "host_version": __version__, "limits": loaded.limits.model_dump(),
+                             "documents": [{"name": d.name, "sha256": d.sha256, "size": d.size} for d in ingested.documents]})
+        try:
+            with DockerSandbox.start(loaded, staged, on_event=audit) as sandbox:
+                result = sandbox.execute(code)
+            audit("cell", {"code": code, "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
+                           **result.model_dump(mode="json", exclude={"error"}),
+                           "error": result.error.name if result.error else None})
+        finally:
+            audit.seal()
     fields = result.model_dump(mode="json")
     print(json.dumps({"status": fields.pop("status"), **fields, "policy": loaded.name,
-                      "policy_sha256": loaded.sha256}, ensure_ascii=False))
+                      "policy_sha256": loaded.sha256, "audit_log": str(audit.path)}, ensure_ascii=False))
 
 
 @app.command()
@@ -173,6 +188,40 @@ def _run_local(query: str, context: list[Path], policy: str, max_iterations: int
                   run_info={"local_model": {role: {"name": m.name, "sha256": m.sha256}
                                             for role, m in models.items()}, "quality": quality})
         return rlm.complete(query, list(context))
+
+
+@audit_app.command("verify")
+def audit_verify(file: Annotated[Path, typer.Argument(help="An audit log (.jsonl).")]) -> None:
+    """Check the keyed hash chain and the seal: exit 0 intact, 1 broken (first bad line), 2 unfinished."""
+    from .audit import verify
+
+    verdict = verify(_existing(file))
+    print(verdict.summary(file))
+    raise typer.Exit({"intact": 0, "broken": 1, "unfinished": 2}[verdict.status])
+
+
+@audit_app.command("show")
+def audit_show(
+    file: Annotated[Path, typer.Argument(help="An audit log (.jsonl).")],
+    kind: Annotated[Optional[list[str]], typer.Option(help="Only events of this kind (prefix, e.g. cell, subcall, limit); repeatable.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the events as JSON lines.")] = False,
+) -> None:
+    """A readable timeline of a run (it works on unfinished logs too)."""
+    from .audit import events
+    from .report_text import render_timeline
+
+    chosen = [e for e in events(_existing(file)) if not kind or any(e.get("kind", "").startswith(k) for k in kind)]
+    if as_json:
+        for event in chosen:
+            print(json.dumps(event, ensure_ascii=False))
+    else:
+        render_timeline(chosen, Console(soft_wrap=True))
+
+
+def _existing(file: Path) -> Path:
+    if not file.is_file():
+        raise ConfigError(f"audit log {file} not found; logs are in RLM_HOST_AUDIT_DIR (default ~/.local/state/rlm-host/audit)")
+    return file
 
 
 @local_app.command("fetch")

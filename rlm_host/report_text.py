@@ -32,3 +32,24 @@ def render_result(result: RLMResult, console: Console) -> None:
                   f"{cmp.rlm_tokens:,}  ({verdict}; {cmp.method})")
     console.print(f"[dim]stopped: {result.stopped} after {result.iterations} iterations in "
                   f"{result.duration_s:.1f}s · run {result.run_id}[/]")
+
+
+ICONS = {"run": "▶", "sandbox": "▣", "iteration": "↻", "root": "◆", "cell": "▷", "subcall": "↳",
+         "answer": "✔", "limit": "⚠", "rpc": "✖", "kernel": "✖", "document": "▤", "seal": "■", "exec": "▶"}
+
+
+def render_timeline(events: list[dict], console: Console) -> None:
+    """One line per audit event: time, kind, and its key fields."""
+    start = events[0]["ts"] if events else 0.0
+    for event in events:
+        kind = event.get("kind", "?")
+        icon = ICONS.get(kind.split(".")[0], "·")
+        detail = ", ".join(f"{k}={_short(v)}" for k, v in event.items()
+                           if k not in {"seq", "ts", "run_id", "kind", "prev", "hash"})
+        console.print(f"[dim]{event.get('seq', '?'):>4} +{event.get('ts', start) - start:7.2f}s[/] "
+                      f"{icon} [bold]{escape(kind)}[/] {escape(detail)}")
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

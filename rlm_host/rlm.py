@@ -10,6 +10,7 @@ then one last call asks for the best answer from what was found.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 import time
@@ -19,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .audit import AuditLog
 from .errors import ConfigError
 from .events import EventHook, Recorder
 from .lm import Completion, LMClient, PriceTable
@@ -28,6 +30,7 @@ from .results import Citation, Comparison, ExecutionResult, ModelUsage, RLMResul
 from .rpc import Broker, Budget, Subcalls
 from .documents import ingest
 from .sandbox import DockerSandbox, StagedDocument
+from .settings import __version__
 from .sandbox.docker_sandbox import sandbox_uid
 
 CHARS_PER_TOKEN = 4  # the documented estimate when no tokenizer is at hand
@@ -90,6 +93,7 @@ class RLM:
         system_prompt: str | None = None,
         run_info: dict[str, Any] | None = None,
         few_shot: bool = True,
+        audit_dir: Path | None = None,
     ) -> None:
         if max_iterations < 1:
             raise ConfigError(f"max_iterations must be at least 1 (got {max_iterations})")
@@ -114,17 +118,29 @@ class RLM:
         self.system_prompt = system_prompt or default_system_prompt()
         self.run_info = run_info or {}
         self.examples = example_turns() if few_shot else []
+        self.audit_dir = audit_dir
         self._check_cost_budget()
 
     def complete(self, query: str, context: str | Path | list[str | Path] | None = None) -> RLMResult:
         """Answer ``query`` over ``context`` (text, a file, or several files)."""
         if not query or not query.strip():
             raise ConfigError("the query is empty; pass the question to answer")
-        events = Recorder(forward=[self.on_event] if self.on_event else [])
+        run_id = uuid.uuid4().hex[:12]
+        audit = AuditLog(run_id, self.policy.audit_level, directory=self.audit_dir)
+        events = Recorder(forward=[audit.record, *([self.on_event] if self.on_event else [])])
         shared = _Shared(Budget(self.policy.subcalls), events)
-        with tempfile.TemporaryDirectory(prefix="rlm-host-ctx-") as scratch:
-            documents = _ingest(context, Path(scratch), events)
-            return _Run(self, shared, query, documents, depth=1).execute()
+        try:
+            with tempfile.TemporaryDirectory(prefix="rlm-host-ctx-") as scratch:
+                documents = _ingest(context, Path(scratch), events)
+                result = _Run(self, shared, query, documents, depth=1, run_id=run_id).execute()
+            audit.seal()
+        except Exception as exc:
+            events("run.error", {"error": f"{type(exc).__name__}: {exc}"})
+            audit.seal()
+            raise
+        finally:
+            audit.close()  # after seal() a no-op; on Ctrl-C the log stays unfinished, as it should
+        return result.model_copy(update={"audit_log": str(audit.path)})
 
     def _check_cost_budget(self) -> None:
         limit = self.policy.subcalls.max_cost_usd
@@ -138,9 +154,9 @@ class _Run:
     """One root conversation over one sandbox (a child RLM is another _Run)."""
 
     def __init__(self, rlm: RLM, shared: _Shared, query: str, documents: list[StagedDocument],
-                 depth: int) -> None:
+                 depth: int, run_id: str | None = None) -> None:
         self.rlm, self.shared, self.query, self.documents, self.depth = rlm, shared, query, documents, depth
-        self.run_id = uuid.uuid4().hex[:12]
+        self.run_id = run_id or uuid.uuid4().hex[:12]
         self.emit = shared.events
         self.steps: list[Step] = []
         self.messages: list[dict[str, str]] = []
@@ -150,7 +166,9 @@ class _Run:
         self.emit("run.start", {"run_id": self.run_id, "depth": self.depth, "query": self.query,
                                 "model": self.rlm.model, "sub_model": self.rlm.sub_model,
                                 "policy": self.rlm.policy.name, "policy_sha256": self.rlm.policy.sha256,
-                                **self.rlm.run_info})
+                                "runtime": self.rlm.policy.runtime, "audit_level": self.rlm.policy.audit_level,
+                                "host_version": __version__, "limits": self.rlm.policy.limits.model_dump(),
+                                "subcall_budget": self.rlm.policy.subcalls.model_dump(), **self.rlm.run_info})
         with DockerSandbox.start(self.rlm.policy, self.documents, image=self.rlm.image,
                                  on_event=self.emit) as sandbox:
             subcalls = Subcalls(self.rlm.sub_lm, self.rlm.sub_model, self.shared.budget, depth=self.depth,
@@ -162,7 +180,11 @@ class _Run:
             finally:
                 broker.close()
                 self.shared.sub_calls.extend(subcalls.completions)
-        self.emit("run.end", {"run_id": self.run_id, "stopped": result.stopped, "iterations": result.iterations})
+        self.emit("run.end", {"run_id": self.run_id, "depth": self.depth, "stopped": result.stopped,
+                              "iterations": result.iterations, "answer": result.answer, "fallback": result.fallback,
+                              "citations": [c.model_dump(exclude_none=True, exclude={"text"}) for c in result.citations],
+                              "usage": [u.model_dump() for u in result.usage], "cost_usd": result.cost_usd,
+                              "comparison": result.comparison.model_dump(), "subcalls": result.subcalls})
         return result
 
     def _loop(self, sandbox: DockerSandbox, subcalls: Subcalls) -> RLMResult:
@@ -204,8 +226,12 @@ class _Run:
         result = sandbox.execute(code)
         step.status, step.duration_ms = result.status, result.duration_ms
         step.output = self._format(result)
-        self.emit("cell", {"iteration": step.iteration, "status": result.status, "chars": len(step.output),
-                           "duration_ms": result.duration_ms, "restarted": result.restarted})
+        self.emit("cell", {"iteration": step.iteration, "depth": self.depth, "status": result.status,
+                           "code": code, "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
+                           "stdout": result.stdout, "stderr": result.stderr, "result": result.result or "",
+                           "error": result.error.name if result.error else None, "reason": result.reason,
+                           "chars": len(step.output), "duration_ms": result.duration_ms,
+                           "truncated": result.truncated, "restarted": result.restarted})
         if result.error is not None and result.error.name == "ProtectedNameError":
             self.emit("kernel.rebind_refused", {"iteration": step.iteration, "message": result.error.value})
         self._tell(f"Output of your cell:\n{step.output}{_next_step(code, result)}")
@@ -225,7 +251,8 @@ class _Run:
         completion = self.rlm.lm.complete(messages, model=self.rlm.model, max_tokens=self.rlm.root_max_tokens,
                                           temperature=self.rlm.temperature, stop=self.rlm.root_stop)
         self.shared.root_calls.append(completion)
-        self.emit("root", {"model": completion.model, "prompt_tokens": completion.usage.prompt_tokens,
+        self.emit("root", {"model": completion.model, "prompt": messages[-1]["content"], "response": completion.text,
+                           "messages": len(messages), "prompt_tokens": completion.usage.prompt_tokens,
                            "completion_tokens": completion.usage.completion_tokens,
                            "cost_usd": completion.cost_usd, "latency_s": round(completion.latency_s, 4),
                            "retries": completion.retries, "depth": self.depth})

@@ -113,7 +113,8 @@ class Subcalls:
         self.budget.record(completion)
         with self._lock:
             self.completions.append(completion)
-        self.emit("subcall", {"model": completion.model, "prompt_chars": len(query.prompt()),
+        self.emit("subcall", {"model": completion.model, "prompt": query.prompt(), "response": completion.text,
+                              "prompt_chars": len(query.prompt()),
                               "reply_chars": len(completion.text), "prompt_tokens": completion.usage.prompt_tokens,
                               "completion_tokens": completion.usage.completion_tokens,
                               "cost_usd": completion.cost_usd, "latency_s": round(completion.latency_s, 4),
@@ -138,7 +139,8 @@ class Subcalls:
     def _answer(self, request: Answer) -> str:
         with self._lock:
             self.answer = request
-        self.emit("answer", {"chars": len(request.text), "citations": len(request.citations)})
+        self.emit("answer", {"answer": request.text, "chars": len(request.text),
+                             "citations": [c.model_dump(exclude_none=True) for c in request.citations]})
         return "recorded"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+__version__ = "0.1.0"
 IMAGE_REPOSITORY = "rlm-host-kernel"
 SESSION_LABEL = "rlm-host.session"
 POLICY_LABEL = "rlm-host.policy"

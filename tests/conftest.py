@@ -7,6 +7,7 @@ with the reason, as CI must.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -79,3 +80,7 @@ def canary_env(monkeypatch: pytest.MonkeyPatch) -> str:
     value = "canary-" + os.urandom(8).hex()
     monkeypatch.setenv("RLM_HOST_TEST_CANARY_SECRET", value)
     return value
+
+
+# Audit logs of the suite's runs go to a throw-away directory, not the user's state.
+os.environ.setdefault("RLM_HOST_AUDIT_DIR", tempfile.mkdtemp(prefix="rlm-host-test-audit-"))

@@ -1,0 +1,298 @@
+"""The tamper-evident audit log: one JSON line per event, keyed hash chain, fsync'd.
+
+Each line is built by a pipeline of structlog processors, one job each:
+
+    number (seq, run id) -> timestamp -> redact (by audit level) -> chain (HMAC) -> render (JSON)
+
+and written by a logger that flushes and fsyncs before the run goes on, so a killed process leaves
+a log that verifies up to its last line. The chain is keyed (HMAC-SHA256 over the line without its
+``hash``, chained through ``prev``), so editing the file and recomputing plain hashes does not pass:
+the key lives outside the log (``RLM_HOST_AUDIT_KEY_FILE``, or ``audit.key`` in the state directory,
+created on first use). A finished run ends with a ``seal`` event whose hash is also written beside
+the log (``<log>.seal``); a log cut at a line boundary therefore reads as unfinished, not intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import structlog
+
+from .errors import ConfigError, RLMHostError
+from .settings import state_dir
+
+Level = Literal["full", "redacted", "hashes"]
+GENESIS = "0" * 64
+# Fields that carry text a model or a document produced; what each level keeps of them.
+TEXT_FIELDS = {"code", "stdout", "stderr", "result", "output", "prompt", "response", "answer", "query",
+               "question", "reason_text", "error_value", "citations_text"}
+KEPT_AT_REDACTED = {"code", "query"}
+
+
+class AuditError(RLMHostError):
+    """The audit log cannot be written; the run must not go on without it."""
+
+
+def audit_dir() -> Path:
+    """Where audit logs go: ``RLM_HOST_AUDIT_DIR`` or ``<state dir>/audit``."""
+    value = os.environ.get("RLM_HOST_AUDIT_DIR")
+    return Path(value).expanduser() if value else state_dir() / "audit"
+
+
+def load_key() -> bytes:
+    """The chain key: the file named by ``RLM_HOST_AUDIT_KEY_FILE``, else ``audit.key``, made on first use."""
+    named = os.environ.get("RLM_HOST_AUDIT_KEY_FILE")
+    path = Path(named).expanduser() if named else state_dir() / "audit.key"
+    if not path.exists():
+        if named:
+            raise ConfigError(f"audit key file {path} (RLM_HOST_AUDIT_KEY_FILE) not found")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32) + "\n")
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"audit key file {path} is unreadable or not hex: {exc}") from exc
+
+
+def canonical(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+def line_hash(key: bytes, record: dict[str, Any]) -> str:
+    """HMAC-SHA256 of the record without its own ``hash``."""
+    body = {k: v for k, v in record.items() if k != "hash"}
+    return hmac.new(key, canonical(body), hashlib.sha256).hexdigest()
+
+
+def digest(text: str) -> dict[str, Any]:
+    data = text.encode("utf-8", "replace")
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+# -- the processors ---------------------------------------------------------------------------
+
+class Number:
+    """Adds the sequence number and the run id."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.seq = 0
+
+    def __call__(self, _logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+        self.seq += 1
+        kind = event.pop("event")
+        return {"seq": self.seq, "run_id": self.run_id, **event, "kind": kind}
+
+
+def timestamp(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    return {"seq": event.pop("seq"), "ts": round(time.time(), 6), **event}
+
+
+class Redact:
+    """Keeps, shortens to hashes, or drops text fields, by audit level."""
+
+    def __init__(self, level: Level) -> None:
+        self.level = level
+
+    def __call__(self, _logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+        if self.level == "full":
+            return event
+        for name in list(event):
+            if name in TEXT_FIELDS and not (self.level == "redacted" and name in KEPT_AT_REDACTED):
+                value = event.pop(name)
+                event[f"{name}_digest"] = digest(value if isinstance(value, str) else json.dumps(value, default=str))
+        return event
+
+
+class Chain:
+    """Links each line to the one before with a keyed hash."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self.head = GENESIS
+
+    def __call__(self, _logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+        event["prev"] = self.head
+        event["hash"] = line_hash(self.key, event)
+        self.head = event["hash"]
+        return event
+
+
+def render(_logger: Any, _name: str, event: dict[str, Any]) -> str:
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class FsyncWriter:
+    """A structlog logger that appends a line, flushes and fsyncs before returning."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise AuditError(f"cannot open the audit log {path}: {exc.strerror}; "
+                             "fix the audit directory (RLM_HOST_AUDIT_DIR) before running") from exc
+        self.path = path
+
+    def msg(self, line: str) -> None:
+        try:
+            self._file.write(line + "\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            raise AuditError(f"cannot write the audit log {self.path}: {exc.strerror}; "
+                             "the run stops rather than go on unrecorded") from exc
+
+    info = msg
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+class AuditLog:
+    """One run's audit log. ``record`` is an event hook (see ``events.py``)."""
+
+    def __init__(self, run_id: str, level: Level, *, directory: Path | None = None,
+                 key: bytes | None = None) -> None:
+        self.run_id = run_id
+        self.path = (directory or audit_dir()) / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id}.jsonl"
+        self._writer = FsyncWriter(self.path)
+        self._chain = Chain(key if key is not None else load_key())
+        self._number = Number(run_id)
+        self._logger = structlog.wrap_logger(
+            self._writer, processors=[self._number, timestamp, Redact(level), self._chain, render])
+        self._lock = threading.Lock()
+        self.sealed = False
+
+    def record(self, kind: str, fields: dict[str, Any]) -> None:
+        with self._lock:
+            if not self.sealed:
+                self._logger.info(kind, **fields)
+
+    __call__ = record
+
+    def seal(self) -> None:
+        """End the log: a seal event, and its hash beside the log."""
+        with self._lock:
+            if self.sealed:
+                return
+            self._logger.info("seal", lines=self._number.seq + 1)
+            self.sealed = True
+            seal = {"run_id": self.run_id, "seq": self._number.seq, "hash": self._chain.head}
+            self.path.with_suffix(".seal").write_text(json.dumps(seal) + "\n")
+            self._writer.close()
+
+    def close(self) -> None:
+        """Stop writing without a seal: the log reads as unfinished (an interrupted run)."""
+        with self._lock:
+            self.sealed = True
+            self._writer.close()
+
+
+# -- verification -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of ``verify``: ``status`` is intact, unfinished or broken."""
+
+    status: Literal["intact", "unfinished", "broken"]
+    lines: int
+    bad_line: int | None = None
+    reason: str = ""
+    run_id: str | None = None
+
+    def summary(self, path: Path) -> str:
+        if self.status == "intact":
+            return f"{path}: intact and sealed, {self.lines} lines, run {self.run_id}"
+        if self.status == "unfinished":
+            return f"{path}: unfinished: {self.lines} lines verify, {self.reason}"
+        return f"{path}: line {self.bad_line}: {self.reason}"
+
+
+def read_lines(path: Path) -> tuple[list[str], bool]:
+    """The file's lines and whether it ends with a newline."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read audit log {path}: {exc.strerror}") from exc
+    text = data.decode("utf-8", "replace")
+    return text.splitlines(), text.endswith("\n") or not text
+
+
+def verify(path: Path, key: bytes | None = None) -> Verdict:
+    """Check every line's sequence, chain and keyed hash; then the seal."""
+    key = key if key is not None else load_key()
+    lines, ends_cleanly = read_lines(path)
+    records = [_parse(line) for line in lines]
+    seqs = [r.get("seq") if r else None for r in records]
+    prev, run_id = GENESIS, None
+    for number, (line, record) in enumerate(zip(lines, records), 1):
+        problem = _check(number, record, prev, run_id, key, seqs, last=number == len(lines) and not ends_cleanly)
+        if problem:
+            return Verdict("broken", number - 1, number, problem, run_id)
+        prev, run_id = record["hash"], record["run_id"]
+    return _sealed(path, records, run_id)
+
+
+def _parse(line: str) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _check(number: int, record: dict | None, prev: str, run_id: str | None, key: bytes,
+           seqs: list, last: bool) -> str:
+    if record is None:
+        return "truncated mid-line" if last else "edited: not a JSON object"
+    seq = record.get("seq")
+    if seq != number:
+        if isinstance(seq, int) and seq < number:
+            return f"inserted or reordered: sequence number {seq} where {number} belongs"
+        if number in seqs[number:]:
+            return f"reordered: sequence number {seq} where {number} belongs"
+        return f"removed: line(s) missing before it (sequence number {seq} where {number} belongs)"
+    if run_id is not None and record.get("run_id") != run_id:
+        return f"inserted: it belongs to run {record.get('run_id')!r}, not {run_id!r}"
+    if record.get("prev") != prev:
+        return "chain broken: it does not follow the line before"
+    if not hmac.compare_digest(str(record.get("hash", "")), line_hash(key, record)):
+        return "edited or forged: its keyed hash does not match (or the key is not this log's)"
+    return ""
+
+
+def _sealed(path: Path, records: list[dict], run_id: str | None) -> Verdict:
+    count = len(records)
+    seal_file = path.with_suffix(".seal")
+    seal = _parse(seal_file.read_text()) if seal_file.exists() else None
+    last = records[-1] if records else None
+    if seal is not None and (last is None or seal.get("seq", 0) > count):
+        return Verdict("broken", count, count + 1, f"truncated: the seal says {seal.get('seq')} lines, "
+                                                   f"the log has {count}", run_id)
+    if last is None or last.get("kind") != "seal":
+        return Verdict("unfinished", count, reason="no seal event (the run did not finish, or is running)",
+                       run_id=run_id)
+    if seal is None:
+        return Verdict("unfinished", count, reason=f"the seal file {seal_file.name} is missing", run_id=run_id)
+    if seal.get("hash") != last.get("hash") or seal.get("seq") != count:
+        return Verdict("broken", count, count, "the seal file does not match the last line", run_id)
+    return Verdict("intact", count, run_id=run_id)
+
+
+def events(path: Path) -> list[dict[str, Any]]:
+    """The parseable records of a log, in order (for show, report and replay)."""
+    lines, _ = read_lines(path)
+    return [r for r in (_parse(line) for line in lines) if r is not None]

@@ -1,0 +1,147 @@
+"""The audit log: keyed chain, seal, tampering caught and named, levels, crash survival."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rlm_host.audit import AuditLog, events, line_hash, verify
+
+KEY = bytes(range(32))
+
+
+def write_log(tmp_path: Path, n: int = 6, seal: bool = True) -> Path:
+    log = AuditLog("run123", "full", directory=tmp_path, key=KEY)
+    for i in range(n):
+        log.record("cell", {"iteration": i, "code": f"print({i})", "stdout": f"{i}\n"})
+    if seal:
+        log.seal()
+    log.close()
+    return log.path
+
+
+def rewrite(path: Path, lines: list[str]) -> None:
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_intact_log_verifies(tmp_path: Path) -> None:
+    """A sealed log verifies; every line carries seq, ts, run id, prev and hash."""
+    path = write_log(tmp_path)
+    verdict = verify(path, KEY)
+    assert verdict.status == "intact" and verdict.lines == 7
+    first = events(path)[0]
+    assert {"seq", "ts", "run_id", "kind", "prev", "hash"} <= set(first) and first["prev"] == "0" * 64
+
+
+@pytest.mark.parametrize(
+    ("tamper", "line", "reason"),
+    [
+        (lambda ls: ls.__setitem__(2, ls[2].replace('"stdout":"2\\n"', '"stdout":"7\\n"')), 3, "edited"),
+        (lambda ls: ls.pop(2), 3, "removed"),
+        (lambda ls: ls.__setitem__(slice(2, 4), [ls[3], ls[2]]), 3, "reordered"),
+        (lambda ls: ls.insert(2, ls[1]), 3, "inserted"),
+    ],
+    ids=["byte-changed", "line-deleted", "lines-swapped", "line-inserted"],
+)
+def test_tampering_is_caught_at_its_line(tmp_path: Path, tamper, line: int, reason: str) -> None:
+    """A changed byte, a deleted, swapped or inserted line: verify names the first bad line and why."""
+    path = write_log(tmp_path)
+    lines = path.read_text().splitlines()
+    tamper(lines)
+    rewrite(path, lines)
+    verdict = verify(path, KEY)
+    assert verdict.status == "broken" and verdict.bad_line == line and reason in verdict.reason, verdict
+
+
+def test_forged_line_with_a_recomputed_plain_hash(tmp_path: Path) -> None:
+    """A forger who rebuilds the chain with plain SHA-256 (no key) is caught at the forged line."""
+    import hashlib
+
+    path = write_log(tmp_path)
+    lines = path.read_text().splitlines()
+    record = json.loads(lines[3])
+    record["stdout"] = "forged\n"
+    body = {k: v for k, v in record.items() if k != "hash"}
+    record["hash"] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    lines[3] = json.dumps(record)
+    rewrite(path, lines)
+    verdict = verify(path, KEY)
+    assert verdict.bad_line == 4 and "forged" in verdict.reason
+    assert verify(write_log(tmp_path / "other"), bytes(32)).reason.startswith("edited or forged")
+
+
+def test_cut_mid_line_and_at_a_line_boundary(tmp_path: Path) -> None:
+    """A cut in the middle of a line is named; a cut at a line boundary is not taken as intact."""
+    path = write_log(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 40])
+    verdict = verify(path, KEY)
+    assert verdict.status == "broken" and "truncated mid-line" in verdict.reason and verdict.bad_line == 7
+    path.write_bytes(b"".join(line + b"\n" for line in data.splitlines()[:4]))
+    verdict = verify(path, KEY)
+    assert verdict.status == "broken" and "the seal says 7 lines" in verdict.reason
+    path.with_suffix(".seal").unlink()
+    assert verify(path, KEY).status == "unfinished"
+
+
+def test_unsealed_log_is_unfinished(tmp_path: Path) -> None:
+    """A log whose run never ended verifies up to its last line and says it is unfinished."""
+    path = write_log(tmp_path, seal=False)
+    verdict = verify(path, KEY)
+    assert verdict.status == "unfinished" and verdict.lines == 6
+
+
+def test_each_line_is_on_disk_when_record_returns(tmp_path: Path) -> None:
+    """record() returns only after the line is written (read back through a separate handle)."""
+    log = AuditLog("r", "full", directory=tmp_path, key=KEY)
+    for i in range(3):
+        log.record("step", {"i": i})
+        assert len(log.path.read_text().splitlines()) == i + 1
+    log.close()
+    assert line_hash(KEY, events(log.path)[0]) == events(log.path)[0]["hash"]
+
+
+def test_levels_keep_or_hash_text(tmp_path: Path) -> None:
+    """full keeps text; redacted keeps code and hashes outputs; hashes keeps no text at all."""
+    fields = {"code": "x = 'SECRET-CODE'", "stdout": "SECRET-OUT", "prompt": "SECRET-PROMPT", "query": "SECRET-Q"}
+    seen = {}
+    for level in ("full", "redacted", "hashes"):
+        log = AuditLog(level, level, directory=tmp_path / level, key=KEY)
+        log.record("cell", dict(fields))
+        log.seal()
+        seen[level] = log.path.read_text()
+        assert verify(log.path, KEY).status == "intact"
+    assert all(secret in seen["full"] for secret in ("SECRET-CODE", "SECRET-OUT", "SECRET-PROMPT"))
+    assert "SECRET-CODE" in seen["redacted"] and "SECRET-OUT" not in seen["redacted"]
+    assert "SECRET" not in seen["hashes"] and '"stdout_digest"' in seen["hashes"]
+
+
+def test_cli_verify_and_show(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`audit verify` exits 0/1/2 with one line; `audit show` filters by kind and prints JSON."""
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY.hex())
+    env = {**os.environ, "RLM_HOST_AUDIT_KEY_FILE": str(key_file)}
+    path = write_log(tmp_path)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "rlm_host", "audit", *args], capture_output=True,
+                              text=True, env=env, timeout=60)
+
+    ok = cli("verify", str(path))
+    assert ok.returncode == 0 and "intact and sealed, 7 lines" in ok.stdout
+    shown = cli("show", str(path), "--kind", "seal", "--json")
+    assert [json.loads(line)["kind"] for line in shown.stdout.splitlines()] == ["seal"]
+    assert "▷ cell" in cli("show", str(path)).stdout
+    lines = path.read_text().splitlines()
+    rewrite(path, lines[:2] + lines[3:])
+    bad = cli("verify", str(path))
+    assert bad.returncode == 1 and "line 3: removed" in bad.stdout
+    missing = cli("verify", str(tmp_path / "nope.jsonl"))
+    assert missing.returncode == 1 and "not found" in missing.stderr
