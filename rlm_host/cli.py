@@ -35,8 +35,12 @@ _state = {"debug": False}
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    log_json: Annotated[bool, typer.Option("--log-json", help="Application logs on stderr as JSON lines.")] = False,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
+    from .logs import configure
+
+    configure(as_json=log_json)
     _state["debug"] = debug
     if version:
         print(__version__)
