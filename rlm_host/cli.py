@@ -36,13 +36,17 @@ _state = {"debug": False}
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
     log_json: Annotated[bool, typer.Option("--log-json", help="Application logs on stderr as JSON lines.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
+                                          callback=lambda value: _print_version(value), is_eager=True)] = False,
 ) -> None:
     from .logs import configure
 
     configure(as_json=log_json)
     _state["debug"] = debug
-    if version:
+
+
+def _print_version(value: bool) -> None:
+    if value:
         print(__version__)
         raise typer.Exit(0)
 

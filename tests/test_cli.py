@@ -123,6 +123,9 @@ def test_doctor_reports_and_reaps(docker_ready: str) -> None:
 
 def test_help_texts() -> None:
     """Every command documents itself."""
-    for args in (["--help"], ["exec", "--help"], ["doctor", "--help"], ["image", "build", "--help"]):
+    for args in (["--help"], ["exec", "--help"], ["doctor", "--help"], ["image", "build", "--help"],
+                 ["run", "--help"], ["audit", "verify", "--help"], ["local-lm", "serve", "--help"]):
         proc = cli(*args)
         assert proc.returncode == 0 and "Usage" in proc.stdout, args
+    version = cli("--version")
+    assert version.returncode == 0 and version.stdout.strip() == "0.1.0"
