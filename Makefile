@@ -37,6 +37,7 @@ image: host venv
 	$(BIN)/rlm-host image build
 
 test: image
+	sh scripts/host-setup.sh test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: image

@@ -34,7 +34,7 @@ Level = Literal["full", "redacted", "hashes"]
 GENESIS = "0" * 64
 # Fields that carry text a model or a document produced; what each level keeps of them.
 TEXT_FIELDS = {"code", "stdout", "stderr", "result", "output", "prompt", "response", "answer", "query",
-               "question", "reason_text", "error_value", "citations_text"}
+               "question", "reason_text", "error_value", "evidence"}
 KEPT_AT_REDACTED = {"code", "query"}
 
 

@@ -198,6 +198,22 @@ def _run_local(query: str, context: list[Path], policy: str, max_iterations: int
         return rlm.complete(query, list(context))
 
 
+@app.command()
+def report(
+    file: Annotated[Path, typer.Argument(help="An audit log (.jsonl).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the HTML page.")],
+) -> None:
+    """Write one self-contained HTML page for reviewing a run (no network fetches)."""
+    from .report import build
+
+    page = build(_existing(file))
+    try:
+        output.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {output}: {exc.strerror}") from exc
+    print(f"wrote {output} ({len(page) / 1024:.0f} KB)")
+
+
 @audit_app.command("verify")
 def audit_verify(file: Annotated[Path, typer.Argument(help="An audit log (.jsonl).")]) -> None:
     """Check the keyed hash chain and the seal: exit 0 intact, 1 broken (first bad line), 2 unfinished."""

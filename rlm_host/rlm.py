@@ -183,6 +183,7 @@ class _Run:
         self.emit("run.end", {"run_id": self.run_id, "depth": self.depth, "stopped": result.stopped,
                               "iterations": result.iterations, "answer": result.answer, "fallback": result.fallback,
                               "citations": [c.model_dump(exclude_none=True, exclude={"text"}) for c in result.citations],
+                              "evidence": [c.text or "" for c in result.citations],
                               "usage": [u.model_dump() for u in result.usage], "cost_usd": result.cost_usd,
                               "comparison": result.comparison.model_dump(), "subcalls": result.subcalls})
         return result

@@ -2,6 +2,7 @@
 # Prepare a Debian 12 host for rlm-host (idempotent; root for the first run):
 # Docker Engine, gVisor's runsc registered with the args rlm-host needs,
 # debootstrap for the air-gapped image build, and python3-venv.
+# `host-setup.sh test` also installs what the test suite needs (chromium, for the report).
 set -eu
 log() { echo "host-setup: $*" >&2; }
 
@@ -10,6 +11,9 @@ command -v dockerd >/dev/null 2>&1 || need="$need docker.io"
 command -v runsc >/dev/null 2>&1 || need="$need runsc"
 command -v debootstrap >/dev/null 2>&1 || need="$need debootstrap"
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need="$need python3-venv"
+if [ "${1:-}" = test ]; then
+    command -v chromium >/dev/null 2>&1 || need="$need chromium"
+fi
 if [ -n "$need" ]; then
     if [ "$(id -u)" != 0 ]; then
         log "missing:$need; run this as root (e.g. sudo make test) to install them"
