@@ -214,6 +214,49 @@ def report(
     print(f"wrote {output} ({len(page) / 1024:.0f} KB)")
 
 
+@app.command()
+def tui(
+    replay: Annotated[Optional[Path], typer.Option(help="Step through the run recorded in this audit log.")] = None,
+    query: Annotated[Optional[str], typer.Option("--query", "-q", help="Run this question live.")] = None,
+    context: Annotated[Optional[list[Path]], typer.Option(help="File or folder for the live run; repeatable.")] = None,
+    policy: Annotated[str, typer.Option(help="Policy for the live run.")] = "standard",
+    model: Annotated[Optional[str], typer.Option(help="Root model (remote endpoints).")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (or OPENAI_BASE_URL).")] = None,
+    max_iterations: Annotated[int, typer.Option(min=1)] = 20,
+    quality: Annotated[bool, typer.Option("--quality", help="Local model only: the 1.5B as root.")] = False,
+) -> None:
+    """Watch a run step by step beside the paper: live (--query/--context) or replayed (--replay)."""
+    from .audit import events
+    from .tui import RLMApp
+    from .tui.live import run_live
+
+    if replay is not None:
+        RLMApp(events(_existing(replay)), title=replay.name).run()
+        return
+    if not query or not context:
+        raise ConfigError("tui needs --replay FILE, or --query and --context to run live")
+    app = RLMApp(live=True, title=query)
+
+    def start(hook: Any) -> Any:
+        shim = _Hooked(hook)
+        if _local_wanted(base_url):
+            return _run_local(query, list(context), policy, max_iterations, None, quality, shim)
+        return _run_remote(query, list(context), policy, model, None, base_url, max_iterations, None, shim)
+
+    run_live(app, start)
+    app.run()
+
+
+class _Hooked:
+    """The progress interface of ``run``, feeding the TUI's event hook instead."""
+
+    def __init__(self, hook: Any) -> None:
+        self.event = hook
+
+    def note(self, message: str) -> None:
+        self.event("progress", {"message": message})
+
+
 @audit_app.command("verify")
 def audit_verify(file: Annotated[Path, typer.Argument(help="An audit log (.jsonl).")]) -> None:
     """Check the keyed hash chain and the seal: exit 0 intact, 1 broken (first bad line), 2 unfinished."""

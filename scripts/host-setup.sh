@@ -2,7 +2,7 @@
 # Prepare a Debian 12 host for rlm-host (idempotent; root for the first run):
 # Docker Engine, gVisor's runsc registered with the args rlm-host needs,
 # debootstrap for the air-gapped image build, and python3-venv.
-# `host-setup.sh test` also installs what the test suite needs (chromium, for the report).
+# `host-setup.sh test` also installs what the test suite needs (chromium for the report, tmux for the TUI).
 set -eu
 log() { echo "host-setup: $*" >&2; }
 
@@ -13,6 +13,7 @@ command -v debootstrap >/dev/null 2>&1 || need="$need debootstrap"
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need="$need python3-venv"
 if [ "${1:-}" = test ]; then
     command -v chromium >/dev/null 2>&1 || need="$need chromium"
+    command -v tmux >/dev/null 2>&1 || need="$need tmux"
 fi
 if [ -n "$need" ]; then
     if [ "$(id -u)" != 0 ]; then

@@ -1,0 +1,34 @@
+"""What each step of a run illustrates in the paper (Zhang, Kraska, Khattab 2025)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+LOOP = "RLM Loop: the LLM writes code to explore the external environment (§3)"
+VARIABLE = "Context as Variable: documents stored externally, not in the context window (§3.1)"
+SEARCH = "Programmatic Search: the LLM wrote code to grep the environment (§3.2)"
+SUBCALL = "Recursive Sub-Call: the LLM invokes itself on a small chunk (§3.3)"
+SYNTHESIS = "Evidence Synthesis: cited answer without seeing the full corpus (§4)"
+
+
+def annotate(event: dict[str, Any]) -> list[str]:
+    """The paper annotations an audit event illustrates, in order (often none)."""
+    kind = event.get("kind", "")
+    if kind == "iteration.start":
+        return [LOOP]
+    if kind == "cell":
+        code = event.get("code") or ""
+        notes = [VARIABLE] if "peek(" in code else []
+        return notes + ([SEARCH] if "search(" in code or "grep(" in code else [])
+    if kind in {"subcall", "subcall.child_rlm"}:
+        return [SUBCALL]
+    if kind == "answer":
+        return [SYNTHESIS]
+    if kind == "run.end" and event.get("depth", 1) == 1 and "comparison" in event:
+        return [comparison(event["comparison"])]
+    return []
+
+
+def comparison(cmp: dict[str, Any]) -> str:
+    verdict = f"{cmp['saved_pct']:.0f}% less" if cmp["saved_pct"] >= 0 else f"{-cmp['saved_pct']:.0f}% more"
+    return f"Traditional: {cmp['input_tokens']:,} tokens / RLM: {cmp['rlm_tokens']:,} tokens ({verdict}) (§5)"
