@@ -89,3 +89,31 @@ def test_tui_under_tmux(recorded: Path, tmp_path: Path) -> None:
         assert not alive, "q did not quit the TUI"
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_live_mode_shows_events_as_they_happen(docker_ready: str) -> None:
+    """A live run posts its events to the app while it runs; the paper notes follow to the end."""
+    from rlm_host.tui.live import run_live
+
+    async def drive(lm: ScriptedLM) -> tuple[list[str], str]:
+        app = RLMApp(live=True, title="live")
+
+        def start(hook):
+            return RLM(model="root", sub_model="sub", lm=LMClient(base_url=lm.base_url),
+                       on_event=hook).complete("What is the termination fee?", [DOC])
+
+        async with app.run_test(size=(160, 50)) as pilot:
+            run_live(app, start)
+            for _ in range(300):
+                await pilot.pause(0.1)
+                if any(e["kind"] == "run.end" for e in app.events):
+                    break
+            await pilot.pause(0.3)
+            return [e["kind"] for e in app.events], text_of(app, "#notes")
+
+    with ScriptedLM() as lm:
+        lm.script("root", RUN)
+        lm.rule("sub", lambda messages: "EUR 48,500")
+        kinds, notes = asyncio.run(drive(lm))
+    assert kinds[0] == "document" and "subcall" in kinds and kinds[-1] == "run.end"
+    assert "Traditional:" in notes

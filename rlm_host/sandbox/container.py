@@ -6,6 +6,7 @@ function, from the policy; nothing a policy says can turn on a network.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from docker.types import LogConfig, Mount, Ulimit
 from ..engine import docker_client
 from ..errors import KernelStartError, SandboxError
 from ..policy import Policy
-from ..settings import OWNER_LABEL, POLICY_LABEL, SESSION_LABEL
+from ..settings import CONTENT_HASH_LABEL, OWNER_LABEL, POLICY_LABEL, SESSION_LABEL
 from .session_dir import CONNECTION_FILE, CONTAINER_DOCS, CONTAINER_IO, SessionDir
 
 MB = 1024 * 1024
@@ -93,6 +94,7 @@ class Container:
         self._args = create_args(policy, image, session)
         self.policy = policy
         self.id: str | None = None
+        self.image_id = ""
 
     def start(self) -> None:
         try:
@@ -106,6 +108,7 @@ class Container:
         except DockerException as exc:
             raise KernelStartError(f"container did not start: {exc}") from exc
         self.id = container.id
+        self.image_id = container.attrs.get("Image", "")
 
     def state(self) -> ContainerState:
         try:
@@ -161,6 +164,16 @@ class Container:
         except APIError as exc:
             if "is not running" not in str(exc):
                 raise SandboxError(f"cannot signal sandbox container: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=16)
+def image_content_hash(image_id: str) -> str | None:
+    """The content-hash label of an image (for the audit log)."""
+    try:
+        labels = docker_client().api.inspect_image(image_id)["Config"].get("Labels") or {}
+    except DockerException:
+        return None
+    return labels.get(CONTENT_HASH_LABEL)
 
 
 def _cgroup_file(container_id: str, controller: str, name: str) -> Path | None:

@@ -21,7 +21,7 @@ from ..image import require_image
 from ..policy import Policy
 from ..results import ExecutionResult, Status
 from .base import Sandbox
-from .container import Container
+from .container import Container, image_content_hash
 from .kernel import CellRun, KernelChannel, Outcome
 from .output import OutputCollector
 from .session_dir import SessionDir, StagedDocument, check_documents, new_session_id
@@ -158,7 +158,9 @@ class DockerSandbox(Sandbox):
             raise KernelStartError(f"{exc}; container log: {self._container.logs()!r}") from exc
         self._run_setup(INSTALL_CELL)
         self._emit("sandbox.start", {"container": self._container.id, "runtime": self.policy.runtime,
-                                     "image": self._image, "session": self.session_id})
+                                     "image": self._image, "image_id": self._container.image_id,
+                                     "image_content_hash": image_content_hash(self._container.image_id),
+                                     "session": self.session_id})
 
     def _wait_for_sockets(self, deadline: float) -> None:
         checks = 0
