@@ -35,7 +35,7 @@ def run_checks() -> list[Check]:
     except DockerUnavailable as exc:
         return [Check("docker", False, str(exc), "apt-get install docker.io && dockerd &")]
     checks = [Check("docker", True, f"Docker Engine {version} reachable")]
-    checks += [_runc(), _runsc(), _image(), _leftovers(), _lm_endpoint()]
+    checks += [_runc(), _runsc(), _image(), _leftovers(), _lm_endpoint(), _local_model()]
     return checks
 
 
@@ -85,8 +85,25 @@ def _lm_endpoint() -> Check:
     key = "set" if os.environ.get("OPENAI_API_KEY") else "not set"
     if base:
         return Check("LM endpoint", True, f"OPENAI_BASE_URL={base}, OPENAI_API_KEY {key}", required=False)
-    return Check("LM endpoint", True, f"OPENAI_BASE_URL not set (OpenAI's API); OPENAI_API_KEY {key}",
-                 required=False)
+    if key == "set":
+        return Check("LM endpoint", True, "OpenAI's API (OPENAI_API_KEY set)", required=False)
+    return Check("LM endpoint", True, "none configured: runs use the embedded local model", required=False)
+
+
+def _local_model() -> Check:
+    """The embedded model: llama-cpp-python installed, the 0.5B weights fetched and verified."""
+    import importlib.util
+
+    from .local_lm import MODELS, verified, models_dir
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        return Check("local model", False, "llama-cpp-python not installed (needed without an API key)",
+                     "pip install 'rlm-host[local]' (builds from source, 5-8 min)", required=False)
+    model = MODELS["0.5b"]
+    if not verified(models_dir() / model.filename, model):
+        return Check("local model", False, f"{model.name} not fetched yet", "rlm-host local-lm fetch",
+                     required=False)
+    return Check("local model", True, f"{model.name} fetched and verified")
 
 
 def reap_all(*, include_live: bool = False) -> tuple[int, int]:

