@@ -92,6 +92,7 @@ class Number:
     def __call__(self, _logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
         self.seq += 1
         kind = event.pop("event")
+        event.pop("run_id", None)  # the log's run id is the chain's: a field cannot replace it
         return {"seq": self.seq, "run_id": self.run_id, **event, "kind": kind}
 
 

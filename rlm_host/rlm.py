@@ -163,7 +163,7 @@ class _Run:
         self.started = time.monotonic()
 
     def execute(self) -> RLMResult:
-        self.emit("run.start", {"run_id": self.run_id, "depth": self.depth, "query": self.query,
+        self.emit("run.start", {"run": self.run_id, "depth": self.depth, "query": self.query,
                                 "model": self.rlm.model, "sub_model": self.rlm.sub_model,
                                 "policy": self.rlm.policy.name, "policy_sha256": self.rlm.policy.sha256,
                                 "runtime": self.rlm.policy.runtime, "audit_level": self.rlm.policy.audit_level,
@@ -180,7 +180,7 @@ class _Run:
             finally:
                 broker.close()
                 self.shared.sub_calls.extend(subcalls.completions)
-        self.emit("run.end", {"run_id": self.run_id, "depth": self.depth, "stopped": result.stopped,
+        self.emit("run.end", {"run": self.run_id, "depth": self.depth, "stopped": result.stopped,
                               "iterations": result.iterations, "answer": result.answer, "fallback": result.fallback,
                               "citations": [c.model_dump(exclude_none=True, exclude={"text"}) for c in result.citations],
                               "evidence": [c.text or "" for c in result.citations],

@@ -180,6 +180,9 @@ def test_depth_two_starts_a_child_sandbox(lm: ScriptedLM) -> None:
     assert len({e["session"] for e in starts}) == 2
     assert [e["kind"] for e in result.events].count("subcall.child_rlm") == 1
     assert [e["kind"] for e in result.events].count("subcall.depth_fallback") == 1
+    from rlm_host.audit import verify
+
+    assert verify(Path(result.audit_log)).status == "intact"  # the child's events are in the parent's chain
 
 
 def test_depth_one_falls_back_to_llm_query(lm: ScriptedLM) -> None:
