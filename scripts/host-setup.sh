@@ -1,7 +1,7 @@
 #!/bin/sh
 # Prepare a Debian 12 host for rlm-host (idempotent; root for the first run):
 # Docker Engine, gVisor's runsc registered with the args rlm-host needs,
-# debootstrap for the air-gapped image build, and python3-venv.
+# debootstrap for the air-gapped image build, python3-venv, and g++ for llama-cpp-python.
 # `host-setup.sh test` also installs what the test suite needs (chromium for the report, tmux for the TUI).
 set -eu
 log() { echo "host-setup: $*" >&2; }
@@ -11,6 +11,7 @@ command -v dockerd >/dev/null 2>&1 || need="$need docker.io"
 command -v runsc >/dev/null 2>&1 || need="$need runsc"
 command -v debootstrap >/dev/null 2>&1 || need="$need debootstrap"
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need="$need python3-venv"
+command -v g++ >/dev/null 2>&1 || need="$need g++"  # llama-cpp-python builds from source
 if [ "${1:-}" = test ]; then
     command -v chromium >/dev/null 2>&1 || need="$need chromium"
     command -v tmux >/dev/null 2>&1 || need="$need tmux"
