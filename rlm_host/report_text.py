@@ -32,6 +32,8 @@ def render_result(result: RLMResult, console: Console) -> None:
                   f"{cmp.rlm_tokens:,}  ({verdict}; {cmp.method})")
     console.print(f"[dim]stopped: {result.stopped} after {result.iterations} iterations in "
                   f"{result.duration_s:.1f}s · run {result.run_id}[/]")
+    if result.audit_log:
+        console.print(f"[dim]audit log: {result.audit_log} (rlm-host audit verify / report / tui --replay)[/]")
 
 
 ICONS = {"run": "▶", "sandbox": "▣", "iteration": "↻", "root": "◆", "cell": "▷", "subcall": "↳",
