@@ -22,7 +22,8 @@ def render_result(result: RLMResult, console: Console) -> None:
     console.print("[bold]Usage[/]")
     for usage in result.usage:
         cost = f"${usage.cost_usd:.4f}" if usage.cost_usd is not None else "cost unknown"
-        console.print(f"  {usage.role:4} {escape(usage.model)}: {usage.calls} calls, {usage.prompt_tokens:,} in + "
+        calls = f"{usage.calls} call" + ("" if usage.calls == 1 else "s")
+        console.print(f"  {usage.role:4} {escape(usage.model)}: {calls}, {usage.prompt_tokens:,} in + "
                       f"{usage.completion_tokens:,} out tokens, {cost}")
     total = f"${result.cost_usd:.4f}" if result.cost_usd is not None else "unknown (a model's price is not in the table)"
     console.print(f"  total cost: {total}")
