@@ -27,7 +27,6 @@ from pathlib import Path
 
 from rlm_host import local_lm
 from rlm_host.lm import LMClient
-from rlm_host.rlm import RLM
 
 ROOT = Path(__file__).resolve().parent.parent
 FILLER = ["The committee met on a Tuesday and reviewed the quarterly figures.",
@@ -90,9 +89,7 @@ def speeds(client: LMClient, model: str) -> dict[str, float]:
 def run_tasks(servers: dict[str, local_lm.Server], folder: Path) -> list[dict]:
     rows = []
     for name, docs, question, want in tasks(folder):
-        rlm = RLM(model=servers["root"].model, sub_model=servers["sub"].model,
-                  lm=LMClient(base_url=servers["root"].base_url), sub_lm=LMClient(base_url=servers["sub"].base_url),
-                  max_iterations=6, **local_lm.GENERATION)
+        rlm = local_lm.local_rlm(servers, max_iterations=6)
         began = time.monotonic()
         result = rlm.complete(question, docs)
         rows.append({"task": name, "ok": want in result.answer, "answer": result.answer[:200],

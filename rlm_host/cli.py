@@ -184,17 +184,13 @@ def _run_local(query: str, context: list[Path], policy: str, max_iterations: int
                quality: bool, progress: Any) -> Any:
     """A run on the embedded model; its choice and digests go into the run's first event."""
     from . import local_lm
-    from .lm import LMClient
-    from .rlm import RLM
 
     with local_lm.Endpoints(quality, progress=progress.note) as servers:
-        root, sub = servers["root"], servers["sub"]
         models = local_lm.choose(quality)
-        rlm = RLM(model=root.model, sub_model=sub.model, lm=LMClient(base_url=root.base_url),
-                  sub_lm=LMClient(base_url=sub.base_url), policy=policy, max_iterations=max_iterations,
-                  max_depth=max_depth, on_event=progress.event, **local_lm.GENERATION,
-                  run_info={"local_model": {role: {"name": m.name, "sha256": m.sha256}
-                                            for role, m in models.items()}, "quality": quality})
+        rlm = local_lm.local_rlm(servers, policy=policy, max_iterations=max_iterations, max_depth=max_depth,
+                                 on_event=progress.event,
+                                 run_info={"local_model": {role: {"name": m.name, "sha256": m.sha256}
+                                                           for role, m in models.items()}, "quality": quality})
         return rlm.complete(query, list(context))
 
 

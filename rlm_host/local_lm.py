@@ -25,8 +25,12 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, RLMHostError
+
+if TYPE_CHECKING:
+    from .rlm import RLM
 from .settings import cache_dir, state_dir
 
 Progress = Callable[[str], None]
@@ -321,6 +325,16 @@ def start_servers(quality: bool, *, detach: bool = False, progress: Progress = l
             stop(server)
         raise
     return servers
+
+
+def local_rlm(servers: dict[str, Server], **options: Any) -> "RLM":
+    """An RLM whose root and sub-calls go to these servers, with the small-model settings."""
+    from .lm import LMClient
+    from .rlm import RLM
+
+    root, sub = servers["root"], servers["sub"]
+    return RLM(model=root.model, sub_model=sub.model, lm=LMClient(base_url=root.base_url),
+               sub_lm=LMClient(base_url=sub.base_url), **{**GENERATION, **options})
 
 
 class Endpoints:

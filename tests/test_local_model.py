@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 
 from rlm_host import local_lm
-from rlm_host.lm import LMClient
-from rlm_host.rlm import RLM
 
 pytestmark = pytest.mark.docker
 
@@ -37,10 +35,7 @@ def test_real_model_answers_from_the_document(tmp_path: Path, docker_ready: str)
     doc = haystack(tmp_path / "minutes.txt")
     servers = local_lm.start_servers(quality=False)
     try:
-        rlm = RLM(model=servers["root"].model, sub_model=servers["sub"].model,
-                  lm=LMClient(base_url=servers["root"].base_url), sub_lm=LMClient(base_url=servers["sub"].base_url),
-                  max_iterations=6, **local_lm.GENERATION)
-        result = rlm.complete("What is the access code for the east vault?", [doc])
+        result = local_lm.local_rlm(servers, max_iterations=6).complete("What is the access code for the east vault?", [doc])
     finally:
         for server in servers.values():
             local_lm.stop(server)

@@ -95,6 +95,7 @@ class Container:
         self.policy = policy
         self.id: str | None = None
         self.image_id = ""
+        self._pids_events: Path | None = None
 
     def start(self) -> None:
         try:
@@ -109,6 +110,7 @@ class Container:
             raise KernelStartError(f"container did not start: {exc}") from exc
         self.id = container.id
         self.image_id = container.attrs.get("Image", "")
+        self._pids_events = _cgroup_file(self.id, "pids", "pids.events")  # looked up once, read per cell
 
     def state(self) -> ContainerState:
         try:
@@ -147,11 +149,10 @@ class Container:
 
     def pids_limit_hit(self) -> bool:
         """Whether the container's process limit refused a fork (cgroup pids.events)."""
-        events = _cgroup_file(self.id, "pids", "pids.events") if self.id else None
-        if events is None:
+        if self._pids_events is None:
             return False
         try:
-            text = events.read_text()
+            text = self._pids_events.read_text()
         except OSError:
             return False
         return any(line.split()[1] != "0" for line in text.splitlines() if line.startswith("max"))

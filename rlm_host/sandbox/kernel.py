@@ -55,6 +55,9 @@ class KernelChannel:
         self._client = BlockingKernelClient(context=self._context)
         self._client.load_connection_info(connection_info)
         self._client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
+        self._poller = zmq.Poller()  # built once: collect() polls it for every message of every cell
+        self._poller.register(self._client.iopub_channel.socket, zmq.POLLIN)
+        self._poller.register(self._client.shell_channel.socket, zmq.POLLIN)
 
     def wait_ready(self, deadline: float, alive: Callable[[], bool]) -> None:
         """Return once the kernel answers on shell and iopub; raise if it does not in time."""
@@ -102,10 +105,7 @@ class KernelChannel:
 
     def _poll(self, run: CellRun, wait: float) -> bool:
         """Wait for iopub; take any shell reply on the way. True when iopub has a message."""
-        poller = zmq.Poller()
-        poller.register(self._client.iopub_channel.socket, zmq.POLLIN)
-        poller.register(self._client.shell_channel.socket, zmq.POLLIN)
-        events = dict(poller.poll(max(wait, 0) * 1000))
+        events = dict(self._poller.poll(max(wait, 0) * 1000))
         if self._client.shell_channel.socket in events:
             self._read_shell(run)
         return self._client.iopub_channel.socket in events
