@@ -7,12 +7,16 @@ PYTEST_ARGS ?=
 # into a wheelhouse outside the checkout that later installs and CI runs reuse.
 WHEELHOUSE ?= $(HOME)/.cache/rlm-host/wheels
 LLAMA := llama-cpp-python==0.3.36
+# The evidence of a test run (attack outcomes, outside checks, faults, load) that SECURITY.md is rendered from.
+EVIDENCE := build/security-results.json
 
-.PHONY: help host venv image test demo bench reap clean
+.PHONY: help host venv image test security demo bench reap clean
 
 help:
 	@echo "make demo   - set up the host, build the kernel image, run a cell on a bundled document"
 	@echo "make test   - set up the host, build the image if needed, run the whole test suite"
+	@echo "              (security suite included) and regenerate SECURITY.md's tables"
+	@echo "make security - only the security suite (tests/security), then regenerate SECURITY.md"
 	@echo "make bench  - sandbox benchmarks (results in bench/results/)"
 	@echo "make image  - build the kernel image (skipped when current)"
 	@echo "make reap   - remove sandbox containers left by crashed runs"
@@ -38,7 +42,15 @@ image: host venv
 
 test: image
 	sh scripts/host-setup.sh test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@rm -f $(EVIDENCE)
+	$(BIN)/python -m pytest --security-results=$(EVIDENCE) $(PYTEST_ARGS); status=$$?; \
+		$(BIN)/python scripts/security_report.py $(EVIDENCE) SECURITY.md; exit $$status
+
+security: image
+	sh scripts/host-setup.sh test
+	@rm -f $(EVIDENCE)
+	$(BIN)/python -m pytest tests/security --security-results=$(EVIDENCE) $(PYTEST_ARGS); status=$$?; \
+		$(BIN)/python scripts/security_report.py $(EVIDENCE) SECURITY.md; exit $$status
 
 demo: image
 	$(BIN)/rlm-host doctor

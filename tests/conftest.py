@@ -6,11 +6,16 @@ with the reason, as CI must.
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from rlm_host.engine import docker_client
 from rlm_host.image import require_image
@@ -19,6 +24,77 @@ from rlm_host.sandbox import DockerSandbox
 from rlm_host.settings import OWNER_LABEL
 
 RUNTIMES = {"standard": "runc", "strict": "runsc"}
+
+# Fuzz tests take their example counts from the profile: thousands in the suite, far more with --fuzz.
+settings.register_profile("suite", max_examples=2000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("fuzz", max_examples=50_000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fuzz", action="store_true",
+                     help="fuzz the RPC decoder and the policy loader with 50,000 cases each (suite: 2,000)")
+    parser.addoption("--security-results", metavar="PATH",
+                     help="write the security evidence (attacks, checks, faults, load) as JSON "
+                          "for scripts/security_report.py, which renders SECURITY.md")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("fuzz"):
+        settings.load_profile("fuzz")
+    config.stash[EVIDENCE] = []
+
+
+EVIDENCE = pytest.StashKey[list]()
+Record = Callable[..., None]
+
+
+@pytest.fixture
+def evidence(request: pytest.FixtureRequest) -> Record:
+    """``evidence(section, **columns)`` adds a row to SECURITY.md's generated tables.
+
+    The row gets the test's outcome (passed or failed) when the test ends, so a failed
+    attack shows as failed in the table instead of vanishing from it.
+    """
+    rows = request.config.stash[EVIDENCE]
+
+    def record(section: str, **columns: object) -> None:
+        rows.append({"section": section, "test": request.node.nodeid, "passed": None,
+                     **{k: v if isinstance(v, (int, float, bool)) or v is None else str(v)
+                        for k, v in columns.items()}})
+    return record
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    report = yield
+    if report.when == "call" or report.failed:
+        for row in item.config.stash[EVIDENCE]:
+            if row["test"] == item.nodeid and row["passed"] is not False:
+                row["passed"] = report.passed
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = session.config.getoption("security_results")
+    rows = session.config.stash.get(EVIDENCE, [])
+    if not path or not rows:
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps({
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": {"cores": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
+                    "docker": _docker_version()},
+        "rows": rows}, indent=1))
+
+
+def _docker_version() -> str:
+    try:
+        return docker_client().version().get("Version", "?")
+    except Exception:  # the evidence file is still written when the engine is gone
+        return "unreachable"
 
 
 def test_limits(policy: Policy) -> Policy:
