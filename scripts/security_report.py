@@ -17,7 +17,32 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from rlm_host.policy import load_policy
+
 RUNTIMES = ["runc", "runsc"]
+# What happens when each limit of a policy is hit (docs/sandbox.md has the mechanics). The values
+# come from the shipped policy files, so this table cannot drift from them.
+AT_LIMIT = {
+    "memory_mb": "the kernel is OOM-killed: status `oom`; a fresh kernel, documents reloaded",
+    "cpus": "CPU time is throttled (CFS quota); nothing fails",
+    "pids": "fork/clone fail; under runc the cgroup's pids.events shows it: `killed`, fresh kernel "
+            "(gVisor's tasks are not host pids: a thread bomb runs to the cell limit)",
+    "nofile": "`open` fails with EMFILE in the cell: `error`, same kernel",
+    "fsize_mb": "the write fails with EFBIG in the cell: `error`, same kernel",
+    "tmpfs_mb": "the write to /tmp fails with ENOSPC in the cell: `error`, same kernel",
+    "cell_timeout_s": "SIGINT to the kernel: `timeout`, variables kept",
+    "interrupt_grace_s": "the cell ignored SIGINT this long: container killed, `timeout` with a fresh kernel",
+    "session_lifetime_s": "a running cell is killed (`killed`); the session is closed",
+    "output_cap_bytes": "the rest of the cell's output is counted and dropped: `truncated`",
+    "start_timeout_s": "KernelStartError with the container's log; the container is removed",
+    "max_calls": "the sub-call is refused in the cell (RPCError budget_exhausted); `subcall.denied` audited",
+    "max_prompt_chars": "the sub-call is refused in the cell (budget_exhausted); audited",
+    "max_total_tokens": "further sub-calls are refused (budget_exhausted); audited",
+    "max_cost_usd": "further sub-calls are refused (budget_exhausted); audited",
+    "max_concurrency": "a batch runs this many calls at a time; never an error",
+    "max_depth": "`rlm_query` past it answers with a plain `llm_query`; `subcall.depth_fallback` audited",
+    "max_frame_bytes": "the frame is refused (frame_too_large), the connection closed; `rpc.frame_rejected` audited",
+}
 CATEGORIES = ["network", "privilege", "filesystem", "secrets", "rpc", "exhaustion"]
 HIDDEN = {"section", "test", "passed"}
 
@@ -60,6 +85,26 @@ def plain_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def limits_table() -> str:
+    policies = [load_policy("standard"), load_policy("strict")]
+    lines = ["| limit | " + " | ".join(f"{p.name} ({p.runtime})" for p in policies) + " | when it is hit |",
+             "| --- | --- | --- | --- |"]
+    for group in ("limits", "subcalls"):
+        for key, what in AT_LIMIT.items():
+            values = [getattr(getattr(p, group), key, None) for p in policies]
+            if key in type(getattr(policies[0], group)).model_fields:
+                shown = ["none" if v is None else f"{v:g}" if isinstance(v, float) else str(v) for v in values]
+                lines.append(f"| `{group}.{key}` | " + " | ".join(shown) + f" | {what} |")
+    return "\n".join(lines)
+
+
+def replace(document: str, name: str, text: str) -> str:
+    pattern = re.compile(rf"(<!-- BEGIN generated:{name} -->\n).*?(<!-- END generated:{name} -->)", re.S)
+    if not pattern.search(document):
+        raise SystemExit(f"security_report: SECURITY.md has no generated:{name} section; add its markers")
+    return pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), document)
+
+
 def render(results: dict, document: str) -> str:
     sections: dict[str, list[dict]] = defaultdict(list)
     for row in results["rows"]:
@@ -69,11 +114,9 @@ def render(results: dict, document: str) -> str:
              f"{machine['kernel']}, Docker {machine['docker']}, Python {machine['python']}._")
     for name, rows in sections.items():
         table = attacks_table(rows) if name == "attacks" else plain_table(rows)
-        pattern = re.compile(rf"(<!-- BEGIN generated:{name} -->\n).*?(<!-- END generated:{name} -->)", re.S)
-        if not pattern.search(document):
-            raise SystemExit(f"security_report: SECURITY.md has no generated:{name} section; add its markers")
-        document = pattern.sub(lambda m: m.group(1) + stamp + "\n\n" + table + "\n" + m.group(2), document)
-    return document
+        document = replace(document, name, stamp + "\n\n" + table)
+    return replace(document, "limits", "_Generated from the shipped policy files by `make security`._\n\n"
+                   + limits_table())
 
 
 def main(argv: list[str]) -> int:
