@@ -61,6 +61,7 @@ demo: image
 bench: image
 	$(BIN)/python bench/sandbox.py
 	$(BIN)/python bench/rpc.py
+	$(BIN)/python bench/context.py
 
 reap: venv
 	$(BIN)/rlm-host doctor --reap

@@ -7,13 +7,13 @@ scripted OpenAI-compatible server on 127.0.0.1:
    model -> back), p50/p99 over N calls timed in the kernel; and the broker's
    own share: that round trip minus the LM client's measured latency per call.
    The aim is under 1 ms p50 for the broker's share.
-2. ``llm_query_batched`` of 64 calls with 200 ms scripted latency: wall time
-   against the ideal for the policy's concurrency, ceil(64 / concurrency) x 200 ms.
+2. ``llm_query_batched`` of 1, 2, 4 ... 128 calls with 200 ms scripted latency: wall time
+   against the ideal for the policy's concurrency, ceil(n / concurrency) x 200 ms.
    The aim is within 10%.
 
-    python3 bench/rpc.py [--calls 300] [--batch 64] [--latency 0.2] [--out bench/results]
+    python3 bench/rpc.py [--calls 300] [--batch 1,2,4,8,16,32,64,128] [--latency 0.2] [--out bench/results]
 
-Writes ``rpc.json`` and ``rpc.md`` to ``--out``.
+Writes ``rpc.json``, ``rpc.md`` and ``rpc.png`` (wall time against the ideal) to ``--out``.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def batched(n: int, latency_s: float) -> dict[str, float]:
 
 
 def markdown(report: dict) -> str:
-    o, b = report["overhead"], report["batched"]
+    o, batches = report["overhead"], report["batched"]
     return "\n".join([
         "# RPC benchmark", "", f"{report['date']} · policy standard (runc) · scripted model on 127.0.0.1", "",
         "| measure | p50 | p99 | aim |", "|---|---|---|---|",
@@ -103,24 +103,47 @@ def markdown(report: dict) -> str:
         f"| of which the LM client (HTTP to the scripted model) | {o['lm_client_p50_ms']:.2f} ms | | |",
         f"| broker's share (round trip - LM client) | {o['broker_share_p50_ms']:.2f} ms | "
         f"{o['broker_share_p99_ms']:.2f} ms | < 1 ms p50 |", "",
-        f"llm_query_batched of {b['calls']} calls at {b['latency_s'] * 1000:.0f} ms each, concurrency "
-        f"{b['concurrency']}: {b['wall_s']:.3f} s against the ideal {b['ideal_s']:.3f} s = {b['ratio']:.3f}x "
-        "(aim: within 1.10x)", ""])
+        f"llm_query_batched at {batches[0]['latency_s'] * 1000:.0f} ms scripted latency per call, the policy's "
+        f"concurrency {batches[0]['concurrency']} (aim: within 1.10x of the ideal):", "",
+        "| calls | wall | ideal | ratio | calls/s |", "|---|---|---|---|---|",
+        *[f"| {b['calls']} | {b['wall_s']:.3f} s | {b['ideal_s']:.3f} s | {b['ratio']:.3f}x | "
+          f"{b['calls'] / b['wall_s']:.1f} |" for b in batches], ""])
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batches = report["batched"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([b["calls"] for b in batches], [b["wall_s"] for b in batches], marker="o", label="llm_query_batched")
+    ax.plot([b["calls"] for b in batches], [b["ideal_s"] for b in batches], linestyle="--", label="ideal")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("calls in the batch")
+    ax.set_ylabel("wall time (s)")
+    ax.set_title(f"sub-calls at {batches[0]['latency_s'] * 1000:.0f} ms, concurrency {batches[0]['concurrency']}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300)
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--batch", default="1,2,4,8,16,32,64,128", help="batch sizes, comma-separated")
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args(argv)
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "overhead": overhead(args.calls), "batched": batched(args.batch, args.latency)}
+              "overhead": overhead(args.calls),
+              "batched": [batched(int(n), args.latency) for n in args.batch.split(",")]}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "rpc.json").write_text(json.dumps(report, indent=2) + "\n")
     text = markdown(report)
     (args.out / "rpc.md").write_text(text)
+    plot(report, args.out / "rpc.png")
     print(text)
     return 0
 
