@@ -36,3 +36,21 @@ class Recorder:
     def of(self, prefix: str) -> list[dict[str, Any]]:
         with self._lock:
             return [e for e in self.events if e["kind"].startswith(prefix)]
+
+
+@dataclass
+class Meter:
+    """Tokens and cost so far, from root and sub-call events (the status line and the TUI)."""
+
+    tokens: int = 0
+    cost: float = 0.0
+    cost_known: bool = True
+
+    def add(self, fields: dict[str, Any]) -> None:
+        self.tokens += int(fields.get("prompt_tokens") or 0) + int(fields.get("completion_tokens") or 0)
+        cost = fields.get("cost_usd")
+        self.cost_known = self.cost_known and cost is not None
+        self.cost += cost or 0.0
+
+    def cost_text(self, unknown: str = "cost unknown") -> str:
+        return f"${self.cost:.4f}" if self.cost_known else unknown

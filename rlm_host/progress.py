@@ -13,6 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.status import Status
 
+from .events import Meter
+
 
 class Progress:
     """A one-line status that follows run events; does nothing when disabled."""
@@ -24,9 +26,7 @@ class Progress:
         self._lock = threading.Lock()
         self.iteration = 0
         self.depth = 1
-        self.tokens = 0
-        self.cost = 0.0
-        self.cost_known = True
+        self.meter = Meter()
         self.subcalls = 0
         self.action = "starting the sandbox"
 
@@ -61,10 +61,7 @@ class Progress:
             self.iteration, self.depth = fields["iteration"], fields.get("depth", 1)
             self.action = "waiting for the root model"
         elif kind in {"root", "subcall"}:
-            self.tokens += fields.get("prompt_tokens", 0) + fields.get("completion_tokens", 0)
-            cost = fields.get("cost_usd")
-            self.cost_known = self.cost_known and cost is not None
-            self.cost += cost or 0.0
+            self.meter.add(fields)
             if kind == "subcall":
                 self.subcalls += 1
             else:
@@ -81,7 +78,6 @@ class Progress:
             self.action = f"limit: {kind.removeprefix('limit.')}"
 
     def _line(self) -> str:
-        cost = f"${self.cost:.4f}" if self.cost_known else "cost unknown"
         depth = f" (depth {self.depth})" if self.depth > 1 else ""
         return (f"iteration {self.iteration}{depth} · {self.action} · {self.subcalls} sub-calls · "
-                f"{self.tokens:,} tokens · {cost}")
+                f"{self.meter.tokens:,} tokens · {self.meter.cost_text()}")

@@ -80,7 +80,6 @@ class RLMApp(App):
 
 
 def _meter(view: View, shown: int, total: int) -> str:
-    cost = f"${view.cost:.4f}" if view.cost_known else "unknown"
     return (f"[b]Run[/b] {view.status} · step {shown}/{total} · iteration {view.iteration}\n"
-            f"tokens {view.tokens:,} · cost {cost}\n"
+            f"tokens {view.meter.tokens:,} · cost {view.meter.cost_text('unknown')}\n"
             f"[b]Sandbox[/b] {view.runtime} · {view.limits} · restarts {view.restarts}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..events import Meter
 from ..report_text import _short
 from .annotations import annotate
 
@@ -15,9 +16,7 @@ class View:
 
     lines: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    tokens: int = 0
-    cost: float = 0.0
-    cost_known: bool = True
+    meter: Meter = field(default_factory=Meter)
     iteration: int = 0
     runtime: str = "-"
     limits: str = "-"
@@ -39,10 +38,7 @@ def _apply(view: View, event: dict[str, Any]) -> None:
         view.notes = notes
     view.lines.append(_line(event))
     if kind in {"root", "subcall"}:
-        view.tokens += int(event.get("prompt_tokens") or 0) + int(event.get("completion_tokens") or 0)
-        cost = event.get("cost_usd")
-        view.cost_known = view.cost_known and cost is not None
-        view.cost += cost or 0.0
+        view.meter.add(event)
     elif kind == "iteration.start":
         view.iteration = event.get("iteration", view.iteration)
     elif kind in {"run.start", "exec.start"}:
