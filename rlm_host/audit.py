@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import threading
 import time
@@ -36,6 +37,7 @@ GENESIS = "0" * 64
 TEXT_FIELDS = {"code", "stdout", "stderr", "result", "output", "prompt", "response", "answer", "query",
                "question", "reason_text", "error_value", "evidence"}
 KEPT_AT_REDACTED = {"code", "query"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class AuditError(RLMHostError):
@@ -66,7 +68,9 @@ def load_key() -> bytes:
 
 
 def canonical(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    """The bytes a line's hash covers; a lone surrogate (hostile kernel output) hashes, never raises."""
+    text = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return text.encode("utf-8", "surrogatepass")
 
 
 def line_hash(key: bytes, record: dict[str, Any]) -> str:
@@ -131,35 +135,63 @@ class Chain:
 
 
 def render(_logger: Any, _name: str, event: dict[str, Any]) -> str:
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
+    """One JSON line; lone surrogates are written as escapes, so the line is UTF-8 and reads back the same."""
+    line = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
 
 
 class FsyncWriter:
-    """A structlog logger that appends a line, flushes and fsyncs before returning."""
+    """A structlog logger that appends a line and fsyncs it before returning.
+
+    A failed write is undone (the file is cut back to its last whole line) and sticks: every later
+    line raises the same ``AuditError``, so a run cannot go on past a hole in its record.
+    """
 
     def __init__(self, path: Path) -> None:
+        self.path = path
+        self.failure: AuditError | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = path.open("a", encoding="utf-8")
+            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         except OSError as exc:
-            raise AuditError(f"cannot open the audit log {path}: {exc.strerror}; "
-                             "fix the audit directory (RLM_HOST_AUDIT_DIR) before running") from exc
-        self.path = path
+            raise AuditError(f"cannot open the audit log {path}: {exc.strerror}; make {path.parent} "
+                             "writable or point RLM_HOST_AUDIT_DIR at a writable directory, then run again") from exc
 
     def msg(self, line: str) -> None:
+        if self.failure is not None:
+            raise AuditError(str(self.failure))
+        if self._fd is None:
+            raise AuditError(f"the audit log {self.path} is closed")
+        data = (line + "\n").encode("utf-8")
+        size = os.fstat(self._fd).st_size
         try:
-            self._file.write(line + "\n")
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            while data:
+                data = data[os.write(self._fd, data):]
+            os.fsync(self._fd)
         except OSError as exc:
-            raise AuditError(f"cannot write the audit log {self.path}: {exc.strerror}; "
-                             "the run stops rather than go on unrecorded") from exc
+            self._undo(size)
+            self.failure = AuditError(
+                f"cannot write the audit log {self.path}: {exc.strerror}; the run stops rather than go on "
+                f"unrecorded: free space in {self.path.parent} or point RLM_HOST_AUDIT_DIR at a writable directory")
+            raise self.failure from exc
 
     info = msg
 
+    def _undo(self, size: int) -> None:
+        """Cut a partly written line off, so the log still verifies up to its last whole line."""
+        try:
+            os.ftruncate(self._fd, size)
+            os.fsync(self._fd)
+        except OSError:
+            pass  # verify then reports the cut line as "truncated mid-line"
+
     def close(self) -> None:
-        if not self._file.closed:
-            self._file.close()
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # every line was already fsync'd
 
 
 class AuditLog:
@@ -192,8 +224,14 @@ class AuditLog:
             self._logger.info("seal", lines=self._number.seq + 1)
             self.sealed = True
             seal = {"run_id": self.run_id, "seq": self._number.seq, "hash": self._chain.head}
-            self.path.with_suffix(".seal").write_text(json.dumps(seal) + "\n")
-            self._writer.close()
+            seal_file = self.path.with_suffix(".seal")
+            try:
+                seal_file.write_text(json.dumps(seal) + "\n")
+            except OSError as exc:
+                raise AuditError(f"cannot write the seal {seal_file}: {exc.strerror}; the log reads as "
+                                 f"unfinished: free space in {seal_file.parent}") from exc
+            finally:
+                self._writer.close()
 
     def close(self) -> None:
         """Stop writing without a seal: the log reads as unfinished (an interrupted run)."""

@@ -100,7 +100,7 @@ def exec_cell(
     timeout: Annotated[Optional[float], typer.Option(help="Cell time limit in seconds (default: the policy's).")] = None,
 ) -> None:
     """Run one cell in a fresh sandbox and print one JSON object with its result."""
-    from .audit import AuditLog
+    from .audit import AuditError, AuditLog
     from .documents import ingest
     from .policy import load_policy
     from .sandbox import DockerSandbox, StagedDocument
@@ -126,6 +126,10 @@ def exec_cell(
             audit("cell", {"code": code, "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
                            **result.model_dump(mode="json", exclude={"error"}),
                            "error": result.error.name if result.error else None})
+        except Exception as exc:
+            if not isinstance(exc, AuditError):  # a failed log cannot take it; its error says so
+                audit("exec.error", {"error": f"{type(exc).__name__}: {exc}"})
+            raise
         finally:
             audit.seal()
     fields = result.model_dump(mode="json")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import reprlib
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,9 @@ PRIVILEGE_KEYS = frozenset(
 
 # gVisor's sentry and gofer threads live in the container's pids cgroup (about 60 at start).
 RUNSC_MIN_PIDS = 128
+MAX_SECCOMP_BYTES = 1 << 20  # ours is about 20 KB; a bigger "profile" is a mistake (or /dev/zero)
+_SHOWN = reprlib.Repr()  # a bad value quoted in one short line, however big (YAML aliases nest cheaply)
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 2, 60, 60
 
 
 class _Strict(BaseModel):
@@ -137,6 +141,8 @@ def load_policy(name_or_path: str | Path) -> Policy:
         raise PolicyError(f"cannot read policy {path}: {exc}") from exc
     except yaml.YAMLError as exc:
         raise PolicyError(f"policy {path} is not valid YAML: {exc}".replace("\n", " ")) from exc
+    except RecursionError:
+        raise PolicyError(f"policy {path} nests too deeply to be a policy; see policies/standard.yaml") from None
     if not isinstance(raw, dict):
         raise PolicyError(f"policy {path} must be a mapping of keys to values")
     return parse_policy(raw, base_dir=path.parent, source=str(path))
@@ -177,9 +183,15 @@ def _read_seccomp(policy: Policy, base_dir: Path, source: str) -> str | None:
         return None
     path = base_dir / policy.seccomp
     try:
-        text = path.read_text(encoding="utf-8")
+        if not path.is_file():
+            raise PolicyError(f"{source}: seccomp profile {path} is not a file; name the profile's JSON file")
+        with path.open(encoding="utf-8") as profile:
+            text = profile.read(MAX_SECCOMP_BYTES + 1)
+        if len(text) > MAX_SECCOMP_BYTES:
+            raise PolicyError(f"{source}: seccomp profile {path} is over {MAX_SECCOMP_BYTES} bytes; "
+                              "name the profile's JSON file")
         json.loads(text)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise PolicyError(f"{source}: seccomp profile {path} is unreadable or not JSON: {exc}") from exc
     return text
 
@@ -193,5 +205,5 @@ def _first_error(exc: ValidationError) -> str:
     if err["type"] == "missing":
         return f"missing key '{where}'; add it (see policies/standard.yaml)"
     got = err.get("input")
-    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    shown = "" if isinstance(got, dict) else f" (got {_SHOWN.repr(got)})"
     return f"'{where}': {msg}{shown}"

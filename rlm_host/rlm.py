@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .audit import AuditLog
+from .audit import AuditError, AuditLog
 from .errors import ConfigError
 from .events import EventHook, Recorder
 from .lm import Completion, LMClient, PriceTable
@@ -135,8 +135,9 @@ class RLM:
                 result = _Run(self, shared, query, documents, depth=1, run_id=run_id).execute()
             audit.seal()
         except Exception as exc:
-            events("run.error", {"error": f"{type(exc).__name__}: {exc}"})
-            audit.seal()
+            if not isinstance(exc, AuditError):  # a log that failed cannot take the error; its message says so
+                events("run.error", {"error": f"{type(exc).__name__}: {exc}"})
+                audit.seal()
             raise
         finally:
             audit.close()  # after seal() a no-op; on Ctrl-C the log stays unfinished, as it should

@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from .audit import AuditError
 from .errors import LMError
 from .events import EventHook, null_hook
 from .lm import Completion, LMClient
@@ -209,7 +210,17 @@ class Broker:
             _shutdown(conn)
 
     def _serve_one(self, conn: socket.socket) -> bool:
-        """Read one frame and answer it; False when the connection should end."""
+        """Read one frame and answer it; False when the connection should end.
+
+        When the audit log fails, nothing more is served: the request is refused unanswered and
+        the connection closed (the run stops at its next event, see ``audit.FsyncWriter``).
+        """
+        try:
+            return self._answer_one(conn)
+        except AuditError:  # raised while recording a refusal: the request's id is not at hand
+            return _refuse_unaudited(conn, None)
+
+    def _answer_one(self, conn: socket.socket) -> bool:
         header = _recv_exact(conn, 4)
         if header is None:
             return False
@@ -236,6 +247,8 @@ class Broker:
         except LMError as exc:
             self.emit("subcall.failed", {"error": str(exc)})
             reply = error_reply(request_id, "lm_error", str(exc))
+        except AuditError:
+            return _refuse_unaudited(conn, request_id)
         except Exception as exc:  # noqa: BLE001 - the broker must survive anything
             log.exception("rpc handler failed")
             self.emit("rpc.internal_error", {"error": f"{type(exc).__name__}: {exc}"})
@@ -245,6 +258,12 @@ class Broker:
     def _reject(self, code: str, message: str) -> None:
         self.rejected += 1
         self.emit("rpc.frame_rejected", {"code": code, "message": message[:200]})
+
+
+def _refuse_unaudited(conn: socket.socket, request_id: Any) -> bool:
+    """Answer that the request cannot be recorded (so it is not served); the connection ends."""
+    _send(conn, error_reply(request_id, "audit_failed", "the host cannot record this request; the run stops"))
+    return False
 
 
 def _recv_exact(conn: socket.socket, size: int) -> bytes | None:

@@ -13,6 +13,7 @@ before they are read, decoded strictly (no pickle, no eval) and validated here.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from typing import Annotated, Any, Literal, Union
 
@@ -20,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 HEADER = struct.Struct(">I")
 MAX_BATCH = 1000
+# A JSON escape of a UTF-16 surrogate: legal JSON, but a lone one is not Unicode and cannot be re-encoded.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
 class FrameError(Exception):
@@ -44,13 +47,27 @@ def frame_size(header: bytes, limit: int) -> int:
 
 
 def decode(body: bytes) -> dict[str, Any]:
+    """A frame's body as a JSON object of valid Unicode, or a FrameError (never another exception)."""
     try:
         obj = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FrameError("bad_json", f"frame is not UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise FrameError("bad_json", "frame nests JSON too deeply") from None
     if not isinstance(obj, dict):
         raise FrameError("bad_json", "frame is not a JSON object")
+    if _SURROGATE_ESCAPE.search(body) and not _is_unicode(obj):
+        raise FrameError("bad_json", "frame holds an unpaired surrogate escape (\\ud800-\\udfff); send valid Unicode")
     return obj
+
+
+def _is_unicode(obj: Any) -> bool:
+    """Whether every string in ``obj`` encodes to UTF-8 (no lone surrogates), so the host can log and echo it."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def ok_reply(request_id: int, result: Any) -> dict[str, Any]:
