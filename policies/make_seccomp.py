@@ -6,7 +6,9 @@ sandboxed Python kernel never needs: io_uring, userfaultfd, the keyring, ...
 This script removes every name in ``DENIED`` from every allow rule, drops the
 rules that only apply when a capability is granted (rlm-host drops them all),
 and adds one explicit rule answering the denied calls with EPERM, so a probe
-sees a clear "Operation not permitted" rather than a crash.
+sees a clear "Operation not permitted" rather than a crash. ``socket`` is
+allowed only for the address families in ``SOCKET_FAMILIES``; any other family
+(AF_VSOCK, AF_ALG, AF_PACKET, ...) gets the default answer, EPERM.
 
 Run it by hand when Docker's profile changes; the output is committed, and
 ``tests/test_hardening.py`` proves what it denies.
@@ -44,8 +46,18 @@ DENIED = sorted(
         "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
         "acct", "quotactl", "swapon", "swapoff", "reboot", "syslog", "vhangup",
         "iopl", "ioperm", "settimeofday", "clock_settime", "lookup_dcookie",
+        # the 32-bit socket multiplexer: its arguments sit behind a pointer, so the family
+        # filter below could not see them (int 0x80 reaches it from a 64-bit process)
+        "socketcall",
     }
 )
+
+# socket(2) families a kernel needs: Unix (ZeroMQ ipc, the RPC socket), IP (refused anyway:
+# no interface but lo) and netlink (glibc's interface queries). The rest (AF_VSOCK, AF_ALG,
+# AF_PACKET, AF_BLUETOOTH, ...) are kernel code with a history of local privilege escalations
+# (AF_VSOCK: CVE-2021-26708) that Docker 20.10's profile lets any process reach.
+SOCKET_FAMILIES = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10, "AF_NETLINK": 16}
+FILTERED = {"socket"}
 
 EPERM = 1
 
@@ -56,9 +68,10 @@ def derive(default: dict) -> dict:
     for rule in default["syscalls"]:
         if rule.get("includes", {}).get("caps"):
             continue  # granted only with a capability; every capability is dropped
-        names = [n for n in rule["names"] if n not in DENIED]
+        names = [n for n in rule["names"] if n not in DENIED and n not in FILTERED]
         if names:
             rules.append({**rule, "names": names})
+    rules.extend(_socket_rule(name, family) for name, family in SOCKET_FAMILIES.items())
     rules.append(
         {
             "names": DENIED,
@@ -68,6 +81,12 @@ def derive(default: dict) -> dict:
         }
     )
     return {**default, "defaultErrnoRet": EPERM, "syscalls": rules}
+
+
+def _socket_rule(name: str, family: int) -> dict:
+    return {"names": ["socket"], "action": "SCMP_ACT_ALLOW",
+            "args": [{"index": 0, "value": family, "valueTwo": 0, "op": "SCMP_CMP_EQ"}],
+            "comment": f"rlm-host: socket({name}) allowed; other families get EPERM"}
 
 
 def main(argv: list[str]) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 from .engine import docker_client
 from .errors import DockerUnavailable, ImageError
@@ -113,6 +111,7 @@ def reap_all(*, include_live: bool = False) -> tuple[int, int]:
     a session directory goes when no container of that session remains.
     """
     from .sandbox import reap
+    from .sandbox.session_dir import remove_session_dir
 
     removed = reap(include_live=include_live)
     remaining = {c.labels.get(SESSION_LABEL) for c in
@@ -121,6 +120,6 @@ def reap_all(*, include_live: bool = False) -> tuple[int, int]:
     if runtime_dir().is_dir():
         for path in runtime_dir().iterdir():
             if path.is_dir() and path.name not in remaining:
-                shutil.rmtree(Path(path), ignore_errors=True)
+                remove_session_dir(path)
                 dirs += 1
     return len(removed), dirs

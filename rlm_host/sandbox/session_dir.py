@@ -5,6 +5,12 @@
                                        connection file and ipc sockets, the RPC socket
         docs/  -> /docs (ro)           the documents and their manifest
 
+``io/`` is writable by the kernel, so the host treats it as hostile: when the host
+runs as root it is a private tmpfs of its own (``noexec,nosuid,nodev``, 1 MiB), so
+nothing dropped there runs and nothing written there fills the host's disk; and
+the host never follows a link the kernel planted there (it unlinks, then creates
+with ``O_EXCL|O_NOFOLLOW``).
+
 Documents are hard-linked when they are already world-readable and on the same
 filesystem, else copied in a stream; either way the container reads them from
 the read-only mount and they never pass through the kernel protocol.
@@ -12,6 +18,7 @@ the read-only mount and they never pass through the kernel protocol.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import secrets
@@ -28,6 +35,10 @@ RPC_SOCKET = "rpc.sock"
 CONTAINER_IO = "/session"
 CONTAINER_DOCS = "/docs"
 CHANNEL_PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
+# io/'s own filesystem: room for the connection file and sockets, nothing to run, nothing to hoard
+IO_TMPFS_OPTIONS = "size=1m,nr_inodes=64,mode=0700"
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
+MNT_DETACH = 0x2
 
 
 def new_session_id() -> str:
@@ -78,6 +89,8 @@ class SessionDir:
         self.root.mkdir(mode=0o711)
         self.io.mkdir(mode=0o700)
         self.docs.mkdir(mode=0o755)
+        if os.geteuid() == 0:
+            _mount_private_tmpfs(self.io, self.uid)
         self._own(self.io)
 
     def write_connection(self) -> dict:
@@ -86,9 +99,12 @@ class SessionDir:
         info = {"transport": "ipc", "ip": f"{CONTAINER_IO}/{KERNEL_PREFIX}", **CHANNEL_PORTS,
                 "key": secrets.token_hex(32), "signature_scheme": "hmac-sha256", "kernel_name": "rlm"}
         path = self.io / CONNECTION_FILE
-        path.write_text(json.dumps(info))
-        path.chmod(0o600)
-        self._own(path)
+        _clear(path)  # whatever an earlier kernel left there (a link to a host file) goes, unfollowed
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as file:
+            if os.geteuid() == 0:
+                os.fchown(fd, self.uid, self.uid)
+            file.write(json.dumps(info))
         return {**info, "ip": str(self.io / KERNEL_PREFIX)}
 
     def sockets_ready(self) -> bool:
@@ -96,7 +112,7 @@ class SessionDir:
 
     def clear_sockets(self) -> None:
         for port in CHANNEL_PORTS.values():
-            (self.io / f"{KERNEL_PREFIX}-{port}").unlink(missing_ok=True)
+            _clear(self.io / f"{KERNEL_PREFIX}-{port}")
 
     def stage_documents(self, documents: list[StagedDocument]) -> None:
         """Place the documents in ``docs/`` and write the manifest the kernel reads."""
@@ -111,7 +127,7 @@ class SessionDir:
         manifest.chmod(0o644)
 
     def remove(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        remove_session_dir(self.root)
 
     def _own(self, path: Path) -> None:
         if os.geteuid() == 0:
@@ -127,6 +143,40 @@ def check_documents(documents: list[StagedDocument]) -> None:
             raise ConfigError(f"document {path} is not a regular file; pass files")
         if not os.access(path, os.R_OK):
             raise ConfigError(f"document {path} is not readable; check its permissions")
+
+
+def remove_session_dir(root: Path) -> None:
+    """Remove a session's directory, its io/ tmpfs unmounted first."""
+    _unmount(root / "io")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _clear(path: Path) -> None:
+    """Remove a path the kernel may have replaced (file, link, directory) without following links."""
+    try:
+        path.unlink(missing_ok=True)
+    except IsADirectoryError:
+        shutil.rmtree(path, ignore_errors=True)  # rmtree never follows links
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _mount_private_tmpfs(path: Path, uid: int) -> None:
+    """Mount io/'s own small noexec tmpfs, owned by the sandbox uid (root only)."""
+    options = f"{IO_TMPFS_OPTIONS},uid={uid},gid={uid}".encode()
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    if _libc().mount(b"tmpfs", os.fsencode(path), b"tmpfs", flags, options) != 0:
+        err = ctypes.get_errno()
+        raise SandboxError(f"cannot mount the session's private tmpfs at {path}: {os.strerror(err)}; "
+                           "rlm-host needs CAP_SYS_ADMIN when run as root (or run it as a user with uid >= 1000)")
+
+
+def _unmount(path: Path) -> None:
+    """Detach io/'s tmpfs if it is mounted (a no-op when it is a plain directory)."""
+    if path.is_mount():
+        _libc().umount2(os.fsencode(path), MNT_DETACH)
 
 
 def _place(src: Path, dest: Path) -> None:
