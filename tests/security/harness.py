@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import Record, test_limits
@@ -82,15 +83,19 @@ class Outcome:
         return [e["kind"] for e in self.events]
 
 
-def run_attack(policy: str | Policy, code: str, tmp_path: Path, *, prelude: bool = True,
+def run_attack(policy: str | Policy, code: str | Callable[[int], str], tmp_path: Path, *, prelude: bool = True,
                documents: list[Path] | None = None, sub: Callable[[list[dict]], str] | None = None,
                followup: str = ALIVE_CELL, expect_followup: str = ALIVE_OUTPUT, **rlm_options: Any) -> Outcome:
-    """Run ``code`` as the first cell of an RLM run under ``policy`` and check the host afterwards."""
+    """Run ``code`` as the first cell of an RLM run under ``policy`` and check the host afterwards.
+
+    ``code`` may be a function of the scripted LM's port (a host service on 127.0.0.1 to aim at).
+    """
     loaded = policy if isinstance(policy, Policy) else test_limits(load_policy(policy))
-    attack_code = (PRELUDE + "\n" + code) if prelude else code
     before = _own_containers()
     audit_dir = tmp_path / "audit"
     with ScriptedLM() as lm:
+        code = code(urlsplit(lm.base_url).port) if callable(code) else code
+        attack_code = (PRELUDE + "\n" + code) if prelude else code
         lm.script("root", [cell(attack_code), cell(followup), "FINAL(done)"])
         lm.rule("sub", sub or (lambda messages: "pong"))
         prices = PriceTable({"root": (0.0, 0.0), "sub": (0.0, 0.0)})
