@@ -19,9 +19,14 @@ from ..engine import docker_client
 from ..errors import KernelStartError, SandboxError
 from ..policy import Policy
 from ..settings import CONTENT_HASH_LABEL, OWNER_LABEL, POLICY_LABEL, SESSION_LABEL
-from .session_dir import CONNECTION_FILE, CONTAINER_DOCS, CONTAINER_IO, SessionDir
+from .session_dir import CHANNEL_PORTS, CONNECTION_FILE, CONTAINER_DOCS, CONTAINER_IO, KERNEL_PREFIX, SessionDir
 
 MB = 1024 * 1024
+SECOND_NS = 10**9
+# CIS Docker 5.26: the engine shows the kernel healthy while its shell socket exists. One tiny
+# process every 30 s; rlm-host itself watches the container state and the kernel channel.
+HEALTHCHECK = {"test": ["CMD", "/usr/bin/test", "-S", f"{CONTAINER_IO}/{KERNEL_PREFIX}-{CHANNEL_PORTS['shell_port']}"],
+               "interval": 30 * SECOND_NS, "timeout": 5 * SECOND_NS, "retries": 3}
 # The container's whole environment: nothing from the host is passed through.
 ENVIRONMENT = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -77,6 +82,7 @@ def create_args(policy: Policy, image: str, session: SessionDir) -> dict:
         # what reaches the container's own stdout is bounded on the host's disk too
         "log_config": LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
         "hostname": "sandbox",
+        "healthcheck": HEALTHCHECK,
         "mounts": [
             Mount(CONTAINER_IO, str(session.io), type="bind", read_only=False),
             Mount(CONTAINER_DOCS, str(session.docs), type="bind", read_only=True),
