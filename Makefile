@@ -33,6 +33,7 @@ $(BIN)/rlm-host: pyproject.toml
 		CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip wheel -q --no-deps -w $(WHEELHOUSE) '$(LLAMA)'; \
 	fi
 	$(BIN)/pip install -q --find-links $(WHEELHOUSE) -e '.[test,bench,local]'
+	$(BIN)/pip install -q --no-deps cepheus-engine==1.1.1  # outside check; see pyproject.toml's test extra
 	@touch $@
 
 venv: $(BIN)/rlm-host
