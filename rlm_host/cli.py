@@ -73,10 +73,17 @@ def image_build(
 def doctor(
     reap: Annotated[bool, typer.Option("--reap", help="Remove containers and session dirs left by crashed runs.")] = False,
     include_live: Annotated[bool, typer.Option("--all", help="With --reap: also those of rlm-host processes still running.")] = False,
+    cis: Annotated[bool, typer.Option("--cis", help="Start a sandbox per policy and judge its docker inspect against "
+                                                    "CIS Docker Benchmark v1.6.0 section 5 (our check); exit 1 on a fail.")] = False,
+    policy: Annotated[Optional[list[str]], typer.Option(help="With --cis: policy name or YAML file; repeatable "
+                                                             "(default: standard and strict).")] = None,
 ) -> None:
     """Check Docker, runtimes, the image and leftovers; print the fix for each problem."""
     from .doctor import reap_all, run_checks
 
+    if cis:
+        _doctor_cis(policy or ["standard", "strict"])
+        return
     if reap:
         containers, dirs = reap_all(include_live=include_live)
         print(f"reaped {containers} container(s) and {dirs} session dir(s)")
@@ -89,6 +96,29 @@ def doctor(
         table.add_row(check.name, status, check.detail, check.fix)
     Console().print(table)
     if any(not c.ok and c.required for c in checks):
+        raise typer.Exit(1)
+
+
+_CIS_STATUS = {"pass": "[green]pass[/]", "fail": "[red]fail[/]", "na": "[dim]na[/]"}
+
+
+def _doctor_cis(policies: list[str]) -> None:
+    """One sandbox per policy, its inspect data judged by ``rlm_host.cis``; exit 1 on any fail."""
+    from .cis import check_container, inspect_policy_sandbox
+    from .policy import load_policy
+
+    table = Table(show_header=True, header_style="bold",
+                  title="CIS Docker Benchmark v1.6.0, section 5 (rlm-host's own check, from docker inspect)")
+    for column in ("policy", "id", "recommendation", "status", "detail"):
+        table.add_column(column)
+    failed = False
+    for name in policies:
+        loaded = load_policy(name)
+        for finding in check_container(inspect_policy_sandbox(loaded)):
+            failed |= finding.status == "fail"
+            table.add_row(loaded.name, finding.id, finding.title, _CIS_STATUS[finding.status], finding.detail)
+    Console().print(table)
+    if failed:
         raise typer.Exit(1)
 
 
