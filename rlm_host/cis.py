@@ -194,7 +194,8 @@ def _seccomp(v: _View) -> Verdict:
 
 
 def _exec_option(v: _View) -> Verdict:
-    return "na", "an option of `docker exec`, not of a container; rlm-host never uses docker exec"
+    return "na", ("an option of `docker exec`, not of a container; rlm-host runs no docker exec "
+                  "(its healthcheck runs as the container's user)")
 
 
 def _cgroup(v: _View) -> Verdict:
