@@ -63,6 +63,7 @@ bench: image
 	$(BIN)/python bench/sandbox.py
 	$(BIN)/python bench/rpc.py
 	$(BIN)/python bench/context.py
+	$(BIN)/python bench/reference.py
 
 reap: venv
 	$(BIN)/rlm-host doctor --reap

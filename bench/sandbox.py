@@ -350,9 +350,10 @@ def remember(sb: DockerSandbox) -> DockerSandbox:
 
 def labelled_containers() -> list[dict[str, Any]]:
     client = docker.from_env()
-    try:
-        found = client.containers.list(all=True, filters={"label": SESSION_LABEL})
-        return [{"id": c.id, "name": c.name, "status": c.status, "labels": c.labels} for c in found]
+    try:  # the plain listing: inspecting each one races with containers removed meanwhile
+        found = client.api.containers(all=True, filters={"label": SESSION_LABEL})
+        return [{"id": c["Id"], "name": (c.get("Names") or ["/" + c["Id"][:12]])[0].lstrip("/"),
+                 "status": c.get("State", ""), "labels": c.get("Labels") or {}} for c in found]
     finally:
         client.close()
 
