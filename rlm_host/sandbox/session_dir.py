@@ -95,11 +95,10 @@ class SessionDir:
 
     def write_connection(self) -> dict:
         """Write a fresh connection file (new key); return the host-side connection info."""
-        self.clear_sockets()
+        self.reset_io()
         info = {"transport": "ipc", "ip": f"{CONTAINER_IO}/{KERNEL_PREFIX}", **CHANNEL_PORTS,
                 "key": secrets.token_hex(32), "signature_scheme": "hmac-sha256", "kernel_name": "rlm"}
-        path = self.io / CONNECTION_FILE
-        _clear(path)  # whatever an earlier kernel left there (a link to a host file) goes, unfollowed
+        path = self.io / CONNECTION_FILE  # reset_io removed what was there (a link to a host file), unfollowed
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as file:
             if os.geteuid() == 0:
@@ -110,9 +109,11 @@ class SessionDir:
     def sockets_ready(self) -> bool:
         return all((self.io / f"{KERNEL_PREFIX}-{port}").exists() for port in CHANNEL_PORTS.values())
 
-    def clear_sockets(self) -> None:
-        for port in CHANNEL_PORTS.values():
-            _clear(self.io / f"{KERNEL_PREFIX}-{port}")
+    def reset_io(self) -> None:
+        """Empty io/ for a fresh kernel (all but the broker's socket), whatever the last one left."""
+        for entry in list(self.io.iterdir()):
+            if entry.name != RPC_SOCKET:
+                _clear(entry)
 
     def stage_documents(self, documents: list[StagedDocument]) -> None:
         """Place the documents in ``docs/`` and write the manifest the kernel reads."""
