@@ -11,8 +11,9 @@ from .errors import DockerUnavailable, ImageError
 from .image import current_image, require_image
 from .settings import SESSION_LABEL, image_tag, runtime_dir
 
-RUNSC_ENTRY = {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none", "--host-uds=all"]}}
-RUNSC_ARGS = ("--network=none", "--host-uds=all")
+# --oci-seccomp: without it runsc ignores the policy's seccomp profile (scripts/register_runsc.py says why)
+RUNSC_ARGS = ("--network=none", "--host-uds=all", "--oci-seccomp")
+RUNSC_ENTRY = {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": list(RUNSC_ARGS)}}
 
 
 @dataclass(frozen=True)

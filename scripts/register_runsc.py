@@ -2,10 +2,13 @@
 
 Merges into /etc/docker/daemon.json:
     "runtimes": {"runsc": {"path": "/usr/bin/runsc",
-                           "runtimeArgs": ["--network=none", "--host-uds=all"]}}
+                           "runtimeArgs": ["--network=none", "--host-uds=all", "--oci-seccomp"]}}
 --network=none: no network stack at all inside the sandbox.
 --host-uds=all: the kernel binds its ipc sockets in the session directory and
 connects to the host's RPC socket there; only that directory is mounted.
+--oci-seccomp: apply the container's seccomp profile inside the sandbox too. Without it runsc
+ignores the profile, and gVisor's own kernel lets uid 1000 create user namespaces (and gain every
+capability inside them), set up io_uring and ptrace its children, all of which the profile denies.
 
 Prints "changed" when it wrote the file (dockerd then needs a SIGHUP), else "unchanged".
 """
@@ -17,7 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
-ENTRY = {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none", "--host-uds=all"]}
+ENTRY = {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none", "--host-uds=all", "--oci-seccomp"]}
 
 
 def main(path: Path = Path("/etc/docker/daemon.json")) -> None:

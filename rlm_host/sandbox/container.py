@@ -7,6 +7,7 @@ function, from the policy; nothing a policy says can turn on a network.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import signal
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ SECOND_NS = 10**9
 # process every 30 s; rlm-host itself watches the container state and the kernel channel.
 HEALTHCHECK = {"test": ["CMD", "/usr/bin/test", "-S", f"{CONTAINER_IO}/{KERNEL_PREFIX}-{CHANNEL_PORTS['shell_port']}"],
                "interval": 30 * SECOND_NS, "timeout": 5 * SECOND_NS, "retries": 3}
+ENOSYS = 38
 # The container's whole environment: nothing from the host is passed through.
 ENVIRONMENT = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -54,7 +56,7 @@ def create_args(policy: Policy, image: str, session: SessionDir) -> dict:
     limits = policy.limits
     security = ["no-new-privileges:true"]
     if policy.seccomp_profile:
-        security.append(f"seccomp={policy.seccomp_profile}")
+        security.append(f"seccomp={seccomp_for(policy.runtime, policy.seccomp_profile)}")
     return {
         "image": image,
         "command": ["python3", "-m", "rlm_kernel", f"{CONTAINER_IO}/{CONNECTION_FILE}"],
@@ -91,6 +93,27 @@ def create_args(policy: Policy, image: str, session: SessionDir) -> dict:
                    OWNER_LABEL: str(os.getpid())},
         "name": f"rlm-host-{session.session_id}",
     }
+
+
+def seccomp_for(runtime: str, profile: str) -> str:
+    """The profile as the runtime must get it: for runsc, ENOSYS answers become SCMP_ACT_TRACE.
+
+    runsc (registered with --oci-seccomp) applies the profile inside gVisor, but its 2022 build answers
+    every SCMP_ACT_ERRNO with EPERM whatever ``errnoRet`` says. glibc falls back from clone3 to clone
+    only on ENOSYS, so on EPERM no thread could start. SCMP_ACT_TRACE answers ENOSYS in both kernels
+    when no tracer is attached, and none can be: ptrace is denied.
+    """
+    if runtime != "runsc":
+        return profile
+    data = json.loads(profile)
+    data["syscalls"] = [_trace_if_enosys(rule) for rule in data.get("syscalls", [])]
+    return json.dumps(data)
+
+
+def _trace_if_enosys(rule: dict) -> dict:
+    if rule.get("action") != "SCMP_ACT_ERRNO" or rule.get("errnoRet") != ENOSYS:
+        return rule
+    return {**{k: v for k, v in rule.items() if k != "errnoRet"}, "action": "SCMP_ACT_TRACE"}
 
 
 class Container:
