@@ -20,6 +20,7 @@ import json
 import os
 import re
 import secrets
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -57,14 +58,33 @@ def load_key() -> bytes:
     if not path.exists():
         if named:
             raise ConfigError(f"audit key file {path} (RLM_HOST_AUDIT_KEY_FILE) not found")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32) + "\n")
+        _create_key(path)
     try:
         return bytes.fromhex(path.read_text().strip())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"audit key file {path} is unreadable or not hex: {exc}") from exc
+
+
+def _create_key(path: Path) -> None:
+    """Put a new key in place whole, or keep the one a concurrent first run put there.
+
+    The key is written to a private temporary file and linked to its name; a link never replaces a
+    file, so runs racing to create it all read the same complete key (creating the file in place let
+    a racing run read it empty and chain its log with an empty key, or fail with FileExistsError).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            pass  # another run created it first: everyone uses that one
+    finally:
+        os.unlink(temp)
 
 
 def canonical(record: dict[str, Any]) -> bytes:
