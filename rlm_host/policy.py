@@ -31,6 +31,8 @@ PRIVILEGE_KEYS = frozenset(
 
 # gVisor's sentry and gofer threads live in the container's pids cgroup (about 60 at start).
 RUNSC_MIN_PIDS = 128
+MAX_POLICY_CHARS = 64 * 1024
+MAX_FLOW_DEPTH = 32
 MAX_SECCOMP_BYTES = 1 << 20  # ours is about 20 KB; a bigger "profile" is a mistake (or /dev/zero)
 _SHOWN = reprlib.Repr()  # a bad value quoted in one short line, however big (YAML aliases nest cheaply)
 _SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 2, 60, 60
@@ -136,7 +138,7 @@ def load_policy(name_or_path: str | Path) -> Policy:
     """Load a shipped policy by name, or a policy file by path."""
     path = _resolve(str(name_or_path))
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(_policy_text(path))
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(f"cannot read policy {path}: {exc}") from exc
     except yaml.YAMLError as exc:
@@ -146,6 +148,24 @@ def load_policy(name_or_path: str | Path) -> Policy:
     if not isinstance(raw, dict):
         raise PolicyError(f"policy {path} must be a mapping of keys to values")
     return parse_policy(raw, base_dir=path.parent, source=str(path))
+
+
+def _policy_text(path: Path) -> str:
+    """The file's text, refused before YAML sees it when no policy could be that big or that nested
+    (PyYAML takes seconds over a few KB of ``[[[[``, then overflows the stack)."""
+    with path.open(encoding="utf-8") as file:
+        text = file.read(MAX_POLICY_CHARS + 1)
+    if len(text) > MAX_POLICY_CHARS:
+        raise PolicyError(f"policy {path} is over {MAX_POLICY_CHARS // 1024} KiB; a policy is a few dozen "
+                          "lines (see policies/standard.yaml)")
+    depth = deepest = 0
+    for char in text:
+        depth += (char in "[{") - (char in "]}")
+        deepest = max(deepest, depth)
+    if deepest > MAX_FLOW_DEPTH:
+        raise PolicyError(f"policy {path} nests [ ] or {{ }} {deepest} deep (at most {MAX_FLOW_DEPTH}); "
+                          "see policies/standard.yaml")
+    return text
 
 
 def parse_policy(raw: dict[str, Any], *, base_dir: Path, source: str = "policy") -> Policy:

@@ -59,9 +59,10 @@ class _Failure:
     model: str | None
     retry_after: float | None
     body: str | None
+    after: int = 0  # requests for the model to answer normally first
 
     def matches(self, model: str) -> bool:
-        """Whether a request for ``model`` consumes this failure."""
+        """Whether a request for ``model`` consumes this failure (or one of the requests it lets by)."""
         return self.remaining > 0 and self.model in (None, model)
 
 
@@ -125,14 +126,15 @@ class ScriptedLM:
             self._rules[model] = fn
 
     def fail(self, status: int, times: int, *, model: str | None = None,
-             retry_after: float | None = None, body: str | None = None) -> None:
+             retry_after: float | None = None, body: str | None = None, after: int = 0) -> None:
         """Answer the next ``times`` chat requests (for ``model``, or any) with ``status``.
 
         The body is an OpenAI-style error object, or ``body`` verbatim (still
-        labelled JSON, as a broken proxy would); ``retry_after`` adds the header.
+        labelled JSON, as a broken proxy would); ``retry_after`` adds the header;
+        ``after`` lets that many matching requests through first (a failure mid-run).
         """
         with self._lock:
-            self._failures.append(_Failure(status, times, model, retry_after, body))
+            self._failures.append(_Failure(status, times, model, retry_after, body, after))
 
     def usage_for(self, model: str, prompt_tokens: int, completion_tokens: int) -> None:
         """Report fixed token counts for ``model`` instead of the character estimate."""
@@ -190,6 +192,9 @@ class ScriptedLM:
     def _take_failure(self, model: str) -> _Failure | None:
         with self._lock:
             failure = next((f for f in self._failures if f.matches(model)), None)
+            if failure is not None and failure.after > 0:
+                failure.after -= 1
+                return None
             if failure is not None:
                 failure.remaining -= 1
             return failure
