@@ -131,7 +131,7 @@ def test_host_kernel_log(policy: str, tmp_path, record) -> None:
 
 @POLICIES
 def test_mountinfo_host_paths(policy: str, tmp_path, record) -> None:
-    """Learn host paths and identifiers (/proc/self/mountinfo, cgroup, /proc/cmdline) and reach them"""
+    """Learn host paths and identifiers (/proc/self/mountinfo, /proc/self/cgroup, /proc/version) and reach them"""
     code = READ + ("import re\ninfo = open('/proc/self/mountinfo').read()\n"
                    "paths = sorted(set(re.findall(r'(/var/lib/docker/[\\w/.-]+|/tmp/rlm-host-[\\w/.-]+)', info)))\n"
                    "cgroup = open('/proc/self/cgroup').read()\n"
