@@ -246,6 +246,9 @@ class _Server(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    # Room for many clients connecting at once (a load test has ~80): with the stdlib's backlog of 5
+    # the kernel reset connections past it, and the client's retries hid that in the latencies.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
                  lm: ScriptedLM) -> None:
