@@ -104,8 +104,8 @@ class Policy(_Strict):
 
     @model_validator(mode="after")
     def _fits_runtime(self) -> "Policy":
-        if self.runtime == "runc" and not self.seccomp:
-            raise ValueError("runtime 'runc' needs a 'seccomp' profile (e.g. seccomp-standard.json)")
+        if not self.seccomp:  # runsc too: without ours, Docker's default applies and under runsc no thread starts
+            raise ValueError(f"runtime '{self.runtime}' needs a 'seccomp' profile (e.g. seccomp-standard.json)")
         if self.runtime == "runsc" and self.limits.pids < RUNSC_MIN_PIDS:
             raise ValueError(f"runtime 'runsc' needs limits.pids >= {RUNSC_MIN_PIDS}: gVisor's own "
                              f"threads count against it (got {self.limits.pids})")

@@ -52,6 +52,7 @@ def test_policy_digest_follows_content(tmp_path: Path) -> None:
         (lambda raw: raw.update(runtime="kata"), "'runtime'"),
         (lambda raw: raw["limits"].pop("pids"), "missing key 'limits.pids'"),
         (lambda raw: raw.pop("seccomp"), "needs a 'seccomp' profile"),
+        (lambda raw: raw.update(runtime="runsc") or raw.pop("seccomp"), "'runsc' needs a 'seccomp' profile"),
     ],
 )
 def test_bad_values_are_refused_by_name(tmp_path: Path, edit, needle: str) -> None:
