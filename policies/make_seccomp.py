@@ -8,7 +8,8 @@ rules that only apply when a capability is granted (rlm-host drops them all),
 and adds one explicit rule answering the denied calls with EPERM, so a probe
 sees a clear "Operation not permitted" rather than a crash. ``socket`` is
 allowed only for the address families in ``SOCKET_FAMILIES``; any other family
-(AF_VSOCK, AF_ALG, AF_PACKET, ...) gets the default answer, EPERM.
+(AF_VSOCK, AF_ALG, AF_PACKET, ...) gets the default answer, EPERM. Only each
+architecture's native ABI is allowed (no 32-bit compat syscalls).
 
 Run it by hand when Docker's profile changes; the output is committed, and
 ``tests/test_hardening.py`` proves what it denies.
@@ -80,7 +81,11 @@ def derive(default: dict) -> dict:
             "comment": "rlm-host: denied beyond Docker's default (policies/make_seccomp.py)",
         }
     )
-    return {**default, "defaultErrnoRet": EPERM, "syscalls": rules}
+    # native ABIs only: a 32-bit syscall (int 0x80 works from a 64-bit process) would reach the
+    # whole compat layer, and libseccomp turns our socket() family filter into an unfiltered
+    # socketcall(SYS_SOCKET) there (seen: AF_VSOCK through it); no program in the image needs it
+    arches = [{**entry, "subArchitectures": []} for entry in default["archMap"]]
+    return {**default, "archMap": arches, "defaultErrnoRet": EPERM, "syscalls": rules}
 
 
 def _socket_rule(name: str, family: int) -> dict:

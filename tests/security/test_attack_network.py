@@ -186,3 +186,44 @@ def test_host_service_on_loopback(policy: str, tmp_path, record) -> None:
     tcp6 = {"runc": "EADDRNOTAVAIL", "runsc": "ECONNREFUSED"}[out.runtime]
     assert out.found == {"tcp": "ECONNREFUSED", "tcp6": tcp6, "http": "URLError"}, out.step.output
     record(out, f"refused: ECONNREFUSED (the container's lo is its own); ::1 {tcp6}")
+
+
+INT80 = r'''
+import mmap, struct
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+def int80(nr, a=0, b=0, c=0):
+    """A 32-bit syscall (int 0x80) in a forked child: its raw result, or the signal that killed it."""
+    code = (b"\x53\xb8" + struct.pack("<I", nr) + b"\xbb" + struct.pack("<I", a) + b"\xb9" + struct.pack("<I", b)
+            + b"\xba" + struct.pack("<I", c) + b"\xcd\x80\x5b\xc3")  # push rbx; mov eax/ebx/ecx/edx; int 0x80; pop rbx
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        page = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+        page.write(code)
+        run = ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(page)))
+        os.write(w, str(run()).encode())
+        os._exit(0)
+    os.close(w)
+    status = os.waitpid(pid, 0)[1]
+    out = os.read(r, 64).decode()
+    os.close(r)
+    return f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else int(out)
+args = libc.mmap(None, 4096, 3, 0x22 | 0x40, -1, 0)  # MAP_32BIT: socketcall's argument block
+ctypes.memmove(args, struct.pack("<3I", 40, 1, 0), 12)  # AF_VSOCK, SOCK_STREAM, 0
+verdict(socket=int80(359, 40, 1, 0), socketcall=int80(102, 1, args), getpid=int80(20))
+'''
+
+
+@POLICIES
+def test_vsock_through_32bit_abi(policy: str, tmp_path, record) -> None:
+    """Open an AF_VSOCK socket through the 32-bit ABI (int 0x80: socket, socketcall), past the family filter"""
+    out = run_attack(policy, INT80, tmp_path)
+    if out.runtime == "runc":
+        # our profile allows native ABIs only: any 32-bit syscall is killed by seccomp (SIGSYS)
+        assert out.found == dict.fromkeys(["socket", "socketcall", "getpid"], "signal 31"), out.step.output
+        record(out, "killed: SIGSYS (seccomp allows no 32-bit ABI)")
+    else:
+        # gVisor has no 32-bit ABI: int 0x80 runs the 64-bit syscall of that number (102: getuid, 20: writev)
+        assert out.found == {"socket": -1, "socketcall": 1000, "getpid": -9}, out.step.output
+        record(out, "no 32-bit ABI: int 0x80 runs 64-bit syscalls (socketcall = getuid); no socket")
