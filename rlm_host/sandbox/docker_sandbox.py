@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
@@ -30,6 +31,10 @@ INSTALL_CELL = "import rlm_kernel as _k; _k.install(get_ipython()); del _k"
 LOAD_CELL = "import rlm_kernel as _k; _k.load(get_ipython()); del _k"
 EventHook = Callable[[str, dict], None]
 _OPEN: "weakref.WeakSet[DockerSandbox]" = weakref.WeakSet()
+# Kernels booting at once in this process. A burst of sessions would otherwise share the CPU so thinly
+# that every boot outlasts limits.start_timeout_s (seen: 20 at once on 2 cores, ~34 s each, one failed);
+# queued, each boots in seconds and its start timeout counts from its own turn.
+_BOOT_SLOTS = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
 
 
 def sandbox_uid(policy: Policy) -> int:
@@ -145,6 +150,18 @@ class DockerSandbox(Sandbox):
     # -- lifecycle steps ---------------------------------------------------------
 
     def _boot(self) -> None:
+        queued = time.monotonic()
+        with _BOOT_SLOTS:
+            began = time.monotonic()
+            self._boot_kernel()
+        self._emit("sandbox.start", {"container": self._container.id, "runtime": self.policy.runtime,
+                                     "image": self._image, "image_id": self._container.image_id,
+                                     "image_content_hash": image_content_hash(self._container.image_id),
+                                     "session": self.session_id, "queued_ms": round((began - queued) * 1000, 1),
+                                     "boot_ms": round((time.monotonic() - began) * 1000, 1)})
+
+    def _boot_kernel(self) -> None:
+        """Start the container, wait for the kernel's sockets and first answer, install the runtime."""
         info = self._dir.write_connection()
         self._container = Container(self.policy, self._image, self._dir)
         self._container.start()
@@ -157,10 +174,6 @@ class DockerSandbox(Sandbox):
         except KernelStartError as exc:
             raise KernelStartError(f"{exc}; container log: {self._container.logs()!r}") from exc
         self._run_setup(INSTALL_CELL)
-        self._emit("sandbox.start", {"container": self._container.id, "runtime": self.policy.runtime,
-                                     "image": self._image, "image_id": self._container.image_id,
-                                     "image_content_hash": image_content_hash(self._container.image_id),
-                                     "session": self.session_id})
 
     def _wait_for_sockets(self, deadline: float) -> None:
         checks = 0
@@ -216,11 +229,13 @@ class DockerSandbox(Sandbox):
         grace = self.policy.limits.interrupt_grace_s
         self._emit("limit.cell_timeout", {"limit_s": limit})
         self._container.interrupt()
-        if self._channel.collect(run, time.monotonic() + grace, self._alive) is Outcome.IDLE:
-            if not self._container.pids_limit_hit():
-                return self._result("timeout", run, started,
-                                    reason=f"cell exceeded its {limit:g}s limit and was interrupted; "
-                                           "variables are kept")
+        outcome = self._channel.collect(run, time.monotonic() + grace, self._alive)
+        if outcome is Outcome.IDLE and not self._container.pids_limit_hit():
+            return self._result("timeout", run, started,
+                                reason=f"cell exceeded its {limit:g}s limit and was interrupted; "
+                                       "variables are kept")
+        if outcome is Outcome.DEAD or not self._alive():  # e.g. killed for memory while it overran
+            return self._on_death(run, started)
         reason = (f"cell exceeded its {limit:g}s limit and did not stop within {grace:g}s of the "
                   "interrupt; the sandbox was restarted and variables are lost")
         ended = time.monotonic()
