@@ -27,7 +27,7 @@ from .lm import Completion, LMClient, PriceTable
 from .parsing import code_blocks, final_answer, same_code, unclosed_block
 from .policy import Policy, load_policy
 from .results import Citation, Comparison, ExecutionResult, ModelUsage, RLMResult, Step
-from .rpc import Broker, Budget, Subcalls
+from .rpc import Broker, Budget, Evidence, Subcalls
 from .documents import ingest
 from .sandbox import DockerSandbox, StagedDocument
 from .settings import __version__
@@ -173,7 +173,8 @@ class _Run:
         with DockerSandbox.start(self.rlm.policy, self.documents, image=self.rlm.image,
                                  on_event=self.emit) as sandbox:
             subcalls = Subcalls(self.rlm.sub_lm, self.rlm.sub_model, self.shared.budget, depth=self.depth,
-                                child=self._child, max_tokens=self.rlm.sub_max_tokens, on_event=self.emit)
+                                child=self._child, max_tokens=self.rlm.sub_max_tokens,
+                                evidence=Evidence(self.documents), on_event=self.emit)
             broker = Broker(sandbox.rpc_socket_path, subcalls, uid=sandbox_uid(self.rlm.policy),
                             max_frame_bytes=self.rlm.policy.subcalls.max_frame_bytes, on_event=self.emit).start()
             try:

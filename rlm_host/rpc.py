@@ -1,18 +1,22 @@
 """The host end of the RPC channel: a Unix socket broker and the sub-call budget.
 
 Every byte from the kernel is hostile. A frame is size-checked from its header
-before its body is read, decoded strictly, validated (``wire.py``), checked
-against the run's budget and only then served. Whatever arrives, the broker
-answers with an error reply (or closes that one connection) and records an
-event; it never crashes and never blocks the run.
+before its body is read, must arrive whole within ``FRAME_TIMEOUT_S`` of its
+first byte (a slow or stalled writer cannot hold one of the few connections),
+is decoded strictly, validated (``wire.py``), checked against the run's budget
+and the documents (an answer's citations must point into them) and only then
+served. Whatever arrives, the broker answers with an error reply (or closes that
+one connection) and records an event; it never crashes and never blocks the run.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
 import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,12 +28,14 @@ from .errors import LMError
 from .events import EventHook, null_hook
 from .lm import Completion, LMClient
 from .policy import SubcallBudget
-from .wire import (Answer, FrameError, LLMQuery, LLMQueryBatched, Query, RLMQuery, decode, encode,
+from .sandbox.session_dir import StagedDocument
+from .wire import (HEADER, Answer, Citation, FrameError, LLMQuery, LLMQueryBatched, Query, RLMQuery, decode, encode,
                    error_reply, frame_size, ok_reply, parse_request)
 
 log = structlog.get_logger(__name__)
 
 MAX_CONNECTIONS = 4
+FRAME_TIMEOUT_S = 3.0  # from a frame's first byte to its last; the kernel sends a frame in one write
 SUBCALL_SYSTEM = ("You answer one question about a piece of a larger document. Use only the text given; "
                   "say so plainly when it does not contain the answer. Be brief and exact.")
 
@@ -78,6 +84,56 @@ class Budget:
             return {"calls": self.calls, "tokens": self.tokens, "cost_usd": round(self.cost_usd, 6)}
 
 
+class Evidence:
+    """What an answer may cite: offsets inside ``context``, and documents and pages that exist.
+
+    ``context`` is the documents' text joined as the kernel joins it (``rlm_kernel.documents``);
+    its length is counted once, when the first offset citation arrives.
+    """
+
+    SEPARATOR = 2  # len("\n\n") between documents
+
+    def __init__(self, documents: Sequence[StagedDocument] = ()) -> None:
+        self.documents = {doc.name: doc for doc in documents}
+        self._chars: int | None = None
+
+    def problem(self, citation: Citation) -> str | None:
+        """Why ``citation`` points at nothing, or None when it is in range."""
+        start, end = citation.start, citation.end
+        if end is not None and start is not None and end < start:
+            return f"end {end} is before start {start}"
+        last = max(v for v in (start, end, 0) if v is not None)
+        if last > self.chars():
+            return f"offset {last} is past the end of context ({self.chars():,} characters)"
+        return self._document_problem(citation)
+
+    def chars(self) -> int:
+        if self._chars is None:
+            docs = list(self.documents.values())
+            self._chars = sum(_chars_of(doc.path) for doc in docs) + self.SEPARATOR * max(len(docs) - 1, 0)
+        return self._chars
+
+    def _document_problem(self, citation: Citation) -> str | None:
+        if citation.document is None:
+            return None
+        doc = self.documents.get(citation.document)
+        if doc is None:
+            return f"no document named {citation.document[:80]!r}; see `documents` for the names"
+        if citation.page is not None and doc.pages and citation.page > len(doc.pages):
+            return f"{doc.name} has {len(doc.pages)} pages, not {citation.page}"
+        return None
+
+
+def _chars_of(path: Path) -> int:
+    """Characters of a UTF-8 file as the kernel decodes it (errors replaced), read in pieces."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    count = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            count += len(decoder.decode(chunk))
+    return count + len(decoder.decode(b"", final=True))
+
+
 ChildRunner = Callable[[str, str, int], str]
 
 
@@ -86,8 +142,9 @@ class Subcalls:
 
     def __init__(self, lm: LMClient, model: str, budget: Budget, *, depth: int = 1,
                  child: ChildRunner | None = None, max_tokens: int | None = None,
-                 on_event: EventHook = null_hook) -> None:
+                 evidence: Evidence | None = None, on_event: EventHook = null_hook) -> None:
         self.lm, self.model, self.budget = lm, model, budget
+        self.evidence = evidence  # None: citations are not checked (no documents known)
         self.depth = depth
         self.child = child
         self.max_tokens = max_tokens
@@ -138,6 +195,9 @@ class Subcalls:
         return self.child(request.question, request.text, self.depth + 1)
 
     def _answer(self, request: Answer) -> str:
+        for number, citation in enumerate(request.citations if self.evidence else ()):
+            if (problem := self.evidence.problem(citation)) is not None:
+                raise FrameError("bad_citation", f"answer: citation {number}: {problem}; cite what search() found")
         with self._lock:
             self.answer = request
         self.emit("answer", {"answer": request.text, "chars": len(request.text),
@@ -221,12 +281,12 @@ class Broker:
             return _refuse_unaudited(conn, None)
 
     def _answer_one(self, conn: socket.socket) -> bool:
-        header = _recv_exact(conn, 4)
-        if header is None:
+        first = _recv_exact(conn, 1)  # between frames the kernel may idle as long as it likes
+        if first is None:
             return False
         request_id: Any = None
         try:
-            body = _recv_exact(conn, frame_size(header, self.max_frame_bytes))
+            body = self._rest_of_frame(conn, first, time.monotonic() + FRAME_TIMEOUT_S)
             if body is None:
                 self._reject("truncated", "the connection closed in the middle of a frame")
                 return False
@@ -255,6 +315,16 @@ class Broker:
             reply = error_reply(request_id, "internal", f"the host failed to serve the request ({type(exc).__name__})")
         return _send(conn, reply)
 
+    def _rest_of_frame(self, conn: socket.socket, first: bytes, deadline: float) -> bytes | None:
+        """The frame's body, read by ``deadline``; None when the connection closed first."""
+        try:
+            rest = _recv_exact(conn, HEADER.size - 1, deadline)
+            if rest is None:
+                return None
+            return _recv_exact(conn, frame_size(first + rest, self.max_frame_bytes), deadline)
+        finally:
+            conn.settimeout(None)  # the reply is written without a deadline
+
     def _reject(self, code: str, message: str) -> None:
         self.rejected += 1
         self.emit("rpc.frame_rejected", {"code": code, "message": message[:200]})
@@ -266,11 +336,16 @@ def _refuse_unaudited(conn: socket.socket, request_id: Any) -> bool:
     return False
 
 
-def _recv_exact(conn: socket.socket, size: int) -> bytes | None:
+def _recv_exact(conn: socket.socket, size: int, deadline: float | None = None) -> bytes | None:
+    """``size`` bytes, or None when the connection ends; a FrameError when ``deadline`` passes."""
     chunks, left = [], size
     while left:
         try:
+            conn.settimeout(None if deadline is None else max(deadline - time.monotonic(), 0.001))
             chunk = conn.recv(min(left, 1 << 20))
+        except TimeoutError:
+            raise FrameError("slow_frame", f"the frame did not arrive whole within {FRAME_TIMEOUT_S:g}s "
+                                           "of its first byte; send each frame in one write", fatal=True) from None
         except OSError:
             return None
         if not chunk:

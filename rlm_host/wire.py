@@ -50,7 +50,7 @@ def decode(body: bytes) -> dict[str, Any]:
     """A frame's body as a JSON object of valid Unicode, or a FrameError (never another exception)."""
     try:
         obj = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # not UTF-8, not JSON, or a number of more than 4300 digits
         raise FrameError("bad_json", f"frame is not UTF-8 JSON: {exc}") from None
     except RecursionError:
         raise FrameError("bad_json", "frame nests JSON too deeply") from None

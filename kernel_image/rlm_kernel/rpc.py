@@ -25,6 +25,7 @@ from typing import Any
 SOCKET_PATH = "/session/rpc.sock"
 HEADER = struct.Struct(">I")
 MAX_REPLY_BYTES = 64 * 1024 * 1024
+REFUSAL_WAIT_S = 2.0
 
 
 class RPCError(Exception):
@@ -75,21 +76,32 @@ class RPCClient:
             self._next_id += 1
             request = {"id": self._next_id, "op": op, **fields}
             reply = self._exchange(request)
-        if reply.get("id") != request["id"]:
-            raise RPCError("protocol", f"reply id {reply.get('id')!r} does not match {request['id']}")
-        if not reply.get("ok"):
+        if not reply.get("ok"):  # a refusal may carry no id: the host could not read the request's
             error = reply.get("error") or {}
             raise RPCError(str(error.get("code", "error")), str(error.get("message", "request failed")))
+        if reply.get("id") != request["id"]:
+            raise RPCError("protocol", f"reply id {reply.get('id')!r} does not match {request['id']}")
         return reply.get("result")
 
     def _exchange(self, request: dict) -> dict:
         try:
             sock = self._connect()
-            sock.sendall(encode_frame(request))
+            try:
+                sock.sendall(encode_frame(request))
+            except OSError:
+                return self._refusal(sock)
             return read_frame(sock)
         except (OSError, RPCError):
             self.close()
             raise
+
+    def _refusal(self, sock: socket.socket) -> dict:
+        """The host stopped reading a frame (too large) and closed; its reply, sent first, says why."""
+        try:
+            sock.settimeout(REFUSAL_WAIT_S)
+            return read_frame(sock)
+        finally:
+            self.close()
 
     def _connect(self) -> socket.socket:
         if self._sock is None:
