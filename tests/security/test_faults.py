@@ -333,7 +333,7 @@ def test_audit_dir_unwritable_at_start(state: str, tmp_path: Path, docker_ready:
         assert all(p.stat().st_size == 0 for p in logs), "a partial line was left in the log"
     evidence("faults", fault=f"audit directory {state} at start",
              happened="exit 1 before the first model call; nothing can be recorded, so nothing runs",
-             message=message)
+             message=message.replace(str(tmp_path), "$TMP"))
 
 
 def test_audit_dir_fills_mid_run(tmp_path: Path, docker_ready: str, evidence: Record) -> None:
@@ -366,4 +366,4 @@ def test_audit_dir_fills_mid_run(tmp_path: Path, docker_ready: str, evidence: Re
     assert containers_of(os.getpid()) == before
     evidence("faults", fault="audit directory fills up mid-run (during a sub-call)",
              happened=f"the sub-call answer was not delivered, the run stopped with AuditError, no further cell; "
-                      f"log unfinished with all {verdict.lines} lines intact", message=message)
+                      f"log unfinished with all {verdict.lines} lines intact", message=message.replace(str(tmp_path), "$TMP"))
