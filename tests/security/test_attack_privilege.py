@@ -12,7 +12,7 @@ import pytest
 from conftest import test_limits
 from harness import Outcome, record, run_attack  # noqa: F401 - record is a fixture
 
-from rlm_host.policy import load_policy
+from rlm_host.policy import Policy, load_policy
 
 pytestmark = pytest.mark.docker
 CATEGORY = "privilege"
@@ -55,7 +55,7 @@ CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWNET = 0x00020000, 0x10000000, 0x40000000
 KERNEL_FILE_ERRORS = {"ENOENT", "EACCES", "EROFS"}  # absent, not ours, or mounted read-only
 
 
-def attack(policy: str, code: str, tmp_path, **options) -> Outcome:
+def attack(policy: str | Policy, code: str, tmp_path, **options) -> Outcome:
     """Run ``code`` (after the shared helpers) as an attack cell."""
     return run_attack(policy, HELPERS + code, tmp_path, **options)
 
@@ -193,7 +193,8 @@ def test_clone_new_user_namespace(policy: str, tmp_path, record) -> None:
     """clone and clone3 with CLONE_NEWUSER (clone3's flags are out of seccomp's sight)"""
     out = attack(policy, CLONE_NEWUSER_CHILD, tmp_path)
     assert out.found == {"clone": "EPERM", "clone3": "ENOSYS"}, out.step.output
-    record(out, "refused: clone EPERM (seccomp filters its flags); clone3 ENOSYS (seccomp; glibc falls back to clone)")
+    record(out, "refused: clone EPERM (seccomp filters its flags); "
+                "clone3 ENOSYS (seccomp; glibc falls back to clone)")
 
 
 SETNS = r'''
@@ -267,8 +268,8 @@ def test_chroot(policy: str, tmp_path, record) -> None:
 def test_pivot_root(policy: str, tmp_path, record) -> None:
     """pivot_root to /tmp"""
     out = attack(policy, "os.makedirs('/tmp/old', exist_ok=True)\n"
-                         "verdict(pivot=syscall(155, ctypes.addressof(buf(b'/tmp')), ctypes.addressof(buf(b'/tmp/old'))))",
-                 tmp_path)
+                         "verdict(pivot=syscall(155, ctypes.addressof(buf(b'/tmp')),"
+                         " ctypes.addressof(buf(b'/tmp/old'))))", tmp_path)
     assert out.found == {"pivot": "EPERM"}, out.step.output
     record(out, "refused: EPERM (seccomp)")
 
@@ -506,8 +507,8 @@ def test_kmsg(policy: str, tmp_path, record) -> None:
 @POLICIES
 def test_dev_mem(policy: str, tmp_path, record) -> None:
     """open /dev/mem, /dev/kmem, /dev/port (and mknod a mem node in /tmp)"""
-    out = attack(policy, KERNEL_FILES + "verdict(mem=read('/dev/mem'), kmem=read('/dev/kmem'), port=read('/dev/port'),"
-                                        " node=mknod_open('mem', 1, 1))", tmp_path)
+    out = attack(policy, KERNEL_FILES + "verdict(mem=read('/dev/mem'), kmem=read('/dev/kmem'),"
+                                        " port=read('/dev/port'), node=mknod_open('mem', 1, 1))", tmp_path)
     assert out.found["mem"] == out.found["kmem"] == out.found["port"] == "ENOENT", out.step.output
     assert out.found["node"] == per_runtime(out, ["EPERM", None], ["ok", "ENXIO"]), out.step.output
     record(out, per_runtime(out, "no device: ENOENT; mknod EPERM (no CAP_MKNOD)",
