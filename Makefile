@@ -64,6 +64,7 @@ bench: image
 	$(BIN)/python bench/rpc.py
 	$(BIN)/python bench/context.py
 	$(BIN)/python bench/reference.py
+	$(BIN)/python bench/accuracy.py
 
 reap: venv
 	$(BIN)/rlm-host doctor --reap
