@@ -8,7 +8,9 @@ rules that only apply when a capability is granted (rlm-host drops them all),
 and adds one explicit rule answering the denied calls with EPERM, so a probe
 sees a clear "Operation not permitted" rather than a crash. ``socket`` is
 allowed only for the address families in ``SOCKET_FAMILIES``; any other family
-(AF_VSOCK, AF_ALG, AF_PACKET, ...) gets the default answer, EPERM. Only each
+(AF_VSOCK, AF_ALG, AF_PACKET, ...) gets the default answer, EPERM. ``mknod`` and
+``mknodat`` are allowed only for regular files, FIFOs and sockets; a character or
+block device node gets EPERM (``MKNOD_TYPES``). Only each
 architecture's native ABI is allowed (no 32-bit compat syscalls).
 
 Run it by hand when Docker's profile changes; the output is committed, and
@@ -58,7 +60,14 @@ DENIED = sorted(
 # AF_PACKET, AF_BLUETOOTH, ...) are kernel code with a history of local privilege escalations
 # (AF_VSOCK: CVE-2021-26708) that Docker 20.10's profile lets any process reach.
 SOCKET_FAMILIES = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10, "AF_NETLINK": 16}
-FILTERED = {"socket"}
+# mknod(2)/mknodat(2) only for the file types a program makes without privilege: regular files, FIFOs
+# and sockets. runc refuses device nodes for lack of CAP_MKNOD, but gVisor does not ask for it (and does
+# not see /tmp's nodev): under runsc uid 1000 could make a working node for any device gVisor has, e.g.
+# /dev/null's (1,3). Character and block devices (and invalid types) get the default answer, EPERM.
+S_IFMT = 0o170000
+MKNOD_TYPES = {"0 (regular file)": 0, "S_IFREG": 0o100000, "S_IFIFO": 0o010000, "S_IFSOCK": 0o140000}
+MKNOD_MODE_ARG = {"mknod": 1, "mknodat": 2}
+FILTERED = {"socket", *MKNOD_MODE_ARG}
 
 EPERM = 1
 
@@ -73,6 +82,8 @@ def derive(default: dict) -> dict:
         if names:
             rules.append({**rule, "names": names})
     rules.extend(_socket_rule(name, family) for name, family in SOCKET_FAMILIES.items())
+    rules.extend(_mknod_rule(call, index, kind, bits)
+                 for call, index in MKNOD_MODE_ARG.items() for kind, bits in MKNOD_TYPES.items())
     rules.append(
         {
             "names": DENIED,
@@ -92,6 +103,12 @@ def _socket_rule(name: str, family: int) -> dict:
     return {"names": ["socket"], "action": "SCMP_ACT_ALLOW",
             "args": [{"index": 0, "value": family, "valueTwo": 0, "op": "SCMP_CMP_EQ"}],
             "comment": f"rlm-host: socket({name}) allowed; other families get EPERM"}
+
+
+def _mknod_rule(call: str, index: int, kind: str, bits: int) -> dict:
+    return {"names": [call], "action": "SCMP_ACT_ALLOW",
+            "args": [{"index": index, "value": S_IFMT, "valueTwo": bits, "op": "SCMP_CMP_MASKED_EQ"}],
+            "comment": f"rlm-host: {call}() of type {kind} allowed; device nodes get EPERM"}
 
 
 def main(argv: list[str]) -> None:

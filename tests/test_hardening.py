@@ -37,6 +37,8 @@ print(json.dumps({
     "write_etc": attempt(lambda: open("/etc/passwd", "a")),
     "write_docs": attempt(lambda: open("/docs/pwned", "w")),
     "exec_tmp": attempt(exec_tmp),
+    "mkfifo": attempt(lambda: os.mkfifo("/tmp/fifo")),
+    "mknod_chr": attempt(lambda: os.mknod("/tmp/null", 0o020600, os.makedev(1, 3))),  # S_IFCHR
     "docker_socket": [p for p in ("/var/run/docker.sock", "/run/docker.sock") if os.path.exists(p)],
     "env": dict(os.environ),
     "tcp_out": attempt(lambda: socket.create_connection(("1.1.1.1", 53), timeout=2)),
@@ -65,6 +67,8 @@ def test_inside_view(policy: Policy, canary_env: str) -> None:
     assert seen["write_root"] != "allowed" and seen["write_etc"] != "allowed"
     assert seen["write_docs"] != "allowed"
     assert seen["exec_tmp"] == "PermissionError"
+    assert seen["mkfifo"] == "allowed"  # seccomp filters mknod(at) by file type: FIFOs stay possible
+    assert seen["mknod_chr"] == "PermissionError"  # device nodes do not (gVisor asks for no CAP_MKNOD)
     assert seen["tcp_out"] != "allowed"
     assert seen["docker_socket"] == []
     assert canary_env not in json.dumps(seen["env"])
