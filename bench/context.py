@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{runtime}:", flush=True)
             runtimes.append(one_runtime(runtime, docs))
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": f"{__import__('os').cpu_count()} cores, {mem_available_mb() / 1024:.1f} GiB available",
+              "machine": f"{os.cpu_count()} cores, {mem_available_mb() / 1024:.1f} GiB available",
               "runtimes": runtimes}
     if args.fleet:
         print(f"fleet of {args.fleet} idle sandboxes", flush=True)
