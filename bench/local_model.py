@@ -25,16 +25,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import tasks as gen  # bench/tasks.py: the filler text
+
 from rlm_host import local_lm
 from rlm_host.lm import LMClient
 
 ROOT = Path(__file__).resolve().parent.parent
-FILLER = ["The committee met on a Tuesday and reviewed the quarterly figures.",
-          "Several members asked for the minutes to be circulated earlier.",
-          "The cafeteria will change its opening hours next month.",
-          "Parking permits must be renewed at the front desk.",
-          "A new printer was installed on the third floor.",
-          "The library extends its loan period during the holidays."]
 NEEDLES = [
     ("The access code for the east vault is 7391-QX.", "What is the access code for the east vault?", "7391-QX"),
     ("The annual budget for the robotics club is 18,750 dollars.", "What is the annual budget for the robotics club?", "18,750"),
@@ -46,11 +42,10 @@ NEEDLES = [
 
 
 def haystack(folder: Path, index: int, needle: str) -> Path:
+    """5-12K tokens of filler (bench/tasks.py) with the needle at a seeded depth."""
     rng = random.Random(index)
-    lines = [rng.choice(FILLER) for _ in range(rng.randrange(400, 900))]
-    lines.insert(rng.randrange(len(lines)), needle)
     path = folder / f"notes-{index}.txt"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(gen.haystack(rng.randrange(22_000, 50_000), needle, rng.random()))
     return path
 
 
@@ -73,7 +68,7 @@ def start_times(path: Path) -> list[float]:
 
 
 def speeds(client: LMClient, model: str) -> dict[str, float]:
-    prompt = " ".join(FILLER * 25)
+    prompt = gen.filler(6000)  # about 1,500 tokens
     began = time.monotonic()
     read = client.complete([{"role": "user", "content": prompt + "\nSay OK."}], model=model, max_tokens=1, temperature=0)
     read_s = time.monotonic() - began

@@ -3,30 +3,24 @@
 from __future__ import annotations
 
 import os
-import random
+import sys
 from pathlib import Path
 
 import pytest
 
 from rlm_host import local_lm
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import tasks  # noqa: E402  bench/tasks.py: the one place for filler text
+
 pytestmark = pytest.mark.docker
 
-FILLER = ["The committee met on a Tuesday and reviewed the quarterly figures.",
-          "Several members asked for the minutes to be circulated earlier.",
-          "The cafeteria will change its opening hours next month.",
-          "Parking permits must be renewed at the front desk.",
-          "A new printer was installed on the third floor.",
-          "The library extends its loan period during the holidays."]
 NEEDLE = "The access code for the east vault is 7391-QX."
 
 
-def haystack(path: Path, sentences: int = 600, seed: int = 7) -> Path:
-    """A few thousand tokens of filler with one needle sentence two thirds of the way in."""
-    rng = random.Random(seed)
-    lines = [rng.choice(FILLER) for _ in range(sentences)]
-    lines.insert(sentences * 2 // 3, NEEDLE)
-    path.write_text("\n".join(lines) + "\n")
+def haystack(path: Path, depth: float = 2 / 3) -> Path:
+    """About 8K tokens of filler (bench/tasks.py) with one needle sentence at ``depth``."""
+    path.write_text(tasks.haystack(33_000, NEEDLE, depth))
     return path
 
 
@@ -61,9 +55,8 @@ def test_cli_run_uses_the_local_model_without_an_endpoint(tmp_path: Path, docker
     """With no API key and no base URL, `rlm-host run` starts, uses and stops the embedded model."""
     import json
     import subprocess
-    import sys
 
-    doc = haystack(tmp_path / "minutes.txt", seed=11)
+    doc = haystack(tmp_path / "minutes.txt", depth=0.4)
     env = {k: v for k, v in os.environ.items() if k not in {"OPENAI_API_KEY", "OPENAI_BASE_URL"}}
     proc = subprocess.run([sys.executable, "-m", "rlm_host", "run", "-q", "What is the access code for the east vault?",
                            "--context", str(doc), "--max-iterations", "6", "--json"],
@@ -79,7 +72,6 @@ def test_cli_run_uses_the_local_model_without_an_endpoint(tmp_path: Path, docker
 def test_kept_servers_serve_status_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`local-lm serve` keeps both servers, `status` lists them, `stop` ends them by pid."""
     import subprocess
-    import sys
 
     monkeypatch.setenv("RLM_HOST_STATE_DIR", str(tmp_path / "state"))
 
