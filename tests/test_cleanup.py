@@ -35,11 +35,19 @@ def test_signal_removes_the_container(sig: signal.Signals, tmp_path, docker_read
     """A signal to `rlm-host exec` mid-cell ends it promptly with its container removed."""
     cell = tmp_path / "sleep.py"
     cell.write_text("import time\nwhile True:\n    time.sleep(1)\n")
-    proc = subprocess.Popen([sys.executable, "-m", "rlm_host", "exec", str(cell)], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # -X faulthandler: if it hangs, SIGABRT makes it print every thread's stack for the failure message
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "rlm_host", "exec", str(cell)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_container(proc)
     proc.send_signal(sig)
-    _out, err = proc.communicate(timeout=30)
+    try:
+        _out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        _out, err = proc.communicate(timeout=30)
+        for container in containers_of(proc.pid):
+            container.remove(force=True)
+        pytest.fail(f"`rlm-host exec` still ran 30 s after {sig.name}; its stacks:\n{err[-6000:]}")
     assert proc.returncode != 0
     assert "Traceback" not in err, err
     assert containers_of(proc.pid) == []

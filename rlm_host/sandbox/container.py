@@ -164,17 +164,18 @@ class Container:
             return ""
 
     def remove(self) -> None:
-        if self.id is None:
-            return
+        # By name when the id is not known yet: an interrupt (Ctrl-C) between the engine creating the
+        # container and run() returning would otherwise leave it running with no owner.
+        target = self.id or self._args["name"]
         try:
-            docker_client().api.remove_container(self.id, force=True)
+            docker_client().api.remove_container(target, force=True)
         except NotFound:
             pass
         except APIError as exc:
             if exc.status_code != 409:  # 409: the engine is already removing it
-                raise SandboxError(f"cannot remove sandbox container {self.id[:12]}: {exc}") from exc
+                raise SandboxError(f"cannot remove sandbox container {target[:20]}: {exc}") from exc
         except DockerException as exc:
-            raise SandboxError(f"cannot remove sandbox container {self.id[:12]}: {exc}") from exc
+            raise SandboxError(f"cannot remove sandbox container {target[:20]}: {exc}") from exc
 
     def pids_limit_hit(self) -> bool:
         """Whether the container's process limit refused a fork (cgroup pids.events)."""
