@@ -36,8 +36,12 @@ def test_signal_removes_the_container(sig: signal.Signals, tmp_path, docker_read
     cell = tmp_path / "sleep.py"
     cell.write_text("import time\nwhile True:\n    time.sleep(1)\n")
     # -X faulthandler: if it hangs, SIGABRT makes it print every thread's stack for the failure message
+    # SIGINT at its default: a suite started in the background (`make test &`) runs with SIGINT ignored,
+    # which children inherit, and Python then installs no KeyboardInterrupt handler (Ctrl-C never
+    # reaches a background job anyway; the test is about a foreground one).
     proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "rlm_host", "exec", str(cell)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for_container(proc)
     proc.send_signal(sig)
     try:
