@@ -37,6 +37,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import tasks as gen  # bench/tasks.py
+from report import RESULTS, write_results  # bench/report.py
 
 from rlm_host import local_lm
 from rlm_host.lm import LMClient
@@ -270,7 +271,7 @@ def main(argv: list[str] | None = None, progress: Progress = say) -> int:
     parser.add_argument("--tasks", type=int, default=10, help="tasks per size (seeds 0..N-1)")
     parser.add_argument("--model", choices=sorted(local_lm.MODELS), default="0.5b")
     parser.add_argument("--max-wall", type=float, default=600, help="RLM wall-time limit per task (s)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     sizes, counts = _labels(args.sizes), _labels(args.count_sizes)
     # llama_cpp's version from its metadata: importing it opens two /dev/null files it never closes
@@ -287,7 +288,7 @@ def main(argv: list[str] | None = None, progress: Progress = say) -> int:
         done = len(rows) == 2 * len(work)
         report.update(rows=rows, load=[load, os.getloadavg()[0]], wall_s=round(time.monotonic() - began),
                       summary=summarize(rows), unfinished=not done)
-        write(report, args.out)
+        write_results(args.out, "accuracy", report, markdown(report), plot)
 
     with Methods(args.model, args.max_wall) as methods:
         run(methods, work, progress, checkpoint)
@@ -297,13 +298,6 @@ def main(argv: list[str] | None = None, progress: Progress = say) -> int:
 
 def _labels(text: str) -> list[str]:
     return [s.strip().upper() for s in text.split(",") if s.strip()]
-
-
-def write(report: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "accuracy.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / "accuracy.md").write_text(markdown(report))
-    plot(report, out / "accuracy.png")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from unittest import mock
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from report import RESULTS, write_results  # noqa: E402  (bench/report.py)
 from scripted_lm import ScriptedLM  # noqa: E402
 
 from rlm_host import audit  # noqa: E402
@@ -66,7 +67,7 @@ def run_share(directory: Path, event_ms: float) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2000)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     audit_root = audit.audit_dir()
     audit_root.mkdir(parents=True, exist_ok=True)
@@ -87,9 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| one event, without fsync (for comparison) | {report['no_fsync_p50_ms']:.3f} ms | |", "",
         f"A scripted three-turn run through the sandbox wrote {share['events']} events: about "
         f"{share['audit_ms']:.1f} ms of {share['wall_s'] * 1000:.0f} ms wall time ({share['share_pct']:.2f}%).", ""])
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "audit.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "audit.md").write_text(text)
+    write_results(args.out, "audit", report, text)
     print(text)
     return 0
 

@@ -31,6 +31,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from report import RESULTS, write_results  # bench/report.py
 from sandbox import make_document  # bench/sandbox.py
 
 from rlm_host.engine import docker_client
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="4,40,400", help="context sizes in MiB")
     parser.add_argument("--runtimes", default="runc,runsc")
     parser.add_argument("--fleet", type=int, default=20, help="idle sandboxes started at once (0: skip)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="rlm-bench-ctx-") as scratch:
@@ -178,11 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.fleet:
         print(f"fleet of {args.fleet} idle sandboxes", flush=True)
         report["fleet"] = fleet(args.fleet)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "context.json").write_text(json.dumps(report, indent=2) + "\n")
     text = markdown(report)
-    (args.out / "context.md").write_text(text)
-    plot(report, args.out / "context.png")
+    write_results(args.out, "context", report, text, plot)
     print(text)
     return 0
 

@@ -46,7 +46,6 @@ import os
 import platform
 import random
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -62,6 +61,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))            # rlm_host from this checkout
 sys.path.insert(1, str(ROOT / "tests"))  # pdf_fixtures, the tests' stdlib PDF writer
+
+from report import RESULTS, md_table, text_table, write_results  # noqa: E402  (bench/report.py)
 
 MiB = 1 << 20
 SEED = 20240601
@@ -454,18 +455,7 @@ def rows(results: list[dict[str, Any]]) -> list[list[str]]:
              "yes" if r["copied"] else "no", fmt_num(r["peak_rss_growth_mib"])] for r in results]
 
 
-def text_table(headers: list[str], body: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [headers, *body]) for i in range(len(headers))]
-    line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
-    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *map(line, body)])
-
-
-def md_table(headers: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|---|" + "|".join(["---:"] * (len(headers) - 1)) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
-
-
-def write_markdown(path: Path, report: dict[str, Any]) -> None:
+def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     notes = [f"- {r['format']}: {n}" for r in report["results"] for n in r["notes"]]
     parts = [
@@ -481,7 +471,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
         parts += ["Progress notes from `ingest`:", "", *notes, ""]
     parts += ["Regenerate: `python3 bench/ingest.py [--big] [--out bench/results]` "
               "(see the module docstring).", ""]
-    path.write_text("\n".join(parts), encoding="utf-8")
+    return "\n".join(parts)
 
 
 # -- main ------------------------------------------------------------------------------------------
@@ -489,7 +479,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--big", action="store_true", help="also measure a 1 GiB text file (1 run)")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--formats", default=",".join(FORMATS), help="comma-separated subset to run")
     ap.add_argument("--runs", type=int, default=3, help="runs per format; the best is reported")
     ap.add_argument("--seed", type=int, default=SEED)
@@ -540,10 +530,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text_table(HEADERS, rows(report["results"])))
     print(f"\nwall time {report['wall_time_s']} s")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ingest.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    write_markdown(args.out / "ingest.md", report)
-    print(f"wrote {args.out / 'ingest.json'} and {args.out / 'ingest.md'}")
+    written = write_results(args.out, "ingest", report, markdown(report))
+    print("wrote " + ", ".join(map(str, written)))
     return 0
 
 

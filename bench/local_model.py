@@ -16,7 +16,6 @@ Writes ``local_model.json`` and ``local_model.md``. Takes about 5-8 minutes on 2
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
@@ -26,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import tasks as gen  # bench/tasks.py: the filler text
+from report import RESULTS, write_results  # bench/report.py
 
 from rlm_host import local_lm
 from rlm_host.lm import LMClient
@@ -117,7 +117,7 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     import llama_cpp
 
@@ -132,10 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for server in servers.values():
             local_lm.stop(server)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "local_model.json").write_text(json.dumps(report, indent=2) + "\n")
     text = markdown(report)
-    (args.out / "local_model.md").write_text(text)
+    write_results(args.out, "local_model", report, text)
     print(text)
     return 0
 

@@ -45,9 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandbox import (FOREIGN_SEEN, RunCell, bare_kernel, fmt, machine_info, md_table, median, note_foreign,
-                     p99, remember, remove_leftovers, round_trips, sandbox_runner,
-                     text_table)  # bench/sandbox.py
+from report import RESULTS, md_table, text_table, write_results  # bench/report.py
+from sandbox import (FOREIGN_SEEN, RunCell, bare_kernel, fmt, machine_info, median, note_foreign, p99, remember,
+                     remove_leftovers, round_trips, sandbox_runner)  # bench/sandbox.py
 
 from rlm_host import settings
 from rlm_host.image import require_image
@@ -331,7 +331,7 @@ def target_rows(checks: list[dict[str, Any]]) -> list[list[str]]:
     return [[c["target"], c["aim"], fmt(c["measured"], 2), c["verdict"]] for c in checks]
 
 
-def write_markdown(path: Path, report: dict[str, Any]) -> None:
+def markdown(report: dict[str, Any]) -> str:
     m, prm = report["machine"], report["parameters"]
     headers, rows = table(report["results"], prm["sizes_mib"])
     errors = [f"- {r['label']} @ {s['mib']} MiB: {s['error']}" for r in report["results"]
@@ -353,7 +353,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
     if errors:
         parts += ["## Errors", "", *errors, ""]
     parts += ["Regenerate: `python3 bench/reference.py` (see its docstring).", ""]
-    path.write_text("\n".join(parts), encoding="utf-8")
+    return "\n".join(parts)
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1M tokens only, few cells (under 2 minutes)")
     ap.add_argument("--sizes", default="4,40,400", help="context sizes in MiB (ignored with --quick)")
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     sizes = [4] if args.quick else [int(s) for s in args.sizes.split(",") if s.strip()]
     counts = QUICK if args.quick else FULL
@@ -439,11 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text_table(["target", "aim", "measured", "verdict"], target_rows(report["targets"])))
     print(f"\nwall time {report['wall_time_s']} s; leftovers removed: {len(report['leftover_containers_removed'])}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "reference.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    write_markdown(args.out / "reference.md", report)
-    plot(report, args.out / "reference.png")
-    print(f"wrote reference.json, reference.md and reference.png to {args.out}")
+    written = write_results(args.out, "reference", report, markdown(report), plot)
+    print("wrote " + ", ".join(map(str, written)))
     return 1 if any(s["error"] for r in report["results"] for s in r["sizes"].values()) else 0
 
 

@@ -23,12 +23,12 @@ import json
 import math
 import statistics
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from report import RESULTS, write_results  # noqa: E402  (bench/report.py)
 from scripted_lm import ScriptedLM  # noqa: E402
 
 from rlm_host.events import Recorder  # noqa: E402
@@ -134,16 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--batch", default="1,2,4,8,16,32,64,128", help="batch sizes, comma-separated")
     parser.add_argument("--latency", type=float, default=0.2)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "overhead": overhead(args.calls),
               "batched": [batched(int(n), args.latency) for n in args.batch.split(",")]}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "rpc.json").write_text(json.dumps(report, indent=2) + "\n")
     text = markdown(report)
-    (args.out / "rpc.md").write_text(text)
-    plot(report, args.out / "rpc.png")
+    write_results(args.out, "rpc", report, text, plot)
     print(text)
     return 0
 

@@ -60,6 +60,8 @@ from typing import Any
 import docker
 from docker.errors import NotFound
 
+from report import RESULTS, md_table, text_table, write_results  # bench/report.py
+
 from rlm_host.policy import Policy, load_policy
 from rlm_host.sandbox import DockerSandbox, WarmPool
 from rlm_host.sandbox.kernel import KernelChannel, Outcome
@@ -475,18 +477,7 @@ def target_rows(checks: list[dict[str, Any]]) -> list[list[str]]:
     return [[c["runtime"], c["target"], f"{fmt(c['measured'], 3)} {c['unit']}", c["verdict"]] for c in checks]
 
 
-def text_table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-    line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
-    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *map(line, rows)])
-
-
-def md_table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] * len(headers)) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
-def write_markdown(path: Path, report: dict[str, Any]) -> None:
+def markdown(report: dict[str, Any]) -> str:
     m, prm = report["machine"], report["parameters"]
     parts = [
         "# Sandbox latency benchmark", "",
@@ -510,7 +501,7 @@ def write_markdown(path: Path, report: dict[str, Any]) -> None:
     if errors:
         parts += ["## Errors", "", *errors, ""]
     parts += ["Regenerate: `python3 bench/sandbox.py` (see the module docstring).", ""]
-    path.write_text("\n".join(parts), encoding="utf-8")
+    return "\n".join(parts)
 
 
 # -- main ------------------------------------------------------------------------
@@ -523,7 +514,7 @@ def parse_args(argv: list[str] | None) -> Params:
     ap.add_argument("--doc-mb", type=int, default=100, help="size of the text document in MiB")
     ap.add_argument("--reps", type=int, default=5, help="cold starts per runtime")
     ap.add_argument("--acquires", type=int, default=5, help="warm-pool acquisitions per runtime")
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    ap.add_argument("--out", type=Path, default=RESULTS)
     a = ap.parse_args(argv)
     runtimes = [r.strip() for r in a.runtimes.split(",") if r.strip()]
     unknown = [r for r in runtimes if r not in POLICY_OF]
@@ -580,10 +571,8 @@ def main(argv: list[str] | None = None) -> int:
     if report["foreign_containers_seen"]:
         print(f"WARNING: other processes ran rlm-host sandboxes during the run "
               f"({len(report['foreign_containers_seen'])} seen); the numbers may be skewed")
-    p.out.mkdir(parents=True, exist_ok=True)
-    (p.out / "sandbox.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    write_markdown(p.out / "sandbox.md", report)
-    print(f"wrote {p.out / 'sandbox.json'} and {p.out / 'sandbox.md'}")
+    written = write_results(p.out, "sandbox", report, markdown(report))
+    print("wrote " + ", ".join(map(str, written)))
     return 1 if any(s["errors"] for s in report["results"]) else 0
 
 
