@@ -84,13 +84,9 @@ class Methods:
 
     def rlm(self, task: gen.Task) -> dict:
         """The RLM over the whole text; its usage sums every root and sub call."""
-        rlm = local_lm.local_rlm(self.servers, max_iterations=MAX_ITERATIONS, max_wall_s=self.max_wall_s)
         began = time.monotonic()
-        try:
+        with local_lm.local_rlm(self.servers, max_iterations=MAX_ITERATIONS, max_wall_s=self.max_wall_s) as rlm:
             result = rlm.complete(task.question, task.text)
-        finally:
-            rlm.lm.close()
-            rlm.sub_lm.close()
         by_role = {role: sum(u.total_tokens for u in result.usage if u.role == role) for role in ("root", "sub")}
         return {"answer": result.answer, "stopped": result.stopped, "iterations": result.iterations,
                 "wall_s": round(time.monotonic() - began, 1),

@@ -84,9 +84,9 @@ def speeds(client: LMClient, model: str) -> dict[str, float]:
 def run_tasks(servers: dict[str, local_lm.Server], folder: Path) -> list[dict]:
     rows = []
     for name, docs, question, want in tasks(folder):
-        rlm = local_lm.local_rlm(servers, max_iterations=6)
         began = time.monotonic()
-        result = rlm.complete(question, docs)
+        with local_lm.local_rlm(servers, max_iterations=6) as rlm:
+            result = rlm.complete(question, docs)
         rows.append({"task": name, "ok": want in result.answer, "answer": result.answer[:200],
                      "stopped": result.stopped, "iterations": result.iterations,
                      "cited": bool(result.citations), "used_llm_query": result.subcalls.get("calls", 0) > 0,

@@ -179,6 +179,7 @@ def run(
     max_depth: Annotated[Optional[int], typer.Option(min=1, max=8, help="rlm_query recursion depth (default: the policy's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
     quality: Annotated[bool, typer.Option("--quality", help="Local model only: the 1.5B as root (slower, better).")] = False,
+    lm_timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for one model reply before it counts as failed and is retried.")] = 120.0,
 ) -> None:
     """Answer a question over documents with a Recursive Language Model in the sandbox.
 
@@ -189,11 +190,11 @@ def run(
 
     show = err.is_terminal and not as_json
     with Progress(enabled=show, console=err) as progress:
+        limits = {"max_iterations": max_iterations, "max_depth": max_depth, "lm_timeout_s": lm_timeout}
         if _local_wanted(base_url):
-            result = _run_local(query, context, policy, max_iterations, max_depth, quality, progress)
+            result = _run_local(query, context, policy, quality, progress, limits)
         else:
-            result = _run_remote(query, context, policy, model, sub_model, base_url, max_iterations,
-                                 max_depth, progress)
+            result = _run_remote(query, context, policy, model, sub_model, base_url, progress, limits)
     if as_json:
         print(json.dumps(result.model_dump(mode="json"), ensure_ascii=False))
     else:
@@ -205,27 +206,26 @@ def _local_wanted(base_url: str | None) -> bool:
 
 
 def _run_remote(query: str, context: list[Path], policy: str, model: str | None, sub_model: str | None,
-                base_url: str | None, max_iterations: int, max_depth: int | None, progress: Any) -> Any:
+                base_url: str | None, progress: Any, limits: dict[str, Any]) -> Any:
     from .rlm import RLM
 
     endpoint = _endpoint(base_url, model)
-    rlm = RLM(model=endpoint["model"], sub_model=sub_model, base_url=endpoint["base_url"], policy=policy,
-              max_iterations=max_iterations, max_depth=max_depth, on_event=progress.event)
-    return rlm.complete(query, list(context))
+    with RLM(model=endpoint["model"], sub_model=sub_model, base_url=endpoint["base_url"], policy=policy,
+             on_event=progress.event, **limits) as rlm:
+        return rlm.complete(query, list(context))
 
 
-def _run_local(query: str, context: list[Path], policy: str, max_iterations: int, max_depth: int | None,
-               quality: bool, progress: Any) -> Any:
+def _run_local(query: str, context: list[Path], policy: str, quality: bool, progress: Any,
+               limits: dict[str, Any]) -> Any:
     """A run on the embedded model; its choice and digests go into the run's first event."""
     from . import local_lm
 
     with local_lm.Endpoints(quality, progress=progress.note) as servers:
         models = local_lm.choose(quality)
-        rlm = local_lm.local_rlm(servers, policy=policy, max_iterations=max_iterations, max_depth=max_depth,
-                                 on_event=progress.event,
-                                 run_info={"local_model": {role: {"name": m.name, "sha256": m.sha256}
-                                                           for role, m in models.items()}, "quality": quality})
-        return rlm.complete(query, list(context))
+        info = {"local_model": {role: {"name": m.name, "sha256": m.sha256} for role, m in models.items()},
+                "quality": quality}
+        with local_lm.local_rlm(servers, policy=policy, on_event=progress.event, run_info=info, **limits) as rlm:
+            return rlm.complete(query, list(context))
 
 
 @app.command()
@@ -268,10 +268,10 @@ def tui(
     app = RLMApp(live=True, title=query)
 
     def start(hook: Any) -> Any:
-        shim = _Hooked(hook)
+        shim, limits = _Hooked(hook), {"max_iterations": max_iterations}
         if _local_wanted(base_url):
-            return _run_local(query, list(context), policy, max_iterations, None, quality, shim)
-        return _run_remote(query, list(context), policy, model, None, base_url, max_iterations, None, shim)
+            return _run_local(query, list(context), policy, quality, shim, limits)
+        return _run_remote(query, list(context), policy, model, None, base_url, shim, limits)
 
     run_live(app, start)
     app.run()

@@ -329,12 +329,11 @@ def start_servers(quality: bool, *, detach: bool = False, progress: Progress = l
 
 def local_rlm(servers: dict[str, Server], **options: Any) -> "RLM":
     """An RLM whose root and sub-calls go to these servers, with the small-model settings."""
-    from .lm import LMClient
     from .rlm import RLM
 
     root, sub = servers["root"], servers["sub"]
-    return RLM(model=root.model, sub_model=sub.model, lm=LMClient(base_url=root.base_url),
-               sub_lm=LMClient(base_url=sub.base_url), **{**GENERATION, **options})
+    return RLM(model=root.model, sub_model=sub.model, base_url=root.base_url, sub_base_url=sub.base_url,
+               **{**GENERATION, **options})
 
 
 class Endpoints:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tempfile
 import time
 import uuid
@@ -76,6 +77,8 @@ class RLM:
         sub_model: str | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
+        sub_base_url: str | None = None,
+        lm_timeout_s: float = 120.0,
         policy: str | Path | Policy = "standard",
         max_iterations: int = 20,
         max_depth: int | None = None,
@@ -104,8 +107,15 @@ class RLM:
         self.model = model
         self.sub_model = sub_model or model
         self.prices = prices or PriceTable.load()
-        self.lm = lm or LMClient(base_url=base_url, api_key=api_key, prices=self.prices)
-        self.sub_lm = sub_lm or self.lm  # a separate server keeps the root's prompt cache warm
+        made = {"api_key": api_key, "prices": self.prices, "timeout_s": lm_timeout_s}
+        self._owned: list[LMClient] = []  # closed by close(); clients passed in are the caller's
+        if lm is None:
+            lm = LMClient(base_url=base_url, **made)
+            self._owned.append(lm)
+        if sub_lm is None and sub_base_url:  # a separate sub-call server keeps the root's prompt cache warm
+            sub_lm = LMClient(base_url=sub_base_url, **made)
+            self._owned.append(sub_lm)
+        self.lm, self.sub_lm = lm, sub_lm or lm
         self.root_stop = root_stop
         self.max_iterations = max_iterations
         self.max_wall_s = max_wall_s
@@ -120,6 +130,17 @@ class RLM:
         self.examples = example_turns() if few_shot else []
         self.audit_dir = audit_dir
         self._check_cost_budget()
+
+    def close(self) -> None:
+        """Close the HTTP connections of the model clients this RLM made (not those passed in)."""
+        for client in self._owned:
+            client.close()
+
+    def __enter__(self) -> RLM:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def complete(self, query: str, context: str | Path | list[str | Path] | None = None) -> RLMResult:
         """Answer ``query`` over ``context`` (text, a file, or several files)."""
@@ -237,7 +258,7 @@ class _Run:
                            "truncated": result.truncated, "restarted": result.restarted})
         if result.error is not None and result.error.name == "ProtectedNameError":
             self.emit("kernel.rebind_refused", {"iteration": step.iteration, "message": result.error.value})
-        self._tell(f"Output of your cell:\n{step.output}{_next_step(code, result)}")
+        self._tell(f"Output of your cell:\n{step.output}{_next_step(code, result, self.query)}")
         return code
 
     def _final(self, sandbox: DockerSandbox, reply: str) -> str | None:
@@ -317,18 +338,36 @@ class _Run:
         return limit is not None and time.monotonic() - self.started > limit
 
 
-def _next_step(code: str, result: ExecutionResult) -> str:
+def _next_step(code: str, result: ExecutionResult, question: str) -> str:
     """A one-line reminder of the method's next step, which small models otherwise skip."""
     if not result.ok:
         return "\n\nFix the error: write a corrected cell (define any missing variable first)."
+    searched, found = "search(" in code or "grep(" in code, "Hit(" in result.stdout
+    if searched and found and _AGGREGATE.search(question):
+        return ("\n\nsearch() stops at max_results hits, so it cannot count. Next: count every match in "
+                "Python, e.g. import re; n = len(re.findall(r\"...\", context)), print(n), then answer(str(n)).")
     if "llm_query" in code:
         return "\n\nNext: Step 3, answer with the hit as citation."
-    if ("search(" in code or "grep(" in code) and "Hit(" not in result.stdout:
+    if searched and not found:
+        word = _key_word(question, code)
         return ("\n\nNothing found. Search again with one or two key words from the question "
-                "(a name or a noun), e.g. search(r\"generator\").")
-    if "search(" in code or "grep(" in code:
+                "(a name or a noun)" + (f", e.g. search(r\"{word}\")." if word else "."))
+    if searched:
         return "\n\nNext: Step 2, read the text around the best hit with llm_query."
     return ""
+
+
+_AGGREGATE = re.compile(r"\b(how many|how often|number of|count|total|sum|average)\b", re.IGNORECASE)
+_STOP_WORDS = frozenset("what which when where who whom whose why how does did have has the this that these those "
+                        "there their with from into about text document documents give exact number".split())
+
+
+def _key_word(question: str, code: str) -> str | None:
+    """The question's likeliest search term the code has not tried: a name first, else the longest word."""
+    tokens = re.findall(r"[A-Za-z][A-Za-z0-9_-]{3,}", question)
+    fresh = [(i, w) for i, w in enumerate(tokens) if w.lower() not in _STOP_WORDS and w.lower() not in code.lower()]
+    names = [w for i, w in fresh if i > 0 and w[0].isupper()]  # capitalised mid-sentence
+    return max(names or [w for _, w in fresh], key=len, default=None)
 
 
 def _ingest(context: str | Path | list[str | Path] | None, scratch: Path, emit: EventHook) -> list[StagedDocument]:

@@ -29,7 +29,8 @@ def test_real_model_answers_from_the_document(tmp_path: Path, docker_ready: str)
     doc = haystack(tmp_path / "minutes.txt")
     servers = local_lm.start_servers(quality=False)
     try:
-        result = local_lm.local_rlm(servers, max_iterations=6).complete("What is the access code for the east vault?", [doc])
+        with local_lm.local_rlm(servers, max_iterations=6) as rlm:
+            result = rlm.complete("What is the access code for the east vault?", [doc])
     finally:
         for server in servers.values():
             local_lm.stop(server)

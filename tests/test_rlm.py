@@ -109,6 +109,18 @@ def test_syntax_error_no_code_and_repeats_are_survived(lm: ScriptedLM) -> None:
     assert "no ```python code block" in sent[2] and "cut off" in sent[3] and "already ran exactly" in sent[5]
 
 
+def test_next_step_hints_follow_the_question(lm: ScriptedLM) -> None:
+    """An empty search is answered with a word of the question to try; a counting question is steered off
+    search (capped at max_results) to counting in Python, and the suggested cell runs as written."""
+    lm.script("root", [cell('print(search(r"zzqx-nowhere"))'), cell('hits = search(r"clause")\nprint(hits[:2])'),
+                       cell('import re; n = len(re.findall(r"clause", context)); print(n)'), cell("answer(str(n))")])
+    result = make_rlm(lm).complete("How many times does the Agreement mention a clause?", [DOC])
+    sent = [r["messages"][-1]["content"] for r in lm.requests if r["model"] == "root"]
+    assert "Nothing found" in sent[1] and 'search(r"Agreement")' in sent[1]
+    assert "cannot count" in sent[2] and "re.findall" in sent[2]
+    assert result.answer == str(DOC.read_text().count("clause")) != "0"
+
+
 def test_rebinding_context_is_refused(lm: ScriptedLM) -> None:
     """`context = ...` is refused with a clear error; context stays whole and the run goes on."""
     lm.script("root", [
@@ -287,3 +299,18 @@ def test_cli_run_prints_the_result(lm: ScriptedLM, tmp_path: Path) -> None:
     lm.script("root", FULL_RUN)
     text = run().stdout
     assert text.startswith("Answer\nEUR 48,500") and "[1] clauses.txt [" in text and "whole input in one prompt" in text
+
+
+def test_cli_lm_timeout_reaches_the_client(lm: ScriptedLM) -> None:
+    """`--lm-timeout 1` against a server answering in 3 s: one line naming the timeout, exit 1."""
+    import os
+    import subprocess
+    import sys
+
+    lm.latency_s = 3.0
+    lm.script("root", FULL_RUN)
+    args = [sys.executable, "-m", "rlm_host", "run", "-q", "What is the termination fee?", "--context", str(DOC),
+            "--base-url", lm.base_url, "--model", "root", "--lm-timeout", "1"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120, env=os.environ, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1 and "no reply within 1 s" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
