@@ -344,8 +344,11 @@ def _next_step(code: str, result: ExecutionResult, question: str) -> str:
         return "\n\nFix the error: write a corrected cell (define any missing variable first)."
     searched, found = "search(" in code or "grep(" in code, "Hit(" in result.stdout
     if searched and found and _AGGREGATE.search(question):
-        return ("\n\nsearch() stops at max_results hits, so it cannot count. Next: count every match in "
-                "Python, e.g. import re; n = len(re.findall(r\"...\", context)), print(n), then answer(str(n)).")
+        pattern = _SEARCHED.search(code)
+        literal = f"r{pattern[1]}{pattern[2]}{pattern[1]}" if pattern else 'r"..."'
+        return ("\n\nsearch() stops at max_results hits, so it cannot count. Next: count every match in Python:\n"
+                f"import re\nn = len(re.findall({literal}, context, re.IGNORECASE))\nprint(n)\n"
+                "Then answer(str(n)).")
     if "llm_query" in code:
         return "\n\nNext: Step 3, answer with the hit as citation."
     if searched and not found:
@@ -358,6 +361,7 @@ def _next_step(code: str, result: ExecutionResult, question: str) -> str:
 
 
 _AGGREGATE = re.compile(r"\b(how many|how often|number of|count|total|sum|average)\b", re.IGNORECASE)
+_SEARCHED = re.compile(r"""(?:search|grep)\(\s*r?(["'])(.+?)\1""")  # the quote and the pattern of a search
 _STOP_WORDS = frozenset("what which when where who whom whose why how does did have has the this that these those "
                         "there their with from into about text document documents give exact number".split())
 

@@ -113,12 +113,12 @@ def test_next_step_hints_follow_the_question(lm: ScriptedLM) -> None:
     """An empty search is answered with a word of the question to try; a counting question is steered off
     search (capped at max_results) to counting in Python, and the suggested cell runs as written."""
     lm.script("root", [cell('print(search(r"zzqx-nowhere"))'), cell('hits = search(r"clause")\nprint(hits[:2])'),
-                       cell('import re; n = len(re.findall(r"clause", context)); print(n)'), cell("answer(str(n))")])
+                       cell('import re\nn = len(re.findall(r"clause", context, re.IGNORECASE))\nprint(n)'), cell("answer(str(n))")])
     result = make_rlm(lm).complete("How many times does the Agreement mention a clause?", [DOC])
     sent = [r["messages"][-1]["content"] for r in lm.requests if r["model"] == "root"]
     assert "Nothing found" in sent[1] and 'search(r"Agreement")' in sent[1]
-    assert "cannot count" in sent[2] and "re.findall" in sent[2]
-    assert result.answer == str(DOC.read_text().count("clause")) != "0"
+    assert "cannot count" in sent[2] and 're.findall(r"clause", context, re.IGNORECASE)' in sent[2]
+    assert result.answer == str(DOC.read_text().lower().count("clause")) != "0"
 
 
 def test_rebinding_context_is_refused(lm: ScriptedLM) -> None:
@@ -271,11 +271,14 @@ def test_hostile_frames_from_inside_the_sandbox(lm: ScriptedLM) -> None:
 
 
 def test_show_vars_and_helpers_in_the_kernel(lm: ScriptedLM) -> None:
-    """SHOW_VARS lists the model's variables (not the helpers); grep is search; pages are None for text."""
-    lm.script("root", [cell("notes = ['a', 'b']\nprint(SHOW_VARS())\nprint(grep('Clause 12[01]')[0].page)"),
+    """SHOW_VARS lists the model's variables (not the helpers or modules); grep is search; pages are None for
+    text; re is there without an import."""
+    lm.script("root", [cell("notes = ['a', 'b']\nprint(SHOW_VARS())\nprint(grep('Clause 12[01]')[0].page)\n"
+                            "print(len(re.findall('Clause', context)))"),
                        cell("answer('ok')")])
     result = make_rlm(lm).complete("What is the fee?", [DOC])
-    assert result.trajectory[0].output.splitlines() == ["{'notes': 'list, len 2'}", "None"]
+    assert result.trajectory[0].output.splitlines() == ["{'notes': 'list, len 2'}", "None",
+                                                        str(DOC.read_text().count("Clause"))]
 
 
 def test_cli_run_prints_the_result(lm: ScriptedLM, tmp_path: Path) -> None:

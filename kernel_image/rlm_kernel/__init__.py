@@ -13,6 +13,7 @@ Nothing here is a security boundary: the container is. These helpers only make
 the sandbox pleasant and predictable for the code that runs in it.
 """
 
+import re
 import sys
 from typing import Any
 
@@ -35,6 +36,7 @@ def install(shell: Any) -> None:
         limiter.wrap(stream)
     shell.events.register("pre_run_cell", limiter.reset)
     shell.ast_transformers.append(RebindGuard())
+    shell.user_ns.setdefault("re", re)  # a convenience, not protected: small models count with it and forget the import
     load(shell)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Callable
 
 from .documents import Document, document_at
@@ -123,7 +124,8 @@ class Helpers:
         """The variables defined so far, with their types and sizes."""
         shown = {}
         for key, value in self.namespace.items():
-            if key.startswith("_") or key in PROVIDED or key in {"In", "Out", "exit", "quit", "get_ipython"}:
+            if (key.startswith("_") or key in PROVIDED or key in {"In", "Out", "exit", "quit", "get_ipython"}
+                    or isinstance(value, ModuleType)):
                 continue
             size = f", len {len(value):,}" if hasattr(value, "__len__") and not callable(value) else ""
             shown[key] = f"{type(value).__name__}{size}"
