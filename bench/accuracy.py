@@ -182,7 +182,7 @@ def summarize(rows: list[dict]) -> list[dict]:
         out.append({"kind": kind, "size": size, "method": method, "tasks": len(rs),
                     "correct": sum(r["correct"] for r in rs), "accuracy": sum(r["correct"] for r in rs) / len(rs),
                     "tokens_mean": round(tokens), "input_tokens": round(whole),
-                    "saving_pct": round(100 * (1 - tokens / whole), 1), "wall_s_mean": round(statistics.mean(
+                    "saving_pct": round(100 * (1 - tokens / whole), 2), "wall_s_mean": round(statistics.mean(
                         r["wall_s"] for r in rs), 1), "errors": sum(r["stopped"].startswith("error") for r in rs),
                     "stops": _stops(rs), "evidence_seen": sum(bool(r.get("evidence_seen")) for r in rs)})
     return out

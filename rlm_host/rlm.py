@@ -360,7 +360,8 @@ def _next_step(code: str, result: ExecutionResult, question: str) -> str:
     return ""
 
 
-_AGGREGATE = re.compile(r"\b(how many|how often|number of|count|total|sum|average)\b", re.IGNORECASE)
+# a question that counts ("total" and "average" are left out: "the total fee" is one value to find)
+_AGGREGATE = re.compile(r"\b(how many|how often|number of|count)\b", re.IGNORECASE)
 _SEARCHED = re.compile(r"""(?:search|grep)\(\s*r?(["'])(.+?)\1""")  # the quote and the pattern of a search
 _STOP_WORDS = frozenset("what which when where who whom whose why how does did have has the this that these those "
                         "there their with from into about text document documents give exact number".split())
