@@ -96,7 +96,7 @@ class Counts:
         return ((self.slow[mib], self.warmup_slow) if env.slow else (self.fast[mib], self.warmup_fast))
 
 
-FULL = Counts(fast={0: 200, 4: 100, 40: 50, 400: 20}, slow={0: 20, 4: 10, 40: 5, 400: 3},
+FULL = Counts(fast={0: 200, 4: 200, 40: 200, 400: 200}, slow={0: 20, 4: 10, 40: 5, 400: 3},
               warmup_fast=10, warmup_slow=1)
 QUICK = Counts(fast={0: 30, 4: 20}, slow={0: 5, 4: 3}, warmup_fast=3, warmup_slow=1)
 

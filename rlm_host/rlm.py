@@ -342,8 +342,10 @@ def _next_step(code: str, result: ExecutionResult, question: str) -> str:
     """A one-line reminder of the method's next step, which small models otherwise skip."""
     if not result.ok:
         return "\n\nFix the error: write a corrected cell (define any missing variable first)."
-    searched, found = "search(" in code or "grep(" in code, "Hit(" in result.stdout
-    if searched and found and _AGGREGATE.search(question):
+    searched, shown = "search(" in code or "grep(" in code, result.stdout.count("Hit(")
+    found = shown > 0
+    # several hits for a how-many question: something to count, not one sentence that states the number
+    if searched and shown >= 3 and _AGGREGATE.search(question):
         pattern = _SEARCHED.search(code)
         literal = f"r{pattern[1]}{pattern[2]}{pattern[1]}" if pattern else 'r"..."'
         return ("\n\nsearch() stops at max_results hits, so it cannot count. Next: count every match in Python:\n"

@@ -110,14 +110,17 @@ def test_syntax_error_no_code_and_repeats_are_survived(lm: ScriptedLM) -> None:
 
 
 def test_next_step_hints_follow_the_question(lm: ScriptedLM) -> None:
-    """An empty search is answered with a word of the question to try; a counting question is steered off
-    search (capped at max_results) to counting in Python, and the suggested cell runs as written."""
-    lm.script("root", [cell('print(search(r"zzqx-nowhere"))'), cell('hits = search(r"clause")\nprint(hits[:2])'),
+    """An empty search is answered with a word of the question to try; a counting question whose search shows
+    several hits is steered off search (capped at max_results) to counting in Python, and the suggested cell
+    runs as written; with one hit shown it takes the read-the-hit path."""
+    lm.script("root", [cell('print(search(r"zzqx-nowhere"))'), cell('print(search(r"clause")[:1])'),
+                       cell('hits = search(r"clause")\nprint(hits[:5])'),
                        cell('import re\nn = len(re.findall(r"clause", context, re.IGNORECASE))\nprint(n)'), cell("answer(str(n))")])
     result = make_rlm(lm).complete("How many times does the Agreement mention a clause?", [DOC])
     sent = [r["messages"][-1]["content"] for r in lm.requests if r["model"] == "root"]
     assert "Nothing found" in sent[1] and 'search(r"Agreement")' in sent[1]
-    assert "cannot count" in sent[2] and 're.findall(r"clause", context, re.IGNORECASE)' in sent[2]
+    assert "Step 2" in sent[2] and "cannot count" not in sent[2]
+    assert "cannot count" in sent[3] and 're.findall(r"clause", context, re.IGNORECASE)' in sent[3]
     assert result.answer == str(DOC.read_text().lower().count("clause")) != "0"
 
 
