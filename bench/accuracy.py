@@ -43,7 +43,6 @@ from rlm_host import local_lm
 from rlm_host.lm import LMClient
 from rlm_host.rlm import CHARS_PER_TOKEN
 
-ROOT = Path(__file__).resolve().parent.parent
 N_CTX = 8192                 # the servers' window (local_lm.serve's default)
 ANSWER_TOKENS = 64           # room kept for the direct answer
 QUESTION_TOKENS = 160        # room kept for the chat template, the instructions and the question
