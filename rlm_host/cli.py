@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .settings import __version__
+from .settings import LM_TIMEOUT_S, __version__
 from .errors import ConfigError, RLMHostError
 
 app = typer.Typer(name="rlm-host", no_args_is_help=True, add_completion=False,
@@ -179,7 +179,7 @@ def run(
     max_depth: Annotated[Optional[int], typer.Option(min=1, max=8, help="rlm_query recursion depth (default: the policy's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
     quality: Annotated[bool, typer.Option("--quality", help="Local model only: the 1.5B as root (slower, better).")] = False,
-    lm_timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for one model reply before it counts as failed and is retried.")] = 120.0,
+    lm_timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for one model reply before it counts as failed and is retried.")] = LM_TIMEOUT_S,
 ) -> None:
     """Answer a question over documents with a Recursive Language Model in the sandbox.
 

@@ -32,6 +32,7 @@ from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .errors import ConfigError, LMError
+from .settings import LM_TIMEOUT_S
 
 REASONING_MODEL = re.compile(r"^(gpt-5|o[134])(\b|-|$)")
 PRICES_ENV = "RLM_HOST_PRICES"
@@ -266,7 +267,7 @@ class LMClient:
     calls it from several threads for ``llm_query_batched``)."""
 
     def __init__(self, *, base_url: str | None = None, api_key: str | None = None, max_retries: int = 4,
-                 timeout_s: float = 120.0, backoff_s: float = 0.5, prices: PriceTable | None = None) -> None:
+                 timeout_s: float = LM_TIMEOUT_S, backoff_s: float = 0.5, prices: PriceTable | None = None) -> None:
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
         if base_url is None and api_key is None:

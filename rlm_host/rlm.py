@@ -31,7 +31,7 @@ from .results import Citation, Comparison, ExecutionResult, ModelUsage, RLMResul
 from .rpc import Broker, Budget, Evidence, Subcalls
 from .documents import ingest
 from .sandbox import DockerSandbox, StagedDocument
-from .settings import __version__
+from .settings import LM_TIMEOUT_S, __version__
 from .sandbox.docker_sandbox import sandbox_uid
 
 CHARS_PER_TOKEN = 4  # the documented estimate when no tokenizer is at hand
@@ -78,7 +78,7 @@ class RLM:
         base_url: str | None = None,
         api_key: str | None = None,
         sub_base_url: str | None = None,
-        lm_timeout_s: float = 120.0,
+        lm_timeout_s: float = LM_TIMEOUT_S,
         policy: str | Path | Policy = "standard",
         max_iterations: int = 20,
         max_depth: int | None = None,

@@ -16,6 +16,7 @@ SESSION_LABEL = "rlm-host.session"
 POLICY_LABEL = "rlm-host.policy"
 OWNER_LABEL = "rlm-host.owner-pid"  # the host process that started the container
 CONTENT_HASH_LABEL = "rlm-host.content-hash"
+LM_TIMEOUT_S = 120.0  # one model reply; LMClient, RLM and `run --lm-timeout` default to it
 
 
 def _env_path(name: str) -> Path | None:
