@@ -343,7 +343,6 @@ def _next_step(code: str, result: ExecutionResult, question: str) -> str:
     if not result.ok:
         return "\n\nFix the error: write a corrected cell (define any missing variable first)."
     searched, shown = "search(" in code or "grep(" in code, result.stdout.count("Hit(")
-    found = shown > 0
     # several hits for a how-many question: something to count, not one sentence that states the number
     if searched and shown >= 3 and _AGGREGATE.search(question):
         pattern = _SEARCHED.search(code)
@@ -353,7 +352,7 @@ def _next_step(code: str, result: ExecutionResult, question: str) -> str:
                 "Then answer(str(n)).")
     if "llm_query" in code:
         return "\n\nNext: Step 3, answer with the hit as citation."
-    if searched and not found:
+    if searched and not shown:
         word = _key_word(question, code)
         return ("\n\nNothing found. Search again with one or two key words from the question "
                 "(a name or a noun)" + (f", e.g. search(r\"{word}\")." if word else "."))
