@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from docker.errors import BuildError, APIError, ImageNotFound
+from docker.models.images import Image
 
 from .engine import docker_client
 from .errors import ImageError
@@ -114,7 +115,7 @@ def build_image(
     client = docker_client()
     tag = f"{IMAGE_REPOSITORY}:{want[:12]}"
     if not force and _has_image(tag):
-        client.images.get(tag).tag(IMAGE_REPOSITORY, "latest")
+        _tag_current(client.images.get(tag))
         progress(f"image {tag} is current (content hash {want[:12]}); nothing to build")
         return _info(tag, want, built=False, started=started)
     if offline:
@@ -129,8 +130,20 @@ def build_image(
     except (BuildError, APIError) as exc:
         hint = "" if offline else " (online builds need a registry for the base image; try --offline)"
         raise ImageError(f"kernel image build failed: {exc}{hint}") from exc
-    image.tag(IMAGE_REPOSITORY, "latest")
+    _tag_current(image)
     return _info(tag, want, built=True, started=started)
+
+
+def _tag_current(image: Image) -> None:
+    """Tag the build as the image sandboxes start from (``RLM_HOST_IMAGE``, default ``...:latest``).
+
+    Two checkouts sharing one engine each set their own ``RLM_HOST_IMAGE`` and so never retag the
+    image the other is running from.
+    """
+    repository, colon, tag = image_tag().rpartition(":")
+    if not colon or "/" in tag:  # no tag given (a registry port is not one)
+        repository, tag = image_tag(), "latest"
+    image.tag(repository, tag)
 
 
 def _has_image(tag: str) -> bool:
