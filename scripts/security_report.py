@@ -20,6 +20,7 @@ from pathlib import Path
 from rlm_host.policy import load_policy
 
 RUNTIMES = ["runc", "runsc"]
+HOST = "host"  # an attack that never reaches a container (a log rendered on a terminal, a link refused)
 # What happens when each limit of a policy is hit (docs/sandbox.md has the mechanics). The values
 # come from the shipped policy files, so this table cannot drift from them.
 AT_LIMIT = {
@@ -43,7 +44,8 @@ AT_LIMIT = {
     "max_depth": "`rlm_query` past it answers with a plain `llm_query`; `subcall.depth_fallback` audited",
     "max_frame_bytes": "the frame is refused (frame_too_large), the connection closed; `rpc.frame_rejected` audited",
 }
-CATEGORIES = ["network", "privilege", "filesystem", "secrets", "rpc", "exhaustion"]
+CATEGORIES = ["network", "privilege", "filesystem", "secrets", "rpc", "exhaustion",
+              "host parsing", "record integrity", "reviewer's screen"]
 HIDDEN = {"section", "test", "passed"}
 
 
@@ -60,18 +62,27 @@ def attacks_table(rows: list[dict]) -> str:
     for row in rows:
         by_attack[(row["category"], row["attack"])][row["runtime"]] = row
     order = {name: i for i, name in enumerate(CATEGORIES)}
-    lines = ["| # | category | attack | " + " | ".join(RUNTIMES) + " |",
-             "| --- | --- | --- | " + " | ".join("---" for _ in RUNTIMES) + " |"]
+    columns = RUNTIMES + ([HOST] if any(row["runtime"] == HOST for row in rows) else [])
+    lines = ["| # | category | attack | " + " | ".join(columns) + " |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in columns) + " |"]
     keys = sorted(by_attack, key=lambda k: (order.get(k[0], len(order)), k[0]))  # stable within a category
     for number, key in enumerate(keys, 1):
         seen = by_attack[key]
-        outcomes = [cell(seen[r]["outcome"]) + mark(seen[r]["passed"]) if r in seen else "not run" for r in RUNTIMES]
+        outcomes = [_outcome(seen, runtime) for runtime in columns]
         lines.append(f"| {number} | {key[0]} | {cell(key[1])} | " + " | ".join(outcomes) + " |")
     failed = sum(1 for row in rows if row["passed"] is not True)
     lines.append("")
     lines.append(f"{len(keys)} attacks, {len(rows)} runs, {len(rows) - failed} ended as intended"
                  + (f", **{failed} did not**" if failed else "") + ".")
     return "\n".join(lines)
+
+
+def _outcome(seen: dict[str, dict], runtime: str) -> str:
+    """One cell of the attack table; a host-side attack has no runtime, a sandboxed one no host cell."""
+    if runtime in seen:
+        return cell(seen[runtime]["outcome"]) + mark(seen[runtime]["passed"])
+    on_host = HOST in seen
+    return "—" if on_host != (runtime == HOST) else "not run"
 
 
 def plain_table(rows: list[dict]) -> str:
