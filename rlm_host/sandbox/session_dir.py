@@ -23,6 +23,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,11 +137,22 @@ class SessionDir:
 
 
 def check_documents(documents: list[StagedDocument]) -> None:
-    """Refuse a missing, unreadable or non-file document before anything starts."""
+    """Refuse a missing, linked, unreadable or non-file document before anything starts.
+
+    A link is never followed: staging puts exactly the named file in ``docs/``, so a path cannot
+    hand the sandbox (or the host's own reading of the staged text) a file somewhere else.
+    """
     for path in (doc.path for doc in documents):
-        if not path.exists():
-            raise ConfigError(f"document {path} not found; check the path")
-        if not path.is_file():
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            raise ConfigError(f"document {path} not found; check the path") from None
+        except OSError as exc:
+            raise ConfigError(f"document {path} cannot be read ({exc.strerror}); check the path") from exc
+        if stat.S_ISLNK(info.st_mode):
+            raise ConfigError(f"document {path} is a symbolic link, which is never followed; "
+                              "pass the file it points to")
+        if not stat.S_ISREG(info.st_mode):
             raise ConfigError(f"document {path} is not a regular file; pass files")
         if not os.access(path, os.R_OK):
             raise ConfigError(f"document {path} is not readable; check its permissions")
@@ -181,15 +193,42 @@ def _unmount(path: Path) -> None:
 
 
 def _place(src: Path, dest: Path) -> None:
-    st = src.stat()
+    """Stage the file ``src`` names, opened without following a link: linked when others may read it, else copied.
+
+    The link is made from the open descriptor (``/proc/self/fd``), so what is staged is the file that
+    was checked, even if ``src`` is replaced by a link in between.
+    """
     try:
-        if st.st_mode & 0o004:
-            os.link(src, dest)
-            return
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SandboxError(f"cannot stage document {src}: {exc.strerror} (links are never followed)") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SandboxError(f"cannot stage document {src}: not a regular file")
+        if not (info.st_mode & 0o004 and _link(fd, dest)):
+            _copy(fd, src, dest)
+    finally:
+        os.close(fd)
+
+
+def _link(fd: int, dest: Path) -> bool:
+    """Hard-link the open file itself: linkat(/proc/self/fd, "N", ..., AT_SYMLINK_FOLLOW)."""
+    try:
+        fds = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.link(str(fd), dest, src_dir_fd=fds, follow_symlinks=True)  # a dir fd makes it linkat
+        finally:
+            os.close(fds)
     except OSError:
-        pass  # another filesystem, or links not allowed: copy instead
+        return False  # another filesystem, or links not allowed: copy instead
+    return True
+
+
+def _copy(fd: int, src: Path, dest: Path) -> None:
     try:
-        shutil.copyfile(src, dest)
+        with open(fd, "rb", closefd=False) as source, open(dest, "xb") as target:
+            shutil.copyfileobj(source, target, 1 << 20)
         dest.chmod(0o644)
     except OSError as exc:
         raise SandboxError(f"cannot stage document {src}: {exc}") from exc
