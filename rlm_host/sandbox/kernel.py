@@ -22,7 +22,7 @@ from jupyter_client import BlockingKernelClient
 
 from ..errors import KernelStartError
 from ..results import CellError
-from .output import OutputCollector
+from .output import OutputCollector, text_of
 
 SILENCE_CHECK_S = 1.0  # how long without messages before asking whether the kernel is alive
 REPLY_GRACE_S = 0.5  # how long to wait for the idle status once the reply is in
@@ -152,16 +152,18 @@ class KernelChannel:
 
 def _handle(msg: dict, run: CellRun) -> bool:
     kind, content = msg["msg_type"], msg["content"]
+    content = content if isinstance(content, dict) else {}
     if kind == "stream":
-        run.output.add("stderr" if content.get("name") == "stderr" else "stdout", content.get("text", ""))
-    elif kind == "execute_result":
-        run.output.add("result", content.get("data", {}).get("text/plain", ""))
-    elif kind == "display_data":
-        text = content.get("data", {}).get("text/plain", "")
-        run.output.add("stdout", text + "\n" if text else "")
+        run.output.add("stderr" if content.get("name") == "stderr" else "stdout", content.get("text"))
+    elif kind in ("execute_result", "display_data"):
+        data = content.get("data")
+        text = text_of(data.get("text/plain") if isinstance(data, dict) else None)
+        run.output.add("result" if kind == "execute_result" else "stdout",
+                       text + "\n" if text and kind == "display_data" else text)
     elif kind == "error":
-        run.error = CellError(name=content.get("ename", ""), value=content.get("evalue", ""),
-                              traceback=list(content.get("traceback", []))[:50])
+        trace = content.get("traceback")
+        run.error = CellError(name=text_of(content.get("ename")), value=text_of(content.get("evalue")),
+                              traceback=[text_of(line) for line in (trace if isinstance(trace, list) else [])[:50]])
     elif kind == "status":
         return content.get("execution_state") == "idle"
     return False
