@@ -112,7 +112,7 @@ class KernelChannel:
 
     def _read_shell(self, run: CellRun) -> None:
         try:
-            msg = self._client.shell_channel.get_msg(timeout=0)
+            msg = _get(self._client.shell_channel, 0)
         except Empty:
             return
         if msg["parent_header"].get("msg_id") == run.msg_id:
@@ -123,7 +123,7 @@ class KernelChannel:
         """Handle queued iopub messages; True once the cell's idle status is seen."""
         while True:
             try:
-                msg = self._client.iopub_channel.get_msg(timeout=0)
+                msg = _get(self._client.iopub_channel, 0)
             except Empty:
                 return False
             if msg["parent_header"].get("msg_id") != run.msg_id:
@@ -133,21 +133,39 @@ class KernelChannel:
 
     def _kernel_info_reply(self, wait: float) -> bool:
         try:
-            msg = self._client.shell_channel.get_msg(timeout=max(wait, 0.01))
+            msg = _get(self._client.shell_channel, max(wait, 0.01))
         except Empty:
             return False
         return msg["msg_type"] == "kernel_info_reply"
 
     def _drain_iopub(self, wait: float) -> bool:
         try:
-            self._client.iopub_channel.get_msg(timeout=wait)
+            _get(self._client.iopub_channel, wait)
         except Empty:
             return False
         while True:
             try:
-                self._client.iopub_channel.get_msg(timeout=0)
+                _get(self._client.iopub_channel, 0)
             except Empty:
                 return True
+
+
+def _get(channel: object, timeout: float) -> dict:
+    """The channel's next well-formed message (Empty when none is waiting).
+
+    A message jupyter_client cannot parse, or whose parts are not objects, was forged or
+    garbled by the kernel: it is dropped (it was already read off the socket), never raised.
+    """
+    while True:
+        try:
+            msg = channel.get_msg(timeout=timeout)
+        except Empty:
+            raise
+        except Exception:  # noqa: BLE001 - whatever the kernel sent, the host reads on
+            continue
+        if all(isinstance(msg.get(part), dict) for part in ("header", "parent_header", "content")) \
+                and isinstance(msg.get("msg_type"), str):
+            return msg
 
 
 def _handle(msg: dict, run: CellRun) -> bool:

@@ -31,7 +31,7 @@ def attack(policy: str, code: str, tmp_path) -> Outcome:
 def test_lone_surrogate_in_print(policy: str, tmp_path, record) -> None:
     """A lone surrogate printed to stdout, then more output in the same cell"""
     out = attack(policy, 'print("a\\ud800b")\nprint("after")', tmp_path)
-    assert out.status == "ok" and "a\\ud800b\nafter" in cell_event(out)["stdout"], out.step.output
+    assert out.status == "ok" and "a\\ud800b\nafter" in out.step.output, out.step.output
     record(out, "arrives as its escape (a\\ud800b); the rest of the cell's output and the next cell arrive")
 
 
@@ -40,8 +40,7 @@ def test_lone_surrogates_on_stderr(policy: str, tmp_path, record) -> None:
     """Lone surrogates (high, low, U+DCxx) written to stderr, interleaved with stdout"""
     code = 'import sys\nfor s in ("\\ud800", "\\udfff", "\\udcff"):\n    print("e" + s, file=sys.stderr)\nprint("after")'
     out = attack(policy, code, tmp_path)
-    event = cell_event(out)
-    assert event["stderr"] == "e\\ud800\ne\\udfff\ne\\udcff\n" and event["stdout"] == "after\n", event
+    assert out.step.output == "after\ne\\ud800\ne\\udfff\ne\\udcff", out.step.output
     record(out, "each arrives as its escape; stdout after them arrives")
 
 
@@ -50,8 +49,7 @@ def test_surrogate_in_result_repr(policy: str, tmp_path, record) -> None:
     """A cell's last expression whose repr holds a lone surrogate"""
     code = 'class X:\n    def __repr__(self):\n        return "r\\ud800"\nprint("before")\nX()'
     out = attack(policy, code, tmp_path)
-    event = cell_event(out)
-    assert out.status == "ok" and event["result"] == "r\\ud800" and event["stdout"] == "before\n", event
+    assert out.status == "ok" and out.step.output == "before\nr\\ud800", out.step.output
     record(out, "the result arrives as r\\ud800; the cell is ok")
 
 
@@ -61,7 +59,7 @@ def test_surrogate_in_display(policy: str, tmp_path, record) -> None:
     code = ('from IPython.display import display\nclass Y:\n    def __repr__(self):\n        return "d\\udfff"\n'
             'display(Y())\nprint("after")')
     out = attack(policy, code, tmp_path)
-    assert out.status == "ok" and "d\\udfff\nafter" in cell_event(out)["stdout"], out.step.output
+    assert out.status == "ok" and "d\\udfff\nafter" in out.step.output, out.step.output
     record(out, "the display arrives escaped; output after it arrives")
 
 
@@ -69,8 +67,8 @@ def test_surrogate_in_display(policy: str, tmp_path, record) -> None:
 def test_surrogate_in_exception(policy: str, tmp_path, record) -> None:
     """An exception whose message holds a lone surrogate (the error reply must still leave the kernel)"""
     out = attack(policy, 'print("before")\nraise ValueError("bad \\ud800 value")', tmp_path)
-    event = cell_event(out)
-    assert out.status == "error" and event["error"] == "ValueError" and event["stdout"] == "before\n", event
+    assert out.status == "error" and cell_event(out)["error"] == "ValueError", out.step.output
+    assert out.step.output.startswith("before\n"), out.step.output
     assert "ValueError: bad \\ud800 value" in out.step.output
     record(out, "recorded as an error (ValueError, message escaped), not as a silent success")
 
@@ -82,9 +80,9 @@ def test_invalid_utf8_on_raw_fds(policy: str, tmp_path, record) -> None:
             'os.write(1, "east \\u6771".encode()[:-1])\nos.write(1, b"\\n")\n'
             'subprocess.run(["echo", "from child"])\ntime.sleep(0.5)\nprint("after")')
     out = attack(policy, code, tmp_path)
-    event = cell_event(out)
-    assert "raw \ufffd\ufffd bytes" in event["stdout"] and "from child" in event["stdout"], event
-    assert "after" in event["stdout"] and "err \ufffd" in event["stderr"], event
+    shown = out.step.output
+    assert "raw \ufffd\ufffd bytes" in shown and "from child" in shown and "east \ufffd\n" in shown, shown
+    assert "after" in shown and "err \ufffd" in shown, shown
     record(out, "invalid bytes arrive as U+FFFD; later fd output (a subprocess) still arrives")
 
 
@@ -104,8 +102,7 @@ def test_nul_bytes_and_control_floods(policy: str, tmp_path, record) -> None:
     """NUL bytes, a carriage-return flood and a form-feed flood, then more output"""
     code = 'print("a\\x00b\\x00c")\nprint("\\r" * 100000)\nprint("\\x0c\\x1b" * 5000)\nprint("after")'
     out = attack(policy, code, tmp_path)
-    event = cell_event(out)
-    assert event["stdout"].startswith("a\x00b\x00c\n\r\r") and event["truncated"], event["stdout"][:40]
+    assert out.step.output.startswith("a\x00b\x00c\n\r\r") and cell_event(out)["truncated"], out.step.output[:40]
     record(out, "kept as text up to the output cap (truncated, recorded); the next cell arrives")
 
 
@@ -113,8 +110,7 @@ def test_nul_bytes_and_control_floods(policy: str, tmp_path, record) -> None:
 def test_one_huge_line(policy: str, tmp_path, record) -> None:
     """A 50 MB single line with a lone surrogate in the middle"""
     out = attack(policy, 'print("x" * 25_000_000 + "\\ud800" + "y" * 25_000_000)\nprint("after")', tmp_path)
-    event = cell_event(out)
-    assert out.status == "ok" and event["truncated"] and event["stdout"].startswith("xxx"), event["stdout"][:40]
+    assert out.status == "ok" and cell_event(out)["truncated"] and out.step.output.startswith("xxx"), out.step.output[:40]
     record(out, "cut at the output cap (recorded as truncated); the next cell arrives")
 
 
@@ -138,7 +134,7 @@ print("after")
 def test_forged_iopub_messages(policy: str, tmp_path, record) -> None:
     """Raw iopub messages a cell forges: JSON-escaped lone surrogates, non-string text, a bad display"""
     out = attack(policy, FORGED_IOPUB, tmp_path)
-    event = cell_event(out)
-    assert "x\\ud800y" in event["stdout"] and "after" in event["stdout"], event
-    assert "12345" not in event["stdout"] and "forged \\udfff" in event["stderr"], event
+    shown = out.step.output
+    assert "x\\ud800y" in shown and "after" in shown and "forged \\udfff" in shown, shown
+    assert "12345" not in shown and "not" not in shown, shown
     record(out, "the host keeps only valid text (escapes; non-strings dropped); the next cell arrives")
