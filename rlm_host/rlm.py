@@ -179,6 +179,7 @@ class _Run:
                  depth: int, run_id: str | None = None) -> None:
         self.rlm, self.shared, self.query, self.documents, self.depth = rlm, shared, query, documents, depth
         self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.evidence = Evidence(documents)  # the host's own layout: it checks citations and quotes them
         self.emit = shared.events
         self.steps: list[Step] = []
         self.messages: list[dict[str, str]] = []
@@ -195,7 +196,7 @@ class _Run:
                                  on_event=self.emit) as sandbox:
             subcalls = Subcalls(self.rlm.sub_lm, self.rlm.sub_model, self.shared.budget, depth=self.depth,
                                 child=self._child, max_tokens=self.rlm.sub_max_tokens,
-                                evidence=Evidence(self.documents), on_event=self.emit)
+                                evidence=self.evidence, on_event=self.emit)
             broker = Broker(sandbox.rpc_socket_path, subcalls, uid=sandbox_uid(self.rlm.policy),
                             max_frame_bytes=self.rlm.policy.subcalls.max_frame_bytes, on_event=self.emit).start()
             try:
@@ -227,7 +228,7 @@ class _Run:
             self.messages.append({"role": "assistant", "content": reply})
             last_code = self._act(sandbox, step, last_code)
             if subcalls.answer is not None:
-                citations = _quote(sandbox, [Citation(**c.model_dump()) for c in subcalls.answer.citations])
+                citations = self.evidence.resolve(subcalls.answer.citations)
                 return self._finish(subcalls, "answer", iteration, subcalls.answer.text, citations)
             if step.status == "no_code" and (final := self._final(sandbox, reply)) is not None:
                 return self._finish(subcalls, "final", iteration, final, [])
@@ -292,7 +293,7 @@ class _Run:
         if blocks and "answer(" in blocks[-1]:
             sandbox.execute("\n\n".join(blocks))
         if subcalls.answer is not None:
-            citations = _quote(sandbox, [Citation(**c.model_dump()) for c in subcalls.answer.citations])
+            citations = self.evidence.resolve(subcalls.answer.citations)
             return self._finish(subcalls, why, iterations, subcalls.answer.text, citations, fallback=True)
         return self._finish(subcalls, why, iterations, reply.strip(), [], fallback=True)
 
@@ -393,26 +394,6 @@ def _ingest(context: str | Path | list[str | Path] | None, scratch: Path, emit: 
         emit("document", {"name": doc.name, "type": doc.kind, "size": doc.size, "sha256": doc.sha256,
                           "pages": len(doc.pages)})
     return [StagedDocument(doc.name, doc.text_path, doc.pages) for doc in ingested.documents]
-
-
-def _quote(sandbox: DockerSandbox, citations: list[Citation]) -> list[Citation]:
-    """Fill each offset citation's ``text`` with the cited span (up to 300 characters)."""
-    offsets = [i for i, c in enumerate(citations) if c.start is not None][:50]
-    spans = [(citations[i].start, max(citations[i].end or 0, citations[i].start + 1)) for i in offsets]
-    if not spans:
-        return citations
-    code = f"import json as _j; print(_j.dumps([context[a:min(b, a + 300)] for a, b in {spans!r}])); del _j"
-    shown = sandbox.execute(code)
-    try:
-        texts = json.loads(shown.stdout) if shown.ok else None
-    except ValueError:
-        texts = None
-    if not isinstance(texts, list) or len(texts) != len(offsets):
-        return citations
-    quoted = list(citations)
-    for i, text in zip(offsets, texts):
-        quoted[i] = quoted[i].model_copy(update={"text": text})
-    return quoted
 
 
 def _clip(text: str, limit: int) -> str:

@@ -11,7 +11,6 @@ one connection) and records an event; it never crashes and never blocks the run.
 
 from __future__ import annotations
 
-import codecs
 import os
 import socket
 import threading
@@ -28,6 +27,8 @@ from .errors import LMError
 from .events import EventHook, null_hook
 from .lm import Completion, LMClient
 from .policy import SubcallBudget
+from .quotes import Layout
+from .results import Citation as Cited
 from .sandbox.session_dir import StagedDocument
 from .wire import (HEADER, Answer, Citation, FrameError, LLMQuery, LLMQueryBatched, Query, RLMQuery, decode, encode,
                    error_reply, frame_size, ok_reply, parse_request)
@@ -85,53 +86,60 @@ class Budget:
 
 
 class Evidence:
-    """What an answer may cite: offsets inside ``context``, and documents and pages that exist.
+    """What an answer may cite, and what each citation points at, by the host's own layout (``quotes``).
 
-    ``context`` is the documents' text joined as the kernel joins it (``rlm_kernel.documents``);
-    its length is counted once, when the first offset citation arrives.
+    Offsets must lie inside ``context``; the document and page of an offset citation are the host's
+    (a claim that disagrees is refused); a document or page cited alone must exist.
     """
 
-    SEPARATOR = 2  # len("\n\n") between documents
-
     def __init__(self, documents: Sequence[StagedDocument] = ()) -> None:
+        self.layout = Layout(documents)
         self.documents = {doc.name: doc for doc in documents}
-        self._chars: int | None = None
 
     def problem(self, citation: Citation) -> str | None:
-        """Why ``citation`` points at nothing, or None when it is in range."""
+        """Why ``citation`` points at nothing or contradicts the layout, or None when it holds."""
         start, end = citation.start, citation.end
-        if end is not None and start is not None and end < start:
+        if start is None:
+            return "a citation with an end needs a start too" if end is not None else self._named_problem(citation)
+        if end is not None and end < start:
             return f"end {end} is before start {start}"
-        last = max(v for v in (start, end, 0) if v is not None)
-        if last > self.chars():
-            return f"offset {last} is past the end of context ({self.chars():,} characters)"
-        return self._document_problem(citation)
+        if max(start, end or 0) > self.layout.chars:
+            return f"offset {max(start, end or 0)} is past the end of context ({self.layout.chars:,} characters)"
+        return self._claim_problem(citation)
 
-    def chars(self) -> int:
-        if self._chars is None:
-            docs = list(self.documents.values())
-            self._chars = sum(_chars_of(doc.path) for doc in docs) + self.SEPARATOR * max(len(docs) - 1, 0)
-        return self._chars
+    def resolve(self, citations: Sequence[Citation]) -> list[Cited]:
+        """The citations as the host states them: its own document, page and quote for each."""
+        return [self._resolve(c) for c in citations]
 
-    def _document_problem(self, citation: Citation) -> str | None:
+    def _resolve(self, citation: Citation) -> Cited:
+        if citation.start is None:
+            return Cited(document=citation.document, page=citation.page)
+        doc = self.layout.locate(citation.start)
+        end = citation.start + 1 if citation.end is None or citation.end == citation.start else citation.end
+        return Cited(start=citation.start, end=citation.end, document=doc.name if doc else None,
+                     page=doc.page_at(citation.start) if doc else None, text=self.layout.quote(citation.start, end))
+
+    def _claim_problem(self, citation: Citation) -> str | None:
+        """A document or page the citation claims for its offsets that is not where they are."""
+        doc = self.layout.locate(citation.start)
+        where = f"offset {citation.start} is in {doc.name!r}" if doc else f"offset {citation.start} is between documents"
+        if citation.document is not None and (doc is None or citation.document != doc.name):
+            return f"{where}, not in {citation.document[:80]!r}; cite what search() found"
+        page = doc.page_at(citation.start) if doc else None
+        if citation.page is not None and citation.page != page:
+            return f"{where} " + (f"on page {page}" if page else "(no pages)") + f", not on page {citation.page}"
+        return None
+
+    def _named_problem(self, citation: Citation) -> str | None:
+        """A citation by document (and page) alone: both must exist."""
         if citation.document is None:
-            return None
+            return "a citation needs offsets or a document name" + (" with its page" if citation.page else "")
         doc = self.documents.get(citation.document)
         if doc is None:
             return f"no document named {citation.document[:80]!r}; see `documents` for the names"
-        if citation.page is not None and doc.pages and citation.page > len(doc.pages):
-            return f"{doc.name} has {len(doc.pages)} pages, not {citation.page}"
+        if citation.page is not None and citation.page > len(doc.pages):
+            return f"{doc.name!r} has {len(doc.pages) or 'no'} pages, not page {citation.page}"
         return None
-
-
-def _chars_of(path: Path) -> int:
-    """Characters of a UTF-8 file as the kernel decodes it (errors replaced), read in pieces."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    count = 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 22):
-            count += len(decoder.decode(chunk))
-    return count + len(decoder.decode(b"", final=True))
 
 
 ChildRunner = Callable[[str, str, int], str]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rlm_host import audit
 from rlm_host.errors import ConfigError, LMError
 from rlm_host.lm import PriceTable
 from rlm_host.rlm import RLM
@@ -64,6 +65,29 @@ def test_full_run_with_citations(lm: ScriptedLM, policy: str) -> None:
     assert result.comparison.input_tokens > result.comparison.rlm_tokens > 0
     assert 0 < result.comparison.saved_pct < 100
     assert len([e for e in result.events if e["kind"] == "subcall"]) == 3
+
+
+def test_quotes_are_the_documents_text(lm: ScriptedLM, tmp_path: Path) -> None:
+    """Each citation's quote, document and page are the host's, from the files: the kernel's copy is not asked."""
+    annex = tmp_path / "annex.txt"
+    annex.write_text("Annex — Zürich 東京: the deposit is EUR 2,000.\n", encoding="utf-8")
+    context = DOC.read_text(encoding="utf-8") + "\n\n" + annex.read_text(encoding="utf-8")
+    deposit = context.index("deposit is")
+    lm.script("root", [cell("hits = search('termination fee')[:1] + search('deposit', document='annex.txt')\n"
+                            "context_copy = answer.__self__.context = 'X' * len(context)\n"  # the kernel's copy, forged
+                            f"answer('EUR 48,500', citations=[hits[0], hits[1], ({FEE_OFFSET - 400}, {FEE_OFFSET + 100}), "
+                            f"({deposit - 60}, {deposit + 7}), 'annex.txt'])")])
+    result = make_rlm(lm).complete("What is the termination fee?", [DOC, annex])
+    assert result.stopped == "answer", result.trajectory[0].output
+    fee, dep, long, across, named = result.citations
+    assert (fee.text, fee.document, fee.start) == ("termination fee", "clauses.txt", FEE_OFFSET)
+    assert (dep.text, dep.document) == ("deposit", "annex.txt")
+    assert long.text == context[FEE_OFFSET - 400:FEE_OFFSET - 100] and long.document == "clauses.txt"
+    assert across.text == context[deposit - 60:deposit + 7] and "\n\nAnnex" in across.text
+    assert (named.document, named.text) == ("annex.txt", None)
+    end = next(e for e in audit.events(Path(result.audit_log)) if e["kind"] == "run.end")
+    assert end["evidence"] == ["termination fee", "deposit", long.text, across.text, ""]
+    assert len([e for e in result.events if e["kind"] == "cell"]) == 1  # no quoting cell ran
 
 
 def test_usage_and_cost_follow_the_server(lm: ScriptedLM) -> None:

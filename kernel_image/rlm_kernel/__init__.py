@@ -22,6 +22,7 @@ from .helpers import Helpers, Hit, SubcallError
 from .output_limit import OutputLimiter, cap_from_env
 from .protect import PROTECTED, RestoreGuard, RebindGuard
 from .rpc import RPCClient
+from .streams import capture_fd, protect_sessions
 
 __all__ = ["DOCS_DIR", "PROTECTED", "Document", "Hit", "OutputLimiter", "SubcallError", "install",
            "load", "load_documents"]
@@ -30,10 +31,16 @@ _rpc = RPCClient()
 
 
 def install(shell: Any) -> None:
-    """Set up a fresh kernel: output limit, rebinding guards, then documents and helpers."""
+    """Set up a fresh kernel: output that always arrives, its limit, rebinding guards, documents, helpers."""
     limiter = OutputLimiter(cap_from_env())
     for stream in (sys.stdout, sys.stderr):
         limiter.wrap(stream)
+    for fd, stream in ((1, sys.stdout), (2, sys.stderr)):
+        capture_fd(fd, stream.write)
+    kernel = getattr(shell, "kernel", None)
+    protect_sessions([getattr(kernel, "session", None), getattr(sys.stdout, "session", None),
+                      getattr(sys.stderr, "session", None), getattr(shell.displayhook, "session", None),
+                      getattr(shell.display_pub, "session", None)])
     shell.events.register("pre_run_cell", limiter.reset)
     shell.ast_transformers.append(RebindGuard())
     shell.user_ns.setdefault("re", re)  # a convenience, not protected: small models count with it and forget the import

@@ -3,13 +3,16 @@
 The host caps what it keeps of a cell's output (that cap is the boundary); this
 limiter keeps a flood from ever becoming a huge message, so the channel stays
 in step and the next cell's output arrives whole. It wraps ``write`` of the
-kernel's stdout and stderr, and ``reset`` runs before every cell.
+kernel's stdout and stderr, and ``reset`` runs before every cell. Each string is made valid
+UTF-8 on the way (``streams.valid``): one lone surrogate would otherwise lose the whole flush.
 """
 
 from __future__ import annotations
 
 import os
 from typing import Any
+
+from .streams import valid
 
 MARK = "\n[... output limit reached in the sandbox: the rest of this cell's output is dropped ...]\n"
 
@@ -32,6 +35,7 @@ class OutputLimiter:
         def write(text: Any) -> Any:
             if not isinstance(text, str):
                 return original(text)
+            text = valid(text)
             room = self.cap - self.used
             if len(text) <= room:
                 self.used += len(text)

@@ -22,7 +22,7 @@ from jupyter_client import BlockingKernelClient
 
 from ..errors import KernelStartError
 from ..results import CellError
-from .output import OutputCollector
+from .output import OutputCollector, text_of
 
 SILENCE_CHECK_S = 1.0  # how long without messages before asking whether the kernel is alive
 REPLY_GRACE_S = 0.5  # how long to wait for the idle status once the reply is in
@@ -112,7 +112,7 @@ class KernelChannel:
 
     def _read_shell(self, run: CellRun) -> None:
         try:
-            msg = self._client.shell_channel.get_msg(timeout=0)
+            msg = _get(self._client.shell_channel, 0)
         except Empty:
             return
         if msg["parent_header"].get("msg_id") == run.msg_id:
@@ -123,7 +123,7 @@ class KernelChannel:
         """Handle queued iopub messages; True once the cell's idle status is seen."""
         while True:
             try:
-                msg = self._client.iopub_channel.get_msg(timeout=0)
+                msg = _get(self._client.iopub_channel, 0)
             except Empty:
                 return False
             if msg["parent_header"].get("msg_id") != run.msg_id:
@@ -133,35 +133,55 @@ class KernelChannel:
 
     def _kernel_info_reply(self, wait: float) -> bool:
         try:
-            msg = self._client.shell_channel.get_msg(timeout=max(wait, 0.01))
+            msg = _get(self._client.shell_channel, max(wait, 0.01))
         except Empty:
             return False
         return msg["msg_type"] == "kernel_info_reply"
 
     def _drain_iopub(self, wait: float) -> bool:
         try:
-            self._client.iopub_channel.get_msg(timeout=wait)
+            _get(self._client.iopub_channel, wait)
         except Empty:
             return False
         while True:
             try:
-                self._client.iopub_channel.get_msg(timeout=0)
+                _get(self._client.iopub_channel, 0)
             except Empty:
                 return True
 
 
+def _get(channel: object, timeout: float) -> dict:
+    """The channel's next well-formed message (Empty when none is waiting).
+
+    A message jupyter_client cannot parse, or whose parts are not objects, was forged or
+    garbled by the kernel: it is dropped (it was already read off the socket), never raised.
+    """
+    while True:
+        try:
+            msg = channel.get_msg(timeout=timeout)
+        except Empty:
+            raise
+        except Exception:  # noqa: BLE001 - whatever the kernel sent, the host reads on
+            continue
+        if all(isinstance(msg.get(part), dict) for part in ("header", "parent_header", "content")) \
+                and isinstance(msg.get("msg_type"), str):
+            return msg
+
+
 def _handle(msg: dict, run: CellRun) -> bool:
     kind, content = msg["msg_type"], msg["content"]
+    content = content if isinstance(content, dict) else {}
     if kind == "stream":
-        run.output.add("stderr" if content.get("name") == "stderr" else "stdout", content.get("text", ""))
-    elif kind == "execute_result":
-        run.output.add("result", content.get("data", {}).get("text/plain", ""))
-    elif kind == "display_data":
-        text = content.get("data", {}).get("text/plain", "")
-        run.output.add("stdout", text + "\n" if text else "")
+        run.output.add("stderr" if content.get("name") == "stderr" else "stdout", content.get("text"))
+    elif kind in ("execute_result", "display_data"):
+        data = content.get("data")
+        text = text_of(data.get("text/plain") if isinstance(data, dict) else None)
+        run.output.add("result" if kind == "execute_result" else "stdout",
+                       text + "\n" if text and kind == "display_data" else text)
     elif kind == "error":
-        run.error = CellError(name=content.get("ename", ""), value=content.get("evalue", ""),
-                              traceback=list(content.get("traceback", []))[:50])
+        trace = content.get("traceback")
+        run.error = CellError(name=text_of(content.get("ename")), value=text_of(content.get("evalue")),
+                              traceback=[text_of(line) for line in (trace if isinstance(trace, list) else [])[:50]])
     elif kind == "status":
         return content.get("execution_state") == "idle"
     return False

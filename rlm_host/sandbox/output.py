@@ -1,12 +1,23 @@
 """Bounded collection of a cell's output.
 
 Output beyond the policy's cap is counted and dropped as it arrives, never
-buffered, and the kept text ends with a marker saying how much was cut.
+buffered, and the kept text ends with a marker saying how much was cut. What the kernel
+sends is hostile: a value that is not a string counts as none, and a lone surrogate (which a
+raw message can carry as a JSON escape) is kept as its visible escape, so the text always
+encodes as UTF-8 for the record.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+from rlm_kernel.streams import valid
+
+
+def text_of(value: Any) -> str:
+    """A kernel-sent value as text that encodes as UTF-8 ("" when it is not a string)."""
+    return valid(value) if isinstance(value, str) else ""
 
 
 def marker(dropped: int) -> str:
@@ -22,8 +33,9 @@ class OutputCollector:
     kept: int = 0
     dropped: dict[str, int] = field(default_factory=lambda: {"stdout": 0, "stderr": 0, "result": 0})
 
-    def add(self, stream: str, text: str) -> None:
-        data = text.encode("utf-8", "replace")
+    def add(self, stream: str, text: Any) -> None:
+        text = text_of(text)
+        data = text.encode("utf-8")
         room = self.cap - self.kept
         if len(data) <= room:
             self._parts[stream].append(text)

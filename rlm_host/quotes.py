@@ -1,0 +1,108 @@
+"""``context`` as the host knows it: where each offset lies, and the text there, from the staged files.
+
+The kernel builds ``context`` from the staged documents (``rlm_kernel.documents.load_documents``):
+each file decoded as UTF-8 with errors replaced, joined with ``SEPARATOR``. This module lays the
+same files out the same way without ever holding one whole: a single streaming pass counts each
+file's characters and keeps a checkpoint (characters so far, byte position) every ``CHUNK`` bytes;
+a quote then decodes from the nearest checkpoint only. It uses the kernel's own ``Document`` and
+``document_at``, so an offset maps to the same document and page on both sides; and nothing the
+kernel says about the text is ever read: a quote is what the host's copy holds at those offsets.
+"""
+
+from __future__ import annotations
+
+import codecs
+from bisect import bisect_right
+from collections.abc import Sequence
+from pathlib import Path
+
+from rlm_kernel.documents import SEPARATOR, Document, document_at
+
+from .sandbox.session_dir import StagedDocument
+
+CHUNK = 1 << 18  # bytes between checkpoints: a quote decodes at most this much before its start
+QUOTE_CHARS = 300  # the most of a span a quote holds
+
+
+class Layout:
+    """Where each staged document lies in ``context``; counted once, on first use."""
+
+    def __init__(self, documents: Sequence[StagedDocument] = ()) -> None:
+        self.staged = list(documents)
+        self._documents: list[Document] | None = None
+        self._marks: list[list[tuple[int, int]]] = []
+
+    @property
+    def documents(self) -> list[Document]:
+        """The documents with their spans in ``context`` and absolute page starts (as the kernel has them)."""
+        if self._documents is None:
+            self._documents = self._lay_out()
+        return self._documents
+
+    @property
+    def chars(self) -> int:
+        """The length of ``context``."""
+        return self.documents[-1].end if self.documents else 0
+
+    def locate(self, offset: int) -> Document | None:
+        """The document holding ``offset`` (None between documents or past the end)."""
+        return document_at(self.documents, offset) if 0 <= offset <= self.chars else None
+
+    def quote(self, start: int, end: int) -> str:
+        """``context[start:end]``, at most ``QUOTE_CHARS`` characters of it, read from the host's files."""
+        stop = min(end, start + QUOTE_CHARS, self.chars)
+        pieces, pos = [], max(start, 0)
+        while pos < stop:
+            piece = self._piece(pos, stop)
+            if not piece:
+                break  # a file shorter than when it was counted: quote what is there, never loop
+            pieces.append(piece)
+            pos += len(piece)
+        return "".join(pieces)
+
+    def _lay_out(self) -> list[Document]:
+        documents, offset = [], 0
+        for doc in self.staged:
+            if documents:
+                offset += len(SEPARATOR)
+            chars, size, marks = _count(doc.path)
+            self._marks.append(marks)
+            documents.append(Document(doc.name, size, offset, offset + chars, tuple(offset + p for p in doc.pages)))
+            offset += chars
+        return documents
+
+    def _piece(self, pos: int, stop: int) -> str:
+        """The text from ``pos`` up to ``stop`` or the end of the document or separator ``pos`` is in."""
+        index = bisect_right([d.start for d in self.documents], pos) - 1
+        doc = self.documents[index]
+        if pos >= doc.end:  # in the separator after this document
+            return SEPARATOR[pos - doc.end: stop - doc.end]
+        return _read(self.staged[index].path, self._marks[index], pos - doc.start, min(stop, doc.end) - pos)
+
+
+def _count(path: Path) -> tuple[int, int, list[tuple[int, int]]]:
+    """Characters and bytes of a file as the kernel decodes it, and a checkpoint per chunk."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    chars = size = 0
+    marks = [(0, 0)]
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            size += len(chunk)
+            chars += len(decoder.decode(chunk))
+            marks.append((chars, size - len(decoder.getstate()[0])))  # pending bytes belong to the next char
+    return chars + len(decoder.decode(b"", final=True)), size, marks
+
+
+def _read(path: Path, marks: list[tuple[int, int]], start: int, count: int) -> str:
+    """``count`` characters from character ``start`` of a file, decoded from the checkpoint before it."""
+    chars, byte = marks[bisect_right([m[0] for m in marks], start) - 1]
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    text = ""
+    with open(path, "rb") as handle:
+        handle.seek(byte)
+        while len(text) < start - chars + count:
+            chunk = handle.read(1 << 16)
+            text += decoder.decode(chunk, final=not chunk)
+            if not chunk:
+                break
+    return text[start - chars: start - chars + count]
