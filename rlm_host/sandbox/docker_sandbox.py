@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ..errors import ConfigError, KernelStartError, SessionClosed
+from ..errors import ConfigError, KernelStartError, SandboxError, SessionClosed
 from ..image import require_image
 from ..policy import Policy
 from ..results import ExecutionResult, Status
@@ -201,8 +201,16 @@ class DockerSandbox(Sandbox):
             self._channel.close()
             self._channel = None
         if self._container is not None:
-            self._container.remove()
-            self._container = None
+            container, self._container = self._container, None
+            self._remove(container)
+
+    def _remove(self, container: Container) -> None:
+        """Remove a container; if even that fails, the record says so before the error rises."""
+        try:
+            container.remove()
+        except SandboxError as exc:
+            self._emit("sandbox.remove_failed", {"container": container.id, "error": str(exc)})
+            raise
 
     def _alive(self) -> bool:
         return self._container.state().running
