@@ -21,6 +21,7 @@ from ..engine import docker_client
 from ..errors import KernelStartError, SandboxError
 from ..policy import Policy
 from ..settings import CONTENT_HASH_LABEL, OWNER_LABEL, POLICY_LABEL, SESSION_LABEL
+from .start_check import differences
 from .session_dir import CHANNEL_PORTS, CONNECTION_FILE, CONTAINER_DOCS, CONTAINER_IO, KERNEL_PREFIX, SessionDir
 
 MB = 1024 * 1024
@@ -57,9 +58,6 @@ class ContainerState:
 def create_args(policy: Policy, image: str, session: SessionDir) -> dict:
     """Keyword arguments for ``containers.run``: the whole hardening in one place."""
     limits = policy.limits
-    security = ["no-new-privileges:true"]
-    if policy.seccomp_profile:
-        security.append(f"seccomp={seccomp_for(policy.runtime, policy.seccomp_profile)}")
     return {
         "image": image,
         "command": ["python3", "-m", "rlm_kernel", f"{CONTAINER_IO}/{CONNECTION_FILE}"],
@@ -69,10 +67,11 @@ def create_args(policy: Policy, image: str, session: SessionDir) -> dict:
         "network_mode": "none",
         "user": f"{session.uid}:{session.uid}",
         "cap_drop": ["ALL"],
-        "security_opt": security,
+        "security_opt": security_options(policy),
         "read_only": True,
         "tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_mb}m,mode=1777"},
         "ipc_mode": "private",
+        "cgroupns": "private",
         "shm_size": "16m",
         "mem_limit": limits.memory_mb * MB,
         "memswap_limit": limits.memory_mb * MB,
@@ -96,6 +95,14 @@ def create_args(policy: Policy, image: str, session: SessionDir) -> dict:
                    OWNER_LABEL: str(os.getpid())},
         "name": f"rlm-host-{session.session_id}",
     }
+
+
+def security_options(policy: Policy) -> list[str]:
+    """no-new-privileges always, and the policy's seccomp profile as its runtime must get it."""
+    security = ["no-new-privileges:true"]
+    if policy.seccomp_profile:
+        security.append(f"seccomp={seccomp_for(policy.runtime, policy.seccomp_profile)}")
+    return security
 
 
 def seccomp_for(runtime: str, profile: str) -> str:
@@ -122,8 +129,8 @@ def _trace_if_enosys(rule: dict) -> dict:
 class Container:
     """A started sandbox container, addressed by id."""
 
-    def __init__(self, policy: Policy, image: str, session: SessionDir) -> None:
-        self._args = create_args(policy, image, session)
+    def __init__(self, policy: Policy, image: str, session: SessionDir, overrides: dict | None = None) -> None:
+        self._args = {**create_args(policy, image, session), **(overrides or {})}
         self.policy = policy
         self.id: str | None = None
         self.image_id = ""
@@ -142,7 +149,22 @@ class Container:
             raise KernelStartError(f"container did not start: {exc}") from exc
         self.id = container.id
         self.image_id = container.attrs.get("Image", "")
+        self._check_started()
         self._pids_events = _cgroup_file(self.id, "pids", "pids.events")  # looked up once, read per cell
+
+    def _check_started(self) -> None:
+        """Fail closed: a container unlike the hardened one asked for is removed before it gets code."""
+        try:
+            attrs = docker_client().api.inspect_container(self.id)
+        except DockerException as exc:
+            self.remove()
+            raise SandboxError(f"cannot inspect the new sandbox container {self.id[:12]}: {exc}") from exc
+        found = differences(attrs, self._args, runtime=self.policy.runtime,
+                            security_opt=security_options(self.policy))
+        if found:
+            self.remove()
+            raise SandboxError(f"sandbox container {self.id[:12]} did not start as asked and was removed: "
+                               + "; ".join(found))
 
     def state(self) -> ContainerState:
         try:

@@ -164,7 +164,11 @@ class DockerSandbox(Sandbox):
         """Start the container, wait for the kernel's sockets and first answer, install the runtime."""
         info = self._dir.write_connection()
         self._container = Container(self.policy, self._image, self._dir)
-        self._container.start()
+        try:
+            self._container.start()
+        except SandboxError as exc:  # refused by the engine, or by the start check: on record either way
+            self._emit("sandbox.start_refused", {"error": str(exc)})
+            raise
         deadline = time.monotonic() + self.policy.limits.start_timeout_s
         self._wait_for_sockets(deadline)
         max_bytes = self.policy.limits.output_cap_bytes * 4 + (1 << 20)
