@@ -49,8 +49,8 @@ WEAKENINGS = [
     ("Start check: a host device", lambda p: {"devices": ["/dev/null:/dev/extra-null:r"]}, "5.17"),
     ("Start check: no memory limit", lambda p: {"mem_limit": 0, "memswap_limit": 0}, "5.10"),
     ("Start check: no pids limit", lambda p: {"pids_limit": -1}, "5.28"),
-    ("Start check: another runtime than the policy's", lambda p: {"runtime": "runsc" if p.runtime == "runc" else "runc"},
-     "runtime"),
+    ("Start check: another runtime than the policy's",
+     lambda p: {"runtime": "runsc" if p.runtime == "runc" else "runc"}, "runtime"),
 ]
 
 
