@@ -150,21 +150,28 @@ def exec_cell(
         audit("exec.start", {"policy": loaded.name, "policy_sha256": loaded.sha256, "runtime": loaded.runtime,
                              "host_version": __version__, "limits": loaded.limits.model_dump(),
                              "documents": [{"name": d.name, "sha256": d.sha256, "size": d.size} for d in ingested.documents]})
+        result = None
         try:
             with DockerSandbox.start(loaded, staged, on_event=audit) as sandbox:
                 result = sandbox.execute(code)
-            audit("cell", {"code": code, "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
-                           **result.model_dump(mode="json", exclude={"error"}),
-                           "error": result.error.name if result.error else None})
+                audit("cell", {"code": code, "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
+                               **result.model_dump(mode="json", exclude={"error"}),
+                               "error": result.error.name if result.error else None})
         except Exception as exc:
             if not isinstance(exc, AuditError):  # a failed log cannot take it; its error says so
                 audit("exec.error", {"error": f"{type(exc).__name__}: {exc}"})
+            if result is not None:  # the cell's outcome is known and recorded: print it before the error
+                _print_exec_result(result, loaded, audit.path)
             raise
         finally:
             audit.seal()
+    _print_exec_result(result, loaded, audit.path)
+
+
+def _print_exec_result(result, policy, audit_path: Path) -> None:
     fields = result.model_dump(mode="json")
-    print(json.dumps({"status": fields.pop("status"), **fields, "policy": loaded.name,
-                      "policy_sha256": loaded.sha256, "audit_log": str(audit.path)}, ensure_ascii=False))
+    print(json.dumps({"status": fields.pop("status"), **fields, "policy": policy.name,
+                      "policy_sha256": policy.sha256, "audit_log": str(audit_path)}, ensure_ascii=False))
 
 
 @app.command()

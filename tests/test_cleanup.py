@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
+from rlm_host import audit
 from rlm_host.engine import docker_client
 from rlm_host.settings import OWNER_LABEL
 
@@ -76,3 +79,38 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+STORMS = {
+    "sleeping-threads": "import threading, time\n"
+                        "for _ in range(5000):\n"
+                        "    threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n",
+    "threads-ignoring-sigint": "import signal, threading, time\n"
+                               "for _ in range(5000):\n"
+                               "    threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n"
+                               "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                               "while True:\n    time.sleep(1)\n",
+}
+
+
+@pytest.mark.parametrize("storm", list(STORMS))
+@pytest.mark.parametrize("policy", ["standard", "strict"], ids=["runc", "runsc"])
+def test_storm_cell_ends_in_its_recorded_status(policy: str, storm: str, tmp_path, docker_ready: str) -> None:
+    """`rlm-host exec` of a thread storm exits 0 with the cell's JSON, as recorded, and no container left."""
+    cell = tmp_path / "storm.py"
+    cell.write_text(STORMS[storm])
+    proc = subprocess.Popen([sys.executable, "-m", "rlm_host", "exec", "--policy", policy, "--timeout", "6", str(cell)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()  # only if it hung; its containers are then the fixture's to report
+    assert proc.returncode == 0, err[-3000:]
+    result = json.loads(out)
+    assert result["status"] in {"ok", "timeout", "killed", "oom"}, result
+    events = audit.events(Path(result["audit_log"]))
+    cells = [e for e in events if e["kind"] == "cell"]
+    assert [c["status"] for c in cells] == [result["status"]], cells
+    assert "sandbox.remove_failed" not in [e["kind"] for e in events]
+    assert audit.verify(Path(result["audit_log"])).status == "intact"
+    assert containers_of(proc.pid) == []

@@ -93,7 +93,7 @@ def test_inspect_view(policy: Policy, canary_env: str) -> None:
     assert any(opt.startswith("seccomp=") and "io_uring_setup" in opt for opt in host["SecurityOpt"])
     assert host["ReadonlyRootfs"]
     assert host["IpcMode"] == "private"
-    assert host["PidMode"] == "" and host["UsernsMode"] == ""
+    assert host["PidMode"] == "" and host["UsernsMode"] == "" and host["CgroupnsMode"] == "private"
     assert host["Memory"] == host["MemorySwap"] == policy.limits.memory_mb * 1024 * 1024
     assert host["PidsLimit"] == policy.limits.pids
     assert host["NanoCpus"] == int(policy.limits.cpus * 1e9)

@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from ..engine import docker_client
 from ..errors import KernelStartError, SandboxError
 from ..policy import Policy
 from ..settings import CONTENT_HASH_LABEL, OWNER_LABEL, POLICY_LABEL, SESSION_LABEL
+from .start_check import differences
 from .session_dir import CHANNEL_PORTS, CONNECTION_FILE, CONTAINER_DOCS, CONTAINER_IO, KERNEL_PREFIX, SessionDir
 
 MB = 1024 * 1024
@@ -29,6 +31,8 @@ SECOND_NS = 10**9
 HEALTHCHECK = {"test": ["CMD", "/usr/bin/test", "-S", f"{CONTAINER_IO}/{KERNEL_PREFIX}-{CHANNEL_PORTS['shell_port']}"],
                "interval": 30 * SECOND_NS, "timeout": 5 * SECOND_NS, "retries": 3}
 ENOSYS = 38
+# Pauses before each forced removal: about 15 s in all before a container counts as unremovable.
+REMOVE_BACKOFF_S = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 # The container's whole environment: nothing from the host is passed through.
 ENVIRONMENT = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -54,9 +58,6 @@ class ContainerState:
 def create_args(policy: Policy, image: str, session: SessionDir) -> dict:
     """Keyword arguments for ``containers.run``: the whole hardening in one place."""
     limits = policy.limits
-    security = ["no-new-privileges:true"]
-    if policy.seccomp_profile:
-        security.append(f"seccomp={seccomp_for(policy.runtime, policy.seccomp_profile)}")
     return {
         "image": image,
         "command": ["python3", "-m", "rlm_kernel", f"{CONTAINER_IO}/{CONNECTION_FILE}"],
@@ -66,10 +67,11 @@ def create_args(policy: Policy, image: str, session: SessionDir) -> dict:
         "network_mode": "none",
         "user": f"{session.uid}:{session.uid}",
         "cap_drop": ["ALL"],
-        "security_opt": security,
+        "security_opt": security_options(policy),
         "read_only": True,
         "tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_mb}m,mode=1777"},
         "ipc_mode": "private",
+        "cgroupns": "private",
         "shm_size": "16m",
         "mem_limit": limits.memory_mb * MB,
         "memswap_limit": limits.memory_mb * MB,
@@ -93,6 +95,14 @@ def create_args(policy: Policy, image: str, session: SessionDir) -> dict:
                    OWNER_LABEL: str(os.getpid())},
         "name": f"rlm-host-{session.session_id}",
     }
+
+
+def security_options(policy: Policy) -> list[str]:
+    """no-new-privileges always, and the policy's seccomp profile as its runtime must get it."""
+    security = ["no-new-privileges:true"]
+    if policy.seccomp_profile:
+        security.append(f"seccomp={seccomp_for(policy.runtime, policy.seccomp_profile)}")
+    return security
 
 
 def seccomp_for(runtime: str, profile: str) -> str:
@@ -119,8 +129,8 @@ def _trace_if_enosys(rule: dict) -> dict:
 class Container:
     """A started sandbox container, addressed by id."""
 
-    def __init__(self, policy: Policy, image: str, session: SessionDir) -> None:
-        self._args = create_args(policy, image, session)
+    def __init__(self, policy: Policy, image: str, session: SessionDir, overrides: dict | None = None) -> None:
+        self._args = {**create_args(policy, image, session), **(overrides or {})}
         self.policy = policy
         self.id: str | None = None
         self.image_id = ""
@@ -139,7 +149,22 @@ class Container:
             raise KernelStartError(f"container did not start: {exc}") from exc
         self.id = container.id
         self.image_id = container.attrs.get("Image", "")
+        self._check_started()
         self._pids_events = _cgroup_file(self.id, "pids", "pids.events")  # looked up once, read per cell
+
+    def _check_started(self) -> None:
+        """Fail closed: a container unlike the hardened one asked for is removed before it gets code."""
+        try:
+            attrs = docker_client().api.inspect_container(self.id)
+        except DockerException as exc:
+            self.remove()
+            raise SandboxError(f"cannot inspect the new sandbox container {self.id[:12]}: {exc}") from exc
+        found = differences(attrs, self._args, runtime=self.policy.runtime,
+                            security_opt=security_options(self.policy))
+        if found:
+            self.remove()
+            raise SandboxError(f"sandbox container {self.id[:12]} did not start as asked and was removed: "
+                               + "; ".join(found))
 
     def state(self) -> ContainerState:
         try:
@@ -164,18 +189,10 @@ class Container:
             return ""
 
     def remove(self) -> None:
+        """Remove the container, whatever its processes do; SandboxError only if every way failed."""
         # By name when the id is not known yet: an interrupt (Ctrl-C) between the engine creating the
         # container and run() returning would otherwise leave it running with no owner.
-        target = self.id or self._args["name"]
-        try:
-            docker_client().api.remove_container(target, force=True)
-        except NotFound:
-            pass
-        except APIError as exc:
-            if exc.status_code != 409:  # 409: the engine is already removing it
-                raise SandboxError(f"cannot remove sandbox container {target[:20]}: {exc}") from exc
-        except DockerException as exc:
-            raise SandboxError(f"cannot remove sandbox container {target[:20]}: {exc}") from exc
+        remove_container(self.id or self._args["name"])
 
     def pids_limit_hit(self) -> bool:
         """Whether the container's process limit refused a fork (cgroup pids.events)."""
@@ -195,6 +212,77 @@ class Container:
         except APIError as exc:
             if "is not running" not in str(exc):
                 raise SandboxError(f"cannot signal sandbox container: {exc}") from exc
+
+
+def remove_container(target: str) -> None:
+    """Remove a container by id or name however its processes resist; raise only when it outlives all.
+
+    The engine's forced removal gives up on a container whose processes it cannot see die in time
+    (seen under runsc: "PID ... is zombie and can not be killed" while a thread storm is torn down).
+    So each failed try is followed by killing everything in the container's cgroup, and tried again
+    after a growing pause.
+    """
+    failure = ""
+    for pause in REMOVE_BACKOFF_S:
+        time.sleep(pause)
+        failure = _force_remove(target)
+        if not failure:
+            return
+        _kill_cgroup(target)
+    raise SandboxError(f"sandbox container {target[:12]} could not be removed ({failure}); "
+                       "run `rlm-host doctor --reap` to remove it once the engine lets it go")
+
+
+def _force_remove(target: str) -> str:
+    """One forced removal: '' once the container is gone, else what the engine said."""
+    try:
+        docker_client().api.remove_container(target, force=True)
+    except NotFound:
+        return ""
+    except APIError as exc:
+        return str(exc.explanation or exc)[:300]
+    except DockerException as exc:
+        return str(exc)[:300]
+    return ""
+
+
+def _kill_cgroup(target: str) -> None:
+    """SIGKILL every process of the container: its cgroup's, frozen first so none forks meanwhile."""
+    try:
+        attrs = docker_client().api.inspect_container(target)
+    except DockerException:
+        return  # gone, or the engine is away: the next removal attempt says which
+    container_id, init_pid = attrs["Id"], attrs["State"].get("Pid") or 0
+    freezer = _cgroup_file(container_id, "freezer", "freezer.state")
+    _write(freezer, "FROZEN")
+    for pid in {init_pid, *_cgroup_pids(container_id)} - {0, 1, os.getpid()}:
+        _sigkill(pid)
+    _write(freezer, "THAWED")
+
+
+def _cgroup_pids(container_id: str) -> list[int]:
+    """The host pids in the container's cgroup (runc: its processes; runsc: sandbox, gofer, stubs)."""
+    procs = _cgroup_file(container_id, "pids", "cgroup.procs")
+    try:
+        return [int(line) for line in procs.read_text().split()] if procs else []
+    except (OSError, ValueError):
+        return []
+
+
+def _sigkill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _write(path: Path | None, text: str) -> None:
+    if path is None:
+        return
+    try:
+        path.write_text(text)
+    except OSError:
+        pass
 
 
 @functools.lru_cache(maxsize=16)
@@ -223,13 +311,9 @@ def reap(*, include_live: bool = False) -> list[str]:
     for container in docker_client().containers.list(all=True, filters={"label": SESSION_LABEL}):
         if not include_live and _owner_alive(container.labels.get(OWNER_LABEL, "")):
             continue
-        try:
-            container.remove(force=True)
-            removed.append(container.id)
-        except NotFound:
-            pass
+        remove_container(container.id)
+        removed.append(container.id)
     return removed
-
 
 
 def _owner_alive(pid: str) -> bool:

@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ..errors import ConfigError, KernelStartError, SessionClosed
+from ..errors import ConfigError, KernelStartError, SandboxError, SessionClosed
 from ..image import require_image
 from ..policy import Policy
 from ..results import ExecutionResult, Status
@@ -164,7 +164,11 @@ class DockerSandbox(Sandbox):
         """Start the container, wait for the kernel's sockets and first answer, install the runtime."""
         info = self._dir.write_connection()
         self._container = Container(self.policy, self._image, self._dir)
-        self._container.start()
+        try:
+            self._container.start()
+        except SandboxError as exc:  # refused by the engine, or by the start check: on record either way
+            self._emit("sandbox.start_refused", {"error": str(exc)})
+            raise
         deadline = time.monotonic() + self.policy.limits.start_timeout_s
         self._wait_for_sockets(deadline)
         max_bytes = self.policy.limits.output_cap_bytes * 4 + (1 << 20)
@@ -201,8 +205,16 @@ class DockerSandbox(Sandbox):
             self._channel.close()
             self._channel = None
         if self._container is not None:
-            self._container.remove()
-            self._container = None
+            container, self._container = self._container, None
+            self._remove(container)
+
+    def _remove(self, container: Container) -> None:
+        """Remove a container; if even that fails, the record says so before the error rises."""
+        try:
+            container.remove()
+        except SandboxError as exc:
+            self._emit("sandbox.remove_failed", {"container": container.id, "error": str(exc)})
+            raise
 
     def _alive(self) -> bool:
         return self._container.state().running

@@ -219,3 +219,203 @@ def test_huge_integer(policy: str, tmp_path, record) -> None:
     else:  # Python refuses to convert an int of more than 4300 digits
         assert "ValueError" in out.step.output and not hit, out.step.output
         record(out, "ValueError (int max str digits); the kernel goes on")
+
+
+# Storms: each leaves the kernel with thousands of threads or processes that resist being stopped.
+# Whatever the cell's status, it is recorded, the container is removed (by the restart or at the end
+# of the run: the harness checks none is left, nor any host process of it) and the next cell works.
+STORM_STATUSES = {"ok", "timeout", "killed", "oom"}
+
+THREAD_STORM = '''
+import threading, time
+started = 0
+try:
+    for _ in range(5000):
+        threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()
+        started += 1
+except RuntimeError:
+    pass
+verdict(threads=started)
+'''
+
+THREAD_STORM_IGNORING_SIGINT = '''
+import signal, threading, time
+for _ in range(5000):
+    try:
+        threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()
+    except RuntimeError:
+        break
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+while True:
+    time.sleep(1)
+'''
+
+STUBBORN_CHILDREN = '''
+import signal, time
+forked = 0
+for _ in range(2000):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, signal.SIG_IGN)
+        time.sleep(3600)
+        os._exit(0)
+    forked += 1
+verdict(children=forked)
+'''
+
+ZOMBIES = '''
+made = 0
+for _ in range(2000):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        os._exit(0)
+    made += 1
+verdict(zombies=made)
+'''
+
+DOUBLE_FORK = '''
+import signal, time
+for _ in range(20):
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(s, signal.SIG_IGN)
+            while True:
+                try:
+                    if os.fork() == 0:
+                        time.sleep(3600)
+                        os._exit(0)
+                except OSError:
+                    time.sleep(0.01)
+        os._exit(0)
+time.sleep(1)
+verdict(escaped=True)
+'''
+
+RACING_STORM = '''
+import threading, time
+def storm():
+    while True:
+        try:
+            if os.fork() == 0:
+                time.sleep(3600)
+                os._exit(0)
+        except OSError:
+            time.sleep(0.001)
+for _ in range(2):
+    threading.Thread(target=storm, daemon=True).start()
+time.sleep(1)
+verdict(racing=True)
+'''
+
+BLOCKED_THREADS = '''
+import threading
+read_end, _write_end = os.pipe()
+os.mkfifo("/tmp/storm-fifo")
+def pipe_read():
+    os.read(read_end, 1)
+def socket_recv():
+    a, _b = socket.socketpair()
+    a.recv(1)
+def fifo_open():
+    open("/tmp/storm-fifo").read()
+blocked = 0
+for n in range(3000):
+    try:
+        threading.Thread(target=(pipe_read, socket_recv, fifo_open)[n % 3], daemon=True).start()
+    except RuntimeError:
+        break
+    blocked += 1
+verdict(blocked=blocked)
+'''
+
+
+def storm_ends_recorded(out: Outcome) -> list[str]:
+    """The storm's status is one of the recorded ones, its limits are on record, removal never failed."""
+    hit = limits_hit(out)
+    assert out.status in STORM_STATUSES, out.step.output
+    assert "sandbox.remove_failed" not in out.kinds(), out.kinds()
+    if out.status != "ok":
+        assert hit, (out.status, out.kinds())
+    return hit
+
+
+def storm_outcome(out: Outcome, hit: list[str]) -> str:
+    text = out.status + (f" ({', '.join(hit)})" if hit else "")
+    return text + ("; kernel replaced" if restarted(out) else "") + "; container removed, next cell works"
+
+
+@POLICIES
+def test_thread_storm_left_sleeping(policy: str, tmp_path, record) -> None:
+    """Thread storm: 5,000 sleeping threads left running when the cell returns"""
+    out = run_attack(policy, THREAD_STORM, tmp_path)
+    hit = storm_ends_recorded(out)
+    if out.runtime == "runc":  # every thread is a host task in the pids cgroup
+        assert out.status == "killed" and hit == ["limit.pids"] and restarted(out), (hit, out.step.output)
+    record(out, storm_outcome(out, hit))
+
+
+@POLICIES
+def test_thread_storm_ignoring_sigint(policy: str, tmp_path, record) -> None:
+    """Thread storm, then a main thread that ignores SIGINT: the kill must take thousands of threads"""
+    out = run_attack(policy, THREAD_STORM_IGNORING_SIGINT, tmp_path)
+    hit = storm_ends_recorded(out)
+    # (a slow runtime may still be starting threads at the interrupt: then it stops there, variables kept)
+    assert out.status in {"timeout", "killed", "oom"}, (hit, out.step.output)
+    record(out, storm_outcome(out, hit))
+
+
+@POLICIES
+def test_children_ignoring_signals(policy: str, tmp_path, record) -> None:
+    """Process storm: forked children that ignore SIGINT, SIGTERM and SIGHUP and sleep"""
+    out = run_attack(policy, STUBBORN_CHILDREN, tmp_path)
+    hit = storm_ends_recorded(out)
+    if out.runtime == "runc":
+        assert out.status == "killed" and "limit.pids" in hit and restarted(out), (hit, out.step.output)
+    record(out, storm_outcome(out, hit))
+
+
+@POLICIES
+def test_zombies_never_reaped(policy: str, tmp_path, record) -> None:
+    """Zombie storm: children that exit at once, a parent that never waits for them"""
+    out = run_attack(policy, ZOMBIES, tmp_path)
+    hit = storm_ends_recorded(out)
+    if out.runtime == "runc":
+        assert out.status == "killed" and "limit.pids" in hit and restarted(out), (hit, out.step.output)
+    record(out, storm_outcome(out, hit))
+
+
+@POLICIES
+def test_double_fork_escapes_the_kernel(policy: str, tmp_path, record) -> None:
+    """Double fork and setsid: orphans that leave the kernel's tree, ignore signals and keep forking"""
+    out = run_attack(policy, DOUBLE_FORK, tmp_path)
+    hit = storm_ends_recorded(out)
+    record(out, storm_outcome(out, hit))
+
+
+@POLICIES
+def test_fork_storm_racing_the_kill(policy: str, tmp_path, record) -> None:
+    """Fork storm still forking from two threads while the sandbox is being killed"""
+    out = run_attack(policy, RACING_STORM, tmp_path)
+    hit = storm_ends_recorded(out)
+    if out.runtime == "runc":
+        assert "limit.pids" in hit and restarted(out), (hit, out.step.output)
+    record(out, storm_outcome(out, hit))
+
+
+@POLICIES
+def test_threads_blocked_in_syscalls(policy: str, tmp_path, record) -> None:
+    """Threads blocked in syscalls (pipe read, socket recv, FIFO open) when the sandbox is removed"""
+    out = run_attack(policy, BLOCKED_THREADS, tmp_path)
+    hit = storm_ends_recorded(out)
+    if out.runtime == "runc":
+        assert out.status == "killed" and hit == ["limit.pids"] and restarted(out), (hit, out.step.output)
+    record(out, storm_outcome(out, hit))
