@@ -119,8 +119,8 @@ def _trace_if_enosys(rule: dict) -> dict:
 class Container:
     """A started sandbox container, addressed by id."""
 
-    def __init__(self, policy: Policy, image: str, session: SessionDir) -> None:
-        self._args = create_args(policy, image, session)
+    def __init__(self, policy: Policy, image: str, session: SessionDir, overrides: dict | None = None) -> None:
+        self._args = {**create_args(policy, image, session), **(overrides or {})}
         self.policy = policy
         self.id: str | None = None
         self.image_id = ""
