@@ -101,9 +101,11 @@ class Ingested:
 class _Rejected(Exception):
     """A file that cannot become a document: ``reason`` is a short phrase, ``fix`` what to do."""
 
-    def __init__(self, reason: str, fix: str, detail: str = "", *, limit: bool = False) -> None:
+    def __init__(self, reason: str, fix: str, detail: str = "", *, limit: bool = False,
+                 list_detail: bool = True) -> None:
         super().__init__(reason)
         self.reason, self.fix, self.detail, self.limit = reason, fix, detail, limit
+        self.list_detail = list_detail  # False: the detail is the same for every file (e.g. the kinds)
 
     def message(self, path: Path) -> str:
         detail = f" ({self.detail})" if self.detail else ""
@@ -111,7 +113,7 @@ class _Rejected(Exception):
 
     def skip_reason(self) -> str:
         """Why a folder's file was skipped: over a limit says which and what to do."""
-        detail = f" ({self.detail})" if self.detail else ""
+        detail = f" ({self.detail})" if self.detail and self.list_detail else ""
         return f"{self.reason}{detail}; {self.fix}" if self.limit else f"{self.reason}{detail}"
 
 
@@ -314,7 +316,8 @@ def _kind(path: PurePath) -> str:
         return KINDS[suffix]
     label = f"unsupported type '{suffix}'" if suffix else "no file extension"
     supported = f"supported: {', '.join(sorted(KINDS))}"
-    raise _Rejected(f"has {label}", "convert it to one of those, or rename it if it is text", supported)
+    raise _Rejected(f"has {label}", "convert it to one of those, or rename it if it is text", supported,
+                    list_detail=False)
 
 
 # --- copying exactly what was checked ------------------------------------------------------------
@@ -339,8 +342,12 @@ def _copy_open(fd: int, seen: os.stat_result, path: Path, name: str, kind: str, 
 
 
 def _refuse_unparseable_size(kind: str, size: int, policy: Policy) -> None:
-    """HTML and PDF are parsed whole: one bigger than the parsing memory limit could never fit."""
-    limit = policy.ingest.memory_mb
+    """Refused before a byte is copied: text bigger than the text limit (a sparse file would fill the
+    disk), HTML or PDF bigger than the parsing memory limit (they are parsed whole)."""
+    text_limit, limit = policy.ingest.max_text_mb, policy.ingest.memory_mb
+    if kind not in ("html", "pdf") and size > text_limit * MIB:
+        raise _Rejected(f"is {size / MIB:,.0f} MB, more than the {text_limit} MB limit of ingest.max_text_mb",
+                        FIX_LIMIT, limit=True)
     if kind in ("html", "pdf") and size > limit * MIB:
         raise _Rejected(f"is {size / MIB:,.0f} MB, more than the {limit} MB memory limit of "
                         f"ingest.memory_mb to parse a {kind.upper()} file", FIX_LIMIT, limit=True)
