@@ -1,40 +1,41 @@
-"""Document ingestion throughput: MiB/s per format of ``rlm_host.documents.ingest``.
+"""Document ingestion: in the host process (before) against the ingestion sandbox (after).
 
 What it measures, all in one run and on one machine: for each format a file of
 realistic content is generated (seeded, so every run writes the same bytes) in a
-temporary directory under ``/var/tmp``, then ``ingest([path], workdir)`` is timed:
+temporary directory under ``/var/tmp``, then ``ingest([path], workdir)`` is timed
+two ways, side by side:
 
-    format     input                                         path through ingest
-    text       ~256 MiB prose, wrapped, some UTF-8 (“”, é, —) streamed UTF-8 check, no copy
-    text-1g    ~1 GiB of the same (only with --big, 1 run)   streamed UTF-8 check, no copy
-    markdown   ~64 MiB: headings, lists, code, tables, links streamed UTF-8 check, no copy
-    json       ~63 MiB array of objects, indented            decoded, then parsed whole
-    jsonl      ~128 MiB, one compact object a line           every line parsed as it streams
-    csv        ~128 MiB orders table, some quoted fields     streamed UTF-8 check, no copy
-    html       ~32 MiB page: tags, scripts, styles, entities read whole, stdlib HTML parser
-    pdf        500 Letter pages of text (tests/pdf_fixtures) pypdf text extraction
-    cp1252     ~64 MiB Windows-1252 prose                    UTF-8 fails, converted copy
+    before   rlm_host/documents.py as of commit BEFORE (e8beb1c), loaded from git into a
+             temporary module: the host parses in its own process, as rlm-host did
+    after    today's rlm_host.documents.ingest with policy ``standard``: the host copies
+             and hashes, one ingestion container (runc) parses, the host copies the text
 
-JSON stays just under ``documents.BIG`` (64 MiB) so that it is parsed: a JSON file
-over it is only checked as UTF-8 text, which is much faster and not what this row
-is for. Sizes are MiB (2**20 bytes), as ``documents.py`` counts them.
+    format     input
+    text       ~256 MiB prose, wrapped, some UTF-8 (“”, é, —)
+    text-1g    ~1 GiB of the same (only with --big, 1 run)
+    markdown   ~64 MiB: headings, lists, code, tables, links
+    json       ~63 MiB array of objects, indented (parsed whole: under 64 MiB)
+    jsonl      ~128 MiB, one compact object a line
+    csv        ~128 MiB orders table, some quoted fields
+    html       ~32 MiB page: tags, scripts, styles, entities
+    pdf        500 Letter pages of text (tests/pdf_fixtures)
+    cp1252     ~64 MiB Windows-1252 prose (converted to UTF-8)
 
-Each format is measured in a fresh subprocess (``bench/ingest.py --one FORMAT
---input PATH --workdir DIR``) that imports the project (and pypdf, for PDFs)
-first, notes ``getrusage(RUSAGE_SELF).ru_maxrss``, runs ``ingest`` ``--runs``
-times (best time reported; converted copies removed between runs, untimed) and
-notes the high-water mark again: "peak RSS growth" is how far one ingest raised
-the process's peak above its size before, so one format's peak cannot hide
-another's. Inputs are read from the page cache (they were just written), so this
-is the CPU cost of ingestion, not the disk's speed.
+Each format and path is measured in a fresh subprocess (``--one FORMAT --path
+before|after``) that imports the project first, notes ``getrusage(RUSAGE_SELF)
+.ru_maxrss``, runs ``ingest`` ``--runs`` times (best time reported; copies removed
+between runs, untimed) and notes the high-water mark again: "peak RSS growth" is
+how far one ingest raised the host process's peak (the container's memory is its
+own, bounded by ``ingest.memory_mb``). Inputs are read from the page cache. "after"
+includes starting and removing the ingestion container (about a second).
 
-Run (from the repository, project importable, pypdf installed):
+Run (from the repository, project importable, pypdf installed, Docker and the kernel
+image for "after"):
 
     python3 bench/ingest.py [--big] [--out bench/results]
 
 It prints a table and writes ``ingest.json`` and ``ingest.md`` to ``--out``. A
-default run takes under a minute on 2 cores; ``--big`` adds a 1 GiB text file (~10 s).
-Every generated file is removed at the end.
+default run takes a few minutes on 2 cores. Every generated file is removed at the end.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ from report import RESULTS, md_table, text_table, write_results  # noqa: E402  (
 
 MiB = 1 << 20
 SEED = 20240601
+BEFORE = "e8beb1c"  # the last commit that parsed documents in the host process
+PATHS = ("before", "after")
 BATCH = 256 * 1024  # roughly how much text one generated batch holds
 
 
@@ -346,10 +349,10 @@ def max_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
 
 
-def measure_one(kind: str, source: Path, workdir: Path, runs: int) -> dict[str, Any]:
-    """In a fresh process: time ``runs`` ingests of ``source``; peak RSS before and after."""
-    from rlm_host.documents import ingest
-    if kind == "pdf":
+def measure_one(kind: str, source: Path, workdir: Path, runs: int, path: str) -> dict[str, Any]:
+    """In a fresh process: time ``runs`` ingests of ``source`` one way; peak RSS before and after."""
+    ingest = _ingest_before() if path == "before" else _ingest_after()
+    if kind == "pdf" and path == "before":
         import pypdf  # noqa: F401 - its import is not part of the document's cost
 
     notes: set[str] = set()
@@ -361,26 +364,51 @@ def measure_one(kind: str, source: Path, workdir: Path, runs: int) -> dict[str, 
         result = ingest([source], workdir, progress=notes.add)
         times.append(time.perf_counter() - began)
         doc = result.documents[0]
+        out_bytes, copied, pages = getattr(doc, "text_bytes", 0) or doc.size, doc.text_path != doc.source, len(doc.pages)
         clear(workdir)
         del result
         gc.collect()
     after = max_rss_kib()
     return {"times_s": times, "rss_before_kib": before, "rss_after_kib": after,
-            "out_bytes": doc.size, "copied": doc.text_path != doc.source, "pages": len(doc.pages),
-            "notes": sorted(n for n in notes if "% of " not in n)}
+            "out_bytes": out_bytes, "copied": copied, "pages": pages,
+            "notes": sorted(n for n in notes if "% of " not in n and not n.startswith("parsing "))}
+
+
+def _ingest_before() -> Callable[..., Any]:
+    """Today's in-process ingestion as it was before the sandbox (commit BEFORE), run from git."""
+    import importlib.util
+
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{BEFORE}:rlm_host/documents.py"],
+                            capture_output=True, text=True, check=True).stdout
+    path = Path(tempfile.mkdtemp(prefix="rlm-ingest-before-")) / "documents_before.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("rlm_host._documents_before", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)  # its relative imports resolve inside rlm_host
+    return module.ingest
+
+
+def _ingest_after() -> Callable[..., Any]:
+    """The sandboxed ingestion: the host copies and hashes, the ingestion container parses."""
+    from rlm_host.documents import ingest
+    from rlm_host.policy import load_policy
+
+    policy = load_policy("standard")
+    return lambda inputs, workdir, progress: ingest(inputs, workdir, policy=policy, progress=progress)
 
 
 def clear(workdir: Path) -> None:
-    """Remove the converted copies one ingest left in ``workdir`` (untimed)."""
+    """Remove the copies one ingest left in ``workdir`` (untimed)."""
     for path in workdir.iterdir():
         path.unlink()
 
 
-def run_child(fmt: Format, source: Path, workdir: Path, runs: int) -> dict[str, Any]:
+def run_child(fmt: Format, source: Path, workdir: Path, runs: int, path: str) -> dict[str, Any]:
     """``measure_one`` in a fresh interpreter; its JSON is the last line of its output."""
     workdir.mkdir(exist_ok=True)
     command = [sys.executable, str(Path(__file__).resolve()), "--one", fmt.name, "--input", str(source),
-               "--workdir", str(workdir), "--runs", str(runs)]
+               "--workdir", str(workdir), "--runs", str(runs), "--path", path]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{fmt.name}: child failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
@@ -390,25 +418,30 @@ def run_child(fmt: Format, source: Path, workdir: Path, runs: int) -> dict[str, 
 # -- the parent ------------------------------------------------------------------------------
 
 def measure_format(fmt: Format, tmp: Path, runs: int, seed: int) -> dict[str, Any]:
-    """Generate the input, measure it in a child, delete it; one row of the report."""
+    """Generate the input, measure it before and after in children, delete it; one row of the report."""
     source = tmp / f"input-{fmt.name}{fmt.suffix}"
     began = time.perf_counter()
     fmt.make(source, fmt.amount, random.Random(f"{seed}-{fmt.name}"))
     generated_s = time.perf_counter() - began
     size = source.stat().st_size
     try:
-        child = run_child(fmt, source, tmp / "work", fmt.runs if fmt.runs == 1 else runs)
+        count = fmt.runs if fmt.runs == 1 else runs
+        measured = {path: run_child(fmt, source, tmp / "work", count, path) for path in PATHS}
     finally:
         source.unlink()
+    return {"format": fmt.name, "input_bytes": size, "input_mib": size / MiB, "generate_s": generated_s,
+            **{path: _summary(size, child) for path, child in measured.items()}}
+
+
+def _summary(size: int, child: dict[str, Any]) -> dict[str, Any]:
     best = min(child["times_s"])
     return {
-        "format": fmt.name, "input_bytes": size, "input_mib": size / MiB, "runs": len(child["times_s"]),
-        "best_s": best, "mib_per_s": size / MiB / best, "times_s": child["times_s"],
+        "runs": len(child["times_s"]), "best_s": best, "mib_per_s": size / MiB / best, "times_s": child["times_s"],
         "pages": child["pages"] or None, "pages_per_s": child["pages"] / best if child["pages"] else None,
         "out_mib": child["out_bytes"] / MiB, "copied": child["copied"],
         "rss_before_mib": child["rss_before_kib"] / 1024,
         "peak_rss_growth_mib": max(0, child["rss_after_kib"] - child["rss_before_kib"]) / 1024,
-        "notes": child["notes"], "generate_s": generated_s,
+        "notes": child["notes"],
     }
 
 
@@ -441,8 +474,8 @@ def _cpu_model() -> str:
 
 # -- output ------------------------------------------------------------------------------------
 
-HEADERS = ["format", "input MiB", "runs", "best s", "MiB/s", "pages/s", "output MiB", "copy",
-           "peak RSS +MiB"]
+HEADERS = ["format", "input MiB", "before s", "after s", "after/before", "before MiB/s", "after MiB/s",
+           "before peak RSS +MiB", "after peak RSS +MiB"]
 
 
 def fmt_num(value: float | None, digits: int = 1) -> str:
@@ -450,21 +483,24 @@ def fmt_num(value: float | None, digits: int = 1) -> str:
 
 
 def rows(results: list[dict[str, Any]]) -> list[list[str]]:
-    return [[r["format"], fmt_num(r["input_mib"]), str(r["runs"]), fmt_num(r["best_s"], 3),
-             fmt_num(r["mib_per_s"]), fmt_num(r["pages_per_s"]), fmt_num(r["out_mib"]),
-             "yes" if r["copied"] else "no", fmt_num(r["peak_rss_growth_mib"])] for r in results]
+    return [[r["format"], fmt_num(r["input_mib"]), fmt_num(r["before"]["best_s"], 3), fmt_num(r["after"]["best_s"], 3),
+             f"{r['after']['best_s'] / r['before']['best_s']:.2f}x", fmt_num(r["before"]["mib_per_s"]),
+             fmt_num(r["after"]["mib_per_s"]), fmt_num(r["before"]["peak_rss_growth_mib"]),
+             fmt_num(r["after"]["peak_rss_growth_mib"])] for r in results]
 
 
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
-    notes = [f"- {r['format']}: {n}" for r in report["results"] for n in r["notes"]]
+    notes = [f"- {r['format']}: {n}" for r in report["results"] for n in r["after"]["notes"]]
     parts = [
-        "# Ingestion throughput", "",
+        "# Ingestion: in-process (before) against the ingestion sandbox (after)", "",
         f"{m['date']} — {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
-        f"Python {m['python']}, pypdf {m['pypdf']}", "",
+        f"Python {m['python']}, pypdf {m['pypdf']}; load average {report['loadavg_before'][0]:.1f} at the start", "",
         f"`ingest([path], workdir)` per format, best of {report['parameters']['runs']} runs (1 for 1 GiB), "
-        "inputs in the page cache; each format in a fresh process. \"peak RSS +MiB\" is how far the "
-        "ingest raised that process's peak RSS. \"copy\": a converted UTF-8 copy was written.", "",
+        "inputs in the page cache; each format and each path in a fresh process. \"before\": the host "
+        f"parsed in its own process (`rlm_host/documents.py` at {BEFORE}); \"after\": the host copies and "
+        "hashes, one ingestion container (runc, policy `standard`) parses. \"peak RSS +MiB\" is how far "
+        "the ingest raised the host process's peak RSS (the container's memory is not the host's).", "",
         md_table(HEADERS, rows(report["results"])), "",
     ]
     if notes:
@@ -481,12 +517,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--big", action="store_true", help="also measure a 1 GiB text file (1 run)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--formats", default=",".join(FORMATS), help="comma-separated subset to run")
-    ap.add_argument("--runs", type=int, default=3, help="runs per format; the best is reported")
+    ap.add_argument("--runs", type=int, default=2, help="runs per format and path; the best is reported")
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--tmp", type=Path, default=Path("/var/tmp"), help="where inputs are generated")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # child mode: a kind, with --input/--workdir
     ap.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--path", choices=PATHS, default="after", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     unknown = set(args.formats.split(",")) - set(FORMATS)
     if unknown or args.runs < 1:
@@ -508,9 +545,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"{fmt.name}: generating and measuring ...", flush=True)
             results.append(measure_format(fmt, Path(tmp_name), args.runs, args.seed))
             r = results[-1]
-            print(f"  {r['input_mib']:,.1f} MiB in {r['best_s']:.3f} s = {r['mib_per_s']:,.1f} MiB/s, "
-                  f"peak RSS +{r['peak_rss_growth_mib']:,.1f} MiB (generated in {r['generate_s']:.1f} s)",
-                  flush=True)
+            for path in PATHS:
+                print(f"  {path}: {r['input_mib']:,.1f} MiB in {r[path]['best_s']:.3f} s, "
+                      f"peak RSS +{r[path]['peak_rss_growth_mib']:,.1f} MiB", flush=True)
     return {
         "machine": machine_info(args.tmp),
         "parameters": {"runs": args.runs, "seed": args.seed, "big": args.big,
@@ -524,7 +561,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.one:
-        print(json.dumps(measure_one(args.one, args.input, args.workdir, args.runs)))
+        print(json.dumps(measure_one(args.one, args.input, args.workdir, args.runs, args.path)))
         return 0
     report = run(args)
     print()

@@ -142,14 +142,16 @@ def exec_cell(
         loaded = loaded.with_limits(cell_timeout_s=timeout)
     code = _read_code(code_file)
     with tempfile.TemporaryDirectory(prefix="rlm-host-exec-") as scratch:
-        ingested = ingest(list(context or []), Path(scratch), progress=lambda m: err.print(f"[dim]{m}[/]"))
+        ingested = ingest(list(context or []), Path(scratch), policy=loaded,
+                          progress=lambda m: err.print(f"[dim]{m}[/]"))
         for path, why in ingested.skipped:
             err.print(f"[yellow]skipped[/] {path}: {why}")
         staged = [StagedDocument(d.name, d.text_path, d.pages) for d in ingested.documents]
         audit = AuditLog(uuid.uuid4().hex[:12], loaded.audit_level)
         audit("exec.start", {"policy": loaded.name, "policy_sha256": loaded.sha256, "runtime": loaded.runtime,
                              "host_version": __version__, "limits": loaded.limits.model_dump(),
-                             "documents": [{"name": d.name, "sha256": d.sha256, "size": d.size} for d in ingested.documents]})
+                             "documents": [{"name": d.name, "sha256": d.sha256, "size": d.size, "text_sha256": d.text_sha256,
+                                            "chars": d.chars} for d in ingested.documents]})
         result = None
         try:
             with DockerSandbox.start(loaded, staged, on_event=audit) as sandbox:

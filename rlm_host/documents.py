@@ -1,42 +1,32 @@
 """Turning the user's files and folders into UTF-8 text documents the sandbox can stage.
 
-The sandbox loads every document as UTF-8 text into one ``context`` string, so each
-input becomes a ``SourceDocument`` whose ``text_path`` is UTF-8 text:
+The host never parses a document. It walks what the user named (no link followed, nothing of
+rlm-host's own state), copies each file's bytes into its own work directory while hashing exactly
+those bytes, and hands the copies to the ingestion sandbox (``sandbox.ingest_box``), which turns
+them into UTF-8 text in a container under the policy's ``ingest`` limits. The host then copies
+the sandbox's text into a host-owned file, hashing it and counting its characters, and that copy
+is what is staged. See docs/documents.md for the rules.
 
-    text, markdown, csv, json, jsonl   the original file itself when it is UTF-8 already
-                                       (checked in a stream, never read whole, so 1 GB
-                                       inputs cost a few MiB); else a converted copy
-    html                               text extracted with the stdlib parser, written
-    pdf                                text extracted per page with pypdf, written, with
-                                       the character offset where each page starts
-
-Copies and extracts go under the caller's ``workdir``. A bad file given directly is a
-``ConfigError`` naming it and the fix; inside a folder it is skipped and listed in
-``Ingested.skipped`` so one stray binary does not stop a folder of notes.
+A bad file given directly is a ``ConfigError`` naming it and the fix; inside a folder it is
+skipped and listed in ``Ingested.skipped`` so one stray binary does not stop a folder of notes.
 """
 
 from __future__ import annotations
 
 import codecs
 import hashlib
-import io
-import json
 import os
 import re
 import stat
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
+from .audit import audit_dir
 from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from pypdf import PageObject, PdfReader
-
-T = TypeVar("T")
+from .policy import Policy
+from .sandbox.ingest_box import IngestBox, Job, Parsed, Refused, Result
+from .settings import cache_dir, runtime_dir, state_dir
 
 KINDS: dict[str, str] = {
     ".txt": "text", ".text": "text", ".log": "text", ".rst": "text",
@@ -47,24 +37,45 @@ KINDS: dict[str, str] = {
     ".pdf": "pdf",
 }
 MIB = 2**20
-CHUNK = 2 * MIB            # read size when streaming a text file
-SNIFF = 64 * 1024          # bytes looked at to tell text from binary
-BIG = 64 * MIB             # files over this report progress; JSON over this is not parsed
-MAX_CONVERTED = 256 * MIB  # HTML and PDF are read whole to convert them: refuse beyond this
-PAGE_BREAK = "\n\f\n"      # between the pages of a PDF's text
-PAGES_FOR_PROGRESS = 50    # PDFs with this many pages report extraction progress
-FALLBACKS = ("cp1252", "latin-1")  # for text that is not UTF-8; latin-1 decodes any byte
+CHUNK = 2 * MIB            # read size when copying
+BIG = 64 * MIB             # copies over this report progress
 ENCODING_NAMES = {"cp1252": "Windows-1252", "latin-1": "Latin-1", "utf-16": "UTF-16"}
-CONTROL_BYTES = bytes([*range(0, 9), *range(14, 27), *range(28, 32)])  # not \t \n \v \f \r ESC
+OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+NEVER_STAGED = "rlm-host never stages its own state"
+LINK_SKIP = "is a symbolic link (links inside folders are never followed; pass its target directly if you mean it)"
+FIX_BINARY = "pass text, Markdown, JSON, CSV, HTML or PDF files"
+FIX_LIMIT = "split it or raise the limit in the policy"
+# What the sandbox's refusal codes mean, in the host's words: (reason, fix); {…} from the policy.
+REASONS: dict[str, tuple[str, str]] = {
+    "blank": ("is empty (only whitespace)", "remove it or give a file with text"),
+    "binary_nul": ("looks binary (it has NUL bytes)", FIX_BINARY),
+    "binary_control": ("looks binary (many control characters)", FIX_BINARY),
+    "bad_encoding": ("is not valid {encoding} text", "convert it to UTF-8, e.g. with iconv"),
+    "bad_json": ("is not valid JSON", "fix it, or rename it to .txt to load it as plain text"),
+    "bad_jsonl": ("has invalid JSON", "fix or remove that line, or rename the file to .txt"),
+    "html_no_text": ("has no text outside its markup", "check it is the page you meant"),
+    "pdf_unreadable": ("cannot be read as a PDF", "check it opens in a PDF viewer, or export it again"),
+    "pdf_encrypted": ("is encrypted with a password",
+                      "decrypt it first, e.g. qpdf --decrypt --password=PASSWORD in.pdf out.pdf"),
+    "pdf_no_text": ("has no text layer (a scanned PDF?)", "run OCR on it first, e.g. ocrmypdf in.pdf out.pdf"),
+    "memory": ("needed more than the {memory_mb} MB memory limit of ingest.memory_mb to parse", FIX_LIMIT),
+    "timeout": ("took longer than the {timeout_s:g} s time limit of ingest.timeout_s to parse", FIX_LIMIT),
+    "text_too_big": ("has more text than the {max_text_mb} MB limit of ingest.max_text_mb", FIX_LIMIT),
+    "crashed": ("made the parser fail in the ingestion sandbox", "check the file, or convert it to text"),
+    "unreadable": ("could not be read in the ingestion sandbox", "check the file"),
+}
+LIMIT_CODES = frozenset({"memory", "timeout", "text_too_big"})
+NO_RESULT = ("the ingestion sandbox returned no usable result", "try again; if it persists, convert it to text")
 
 
 @dataclass(frozen=True)
 class SourceDocument:
-    """One input ready to stage: what to call it, where its UTF-8 text is, and its origin.
+    """One input ready to stage: its name, its staged UTF-8 text, and where it came from.
 
-    ``sha256`` is of the original file (what the user gave, for the audit log);
-    ``size`` is the byte size of ``text_path`` (what is staged); ``pages`` holds,
-    for a PDF, the offset in characters of ``text_path``'s text where each page starts.
+    ``size`` and ``sha256`` are of the original bytes exactly as the host copied them;
+    ``text_bytes``, ``text_sha256`` and ``chars`` of ``text_path`` (the host's own copy of
+    the text the sandbox reads, chars as the kernel decodes it); ``pages`` holds, for a
+    PDF, the offset in characters where each page starts.
     """
 
     name: str
@@ -74,6 +85,9 @@ class SourceDocument:
     sha256: str
     kind: str
     pages: tuple[int, ...] = ()
+    text_bytes: int = 0
+    text_sha256: str = ""
+    chars: int = 0
 
 
 @dataclass
@@ -87,71 +101,526 @@ class Ingested:
 class _Rejected(Exception):
     """A file that cannot become a document: ``reason`` is a short phrase, ``fix`` what to do."""
 
-    def __init__(self, reason: str, fix: str, detail: str = "") -> None:
+    def __init__(self, reason: str, fix: str, detail: str = "", *, limit: bool = False,
+                 list_detail: bool = True) -> None:
         super().__init__(reason)
-        self.reason, self.fix, self.detail = reason, fix, detail
+        self.reason, self.fix, self.detail, self.limit = reason, fix, detail, limit
+        self.list_detail = list_detail  # False: the detail is the same for every file (e.g. the kinds)
 
     def message(self, path: Path) -> str:
         detail = f" ({self.detail})" if self.detail else ""
         return f"document {path} {self.reason}{detail}; {self.fix}"
 
+    def skip_reason(self) -> str:
+        """Why a folder's file was skipped: over a limit says which and what to do."""
+        detail = f" ({self.detail})" if self.detail and self.list_detail else ""
+        return f"{self.reason}{detail}; {self.fix}" if self.limit else f"{self.reason}{detail}"
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """A file as the host copied it: what was read (and hashed) is what the sandbox gets."""
+
+    path: Path           # as the user can find it (the folder joined with the relative path)
+    name: str            # the document's name (relative to its folder)
+    kind: str
+    copy: Path
+    size: int
+    sha256: str
+    chars: int
+
+
+@dataclass
+class _Input:
+    """One item the user named: a file or a folder, its copies, and what was skipped."""
+
+    path: Path
+    folder: bool
+    copies: list[_Copy] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
 
 @dataclass
 class _Context:
-    """Where converted copies go and whom to tell about slow or surprising steps."""
-
     workdir: Path
     progress: Callable[[str], None]
+    guard: _Guard
+    policy: Policy
 
 
-def ingest(inputs: Sequence[Path], workdir: Path, *,
+def ingest(inputs: Sequence[Path], workdir: Path, *, policy: Policy, image: str | None = None,
            progress: Callable[[str], None] | None = None) -> Ingested:
-    """Turn files and folders into documents; raise ``ConfigError`` for an unusable input."""
-    context = _Context(Path(workdir), progress or (lambda line: None))
-    result = Ingested()
-    for item in map(Path, inputs):
-        if item.is_dir():
-            _ingest_folder(item, context, result)
-        else:
-            result.documents.append(_ingest_file(item, context))
-    return result
+    """Turn files and folders into documents; raise ``ConfigError`` for an unusable input.
+
+    ``image`` is the kernel image to parse in (default: the current one, as sandboxes start from).
+    """
+    context = _Context(Path(workdir), progress or (lambda line: None), _Guard.current(Path(workdir)), policy)
+    _make_workdir(context.workdir)
+    items = [_collect(Path(item), context) for item in inputs]
+    copies = [copy for item in items for copy in item.copies]
+    results = _parse(copies, policy, image, context) if copies else {}
+    return _assemble(items, results)
 
 
-def _ingest_file(path: Path, context: _Context) -> SourceDocument:
-    """A file given directly: any problem with it stops the run with one clear line."""
+def stage_text(text: str, workdir: Path) -> SourceDocument:
+    """The caller's own text (not a document): written as UTF-8 and staged, no parsing needed."""
+    _make_workdir(workdir)
+    data = text.encode("utf-8", "replace")  # a lone surrogate becomes '?'
+    path = _new_file(workdir, "context.txt")
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "wb") as out:
+        out.write(data)
+    digest = hashlib.sha256(data).hexdigest()
+    chars = len(data.decode("utf-8", "replace"))
+    return SourceDocument("context.txt", path, path, len(data), digest, "text", (), len(data), digest, chars)
+
+
+# --- what is staged: never a link, never rlm-host's state ----------------------------------------
+
+
+@dataclass(frozen=True)
+class _Guard:
+    """rlm-host's own state (and this run's work directory): by real path and by inode."""
+
+    places: tuple[tuple[str, str], ...]          # (real path, what it is)
+    inodes: dict[tuple[int, int], str]
+
+    @classmethod
+    def current(cls, workdir: Path) -> _Guard:
+        key = os.environ.get("RLM_HOST_AUDIT_KEY_FILE")
+        named = [("rlm-host's state directory", state_dir()), ("rlm-host's audit directory", audit_dir()),
+                 ("rlm-host's runtime directory", runtime_dir()), ("rlm-host's cache directory", cache_dir()),
+                 ("rlm-host's audit key", Path(key).expanduser() if key else state_dir() / "audit.key"),
+                 ("this run's work directory", workdir)]
+        places = tuple((os.path.realpath(path), what) for what, path in named)
+        return cls(places, {ident: what for what, path in named if (ident := _identity(path))})
+
+    def covering(self, path: str) -> str | None:
+        """What protected place ``path`` (a real path) is, or lies inside."""
+        for place, what in self.places:
+            if path == place or path.startswith(place.rstrip("/") + "/"):
+                return what
+        return None
+
+    def same(self, info: os.stat_result) -> str | None:
+        return self.inodes.get((info.st_dev, info.st_ino))
+
+    def linked(self, info: os.stat_result) -> str | None:
+        """For a file with other hard links: is one of them inside a protected place?"""
+        if info.st_nlink <= 1:
+            return None
+        for place, what in self.places:
+            if os.path.isdir(place) and _inode_under(place, (info.st_dev, info.st_ino)):
+                return what
+        return None
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
     try:
-        return _load(path, path.name, context)
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _inode_under(folder: str, wanted: tuple[int, int]) -> bool:
+    for _root, dirs, files, root_fd in os.fwalk(folder, follow_symlinks=False):
+        for name in files:
+            try:
+                info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
+            except OSError:
+                continue
+            if (info.st_dev, info.st_ino) == wanted:
+                return True
+    return False
+
+
+def _state_refusal(what: str) -> _Rejected:
+    return _Rejected(f"is, or lies inside, {what}", f"{NEVER_STAGED}; pass your documents instead")
+
+
+# --- a file given directly --------------------------------------------------------------------------
+
+
+def _collect(item: Path, context: _Context) -> _Input:
+    """Copy one named file, or every usable file of one named folder."""
+    try:
+        info = os.lstat(item)
+    except OSError as exc:
+        raise ConfigError(_os_rejection(exc).message(item)) from exc
+    if stat.S_ISLNK(info.st_mode):
+        raise ConfigError(_direct_link(item))
+    if stat.S_ISDIR(info.st_mode):
+        return _collect_folder(item, context)
+    try:
+        return _Input(item, False, [_copy_direct(item, info, context)])
     except _Rejected as exc:
-        raise ConfigError(exc.message(path)) from exc
+        raise ConfigError(exc.message(item)) from exc
 
 
-def _ingest_folder(folder: Path, context: _Context, result: Ingested) -> None:
-    """Every usable file under ``folder``; the others are skipped, but not all of them."""
-    skipped: list[tuple[Path, str]] = []
-    found = 0
-    for relative in _folder_files(folder, skipped):
+def _direct_link(item: Path) -> str:
+    try:
+        target = os.readlink(item)
+    except OSError:
+        target = "?"
+    return (f"document {item} is a symbolic link to {target}; rlm-host does not follow links: "
+            f"pass {target} itself")
+
+
+def _copy_direct(item: Path, info: os.stat_result, context: _Context) -> _Copy:
+    """A file the user named: opened without following a link, never a FIFO or a device."""
+    what = context.guard.covering(os.path.realpath(item))
+    if what:
+        raise _state_refusal(what)
+    _refuse_special(info)
+    kind = _kind(item)
+    fd = _open(str(item), None)
+    try:
+        return _copy_open(fd, info, item, item.name, kind, context)
+    finally:
+        os.close(fd)
+
+
+def _open(name: str, dir_fd: int | None) -> int:
+    try:
+        return os.open(name, OPEN_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        raise _os_rejection(exc) from exc
+
+
+def _os_rejection(exc: OSError) -> _Rejected:
+    if isinstance(exc, PermissionError):
+        return _Rejected("is not readable (permission denied)", "check its permissions")
+    if isinstance(exc, FileNotFoundError):
+        return _Rejected("not found", "check the path")
+    if exc.errno == 40:  # ELOOP: the last component became a link
+        return _Rejected(LINK_SKIP, "pass its target directly")
+    return _Rejected(f"cannot be read ({exc.strerror or exc})", "check the file")
+
+
+def _refuse_special(info: os.stat_result) -> None:
+    """FIFOs, sockets and devices are never opened (a FIFO would block, a device could be anything)."""
+    mode = info.st_mode
+    if stat.S_ISFIFO(mode):
+        raise _Rejected("is a named pipe (FIFO), not a regular file", "pass files or folders")
+    if stat.S_ISSOCK(mode):
+        raise _Rejected("is a socket, not a regular file", "pass files or folders")
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        raise _Rejected("is a device, not a regular file", "pass files or folders")
+    if not stat.S_ISREG(mode):
+        raise _Rejected("is not a regular file", "pass files or folders")
+
+
+def _kind(path: PurePath) -> str:
+    suffix = path.suffix.lower()
+    if suffix in KINDS:
+        return KINDS[suffix]
+    label = f"unsupported type '{suffix}'" if suffix else "no file extension"
+    supported = f"supported: {', '.join(sorted(KINDS))}"
+    raise _Rejected(f"has {label}", "convert it to one of those, or rename it if it is text", supported,
+                    list_detail=False)
+
+
+# --- copying exactly what was checked ------------------------------------------------------------
+
+
+def _copy_open(fd: int, seen: os.stat_result, path: Path, name: str, kind: str, context: _Context) -> _Copy:
+    """Copy the open file's bytes (its size as fstat says) into the work directory, hashing them."""
+    info = os.fstat(fd)
+    if (info.st_dev, info.st_ino) != (seen.st_dev, seen.st_ino):
+        raise _Rejected("changed while it was read (replaced)", "pass it again once nothing changes it")
+    _refuse_special(info)
+    what = context.guard.same(info) or context.guard.linked(info)
+    if what:
+        raise _state_refusal(what)
+    if info.st_size == 0:
+        raise _Rejected("is empty", "remove it or give a file with text")
+    _refuse_unparseable_size(kind, info.st_size, context.policy)
+    dest = _new_file(context.workdir, name)
+    meter = _Meter(f"copying {name}", info.st_size, context.progress)
+    sha256, chars = _copy_exact(fd, info.st_size, dest, meter)
+    return _Copy(path, _display(name), kind, dest, info.st_size, sha256, chars)
+
+
+def _refuse_unparseable_size(kind: str, size: int, policy: Policy) -> None:
+    """Refused before a byte is copied: text bigger than the text limit (a sparse file would fill the
+    disk), HTML or PDF bigger than the parsing memory limit (they are parsed whole)."""
+    text_limit, limit = policy.ingest.max_text_mb, policy.ingest.memory_mb
+    if kind not in ("html", "pdf") and size > text_limit * MIB:
+        raise _Rejected(f"is {size / MIB:,.0f} MB, more than the {text_limit} MB limit of ingest.max_text_mb",
+                        FIX_LIMIT, limit=True)
+    if kind in ("html", "pdf") and size > limit * MIB:
+        raise _Rejected(f"is {size / MIB:,.0f} MB, more than the {limit} MB memory limit of "
+                        f"ingest.memory_mb to parse a {kind.upper()} file", FIX_LIMIT, limit=True)
+
+
+def _copy_exact(fd: int, size: int, dest: Path, meter: _Meter) -> tuple[str, int]:
+    """Exactly ``size`` bytes from ``fd`` to ``dest``: their sha256 and their characters as UTF-8.
+
+    A file that ends early changed while it was read; bytes past ``size`` (appended since the
+    fstat) are never read, so what is hashed is what the sandbox reads.
+    """
+    digest, chars = hashlib.sha256(), _CharCount()
+    with os.fdopen(os.open(dest, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "wb") as out:
+        remaining = size
+        while remaining:
+            chunk = os.read(fd, min(CHUNK, remaining))
+            if not chunk:
+                dest.unlink(missing_ok=True)
+                raise _Rejected("changed while it was read (it got shorter)", "pass it again once nothing writes to it")
+            digest.update(chunk)
+            chars.feed(chunk)
+            _write(out, chunk, dest.parent)
+            remaining -= len(chunk)
+            meter.advance(len(chunk))
+    return digest.hexdigest(), chars.close()
+
+
+class _CharCount:
+    """Characters of UTF-8 bytes as the kernel decodes them (``errors="replace"``)."""
+
+    def __init__(self) -> None:
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.count = 0
+
+    def feed(self, data: bytes) -> None:
+        self.count += len(self.decoder.decode(data))
+
+    def close(self) -> int:
+        return self.count + len(self.decoder.decode(b"", final=True))
+
+
+class _Meter:
+    """Reports each tenth of a long copy, e.g. "copying big.txt: 40% of 1,024 MB"."""
+
+    def __init__(self, label: str, total: int, report: Callable[[str], None]) -> None:
+        self.label, self.total, self.report = label, max(total, 1), report
+        self.done, self.next_tenth = 0, 1 if total > BIG else 11  # 11: never reports
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        tenth = min(self.done * 10 // self.total, 10)
+        if tenth >= self.next_tenth:
+            self.report(f"{self.label}: {tenth * 10}% of {self.total / MIB:,.0f} MB")
+            self.next_tenth = tenth + 1
+
+
+def _display(name: str) -> str:
+    """A name as text: bytes that are not UTF-8 in a file name become U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _make_workdir(workdir: Path) -> None:
+    try:
+        workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _workdir_error(workdir, exc) from exc
+
+
+def _new_file(workdir: Path, name: str) -> Path:
+    """A new empty host-owned file under the work directory (0644: staging links it, uid 1000 reads it)."""
+    stem = re.sub(r"[^\w.-]", "_", PurePath(_display(name)).name)[:60]
+    for _ in range(100):
+        path = workdir / f"{stem}-{os.urandom(4).hex()}"
         try:
-            result.documents.append(_load(folder / relative, relative.as_posix(), context))
-            found += 1
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise _workdir_error(workdir, exc) from exc
+        os.chmod(path, 0o644)  # whatever the umask
+        return path
+    raise _workdir_error(workdir, FileExistsError("no free name"))
+
+
+def _write(out: object, data: bytes, workdir: Path) -> None:
+    try:
+        out.write(data)  # type: ignore[attr-defined]
+    except OSError as exc:
+        raise _workdir_error(workdir, exc) from exc
+
+
+def _workdir_error(workdir: Path, exc: OSError) -> ConfigError:
+    return ConfigError(f"cannot write copies of documents to {workdir} ({exc.strerror or exc}); "
+                       "free some space there or choose another work directory")
+
+
+# --- folders: walked without following links ------------------------------------------------------
+
+
+def _collect_folder(folder: Path, context: _Context) -> _Input:
+    """Every usable file under ``folder`` (sorted by relative path); the others skipped, with why."""
+    real = os.path.realpath(folder)
+    what = context.guard.covering(real)
+    if what:
+        raise ConfigError(_state_refusal(what).message(folder).replace("document", "folder", 1))
+    item = _Input(folder, True)
+    found: list[tuple[tuple[str, ...], _Copy]] = []
+    for relative, fd_info in _walk(folder, real, item, context):
+        try:
+            found.append((relative.parts, _copy_in_folder(folder, relative, fd_info, context)))
         except _Rejected as exc:
-            skipped.append((folder / relative, exc.reason))
-    result.skipped.extend(skipped)
-    if not found:
-        raise ConfigError(_empty_folder_message(folder, skipped))
+            item.skipped.append((folder / relative, exc.skip_reason()))
+    item.copies = [copy for _, copy in sorted(found, key=lambda pair: pair[0])]
+    return item
 
 
-def _folder_files(folder: Path, skipped: list[tuple[Path, str]]) -> list[PurePath]:
-    """Paths under ``folder``, relative to it and sorted, leaving out hidden files and folders."""
-    found: list[PurePath] = []
-
+def _walk(folder: Path, real: str, item: _Input,
+          context: _Context) -> Iterator[tuple[PurePath, tuple[int, os.stat_result]]]:
+    """(relative path, (dir fd, lstat)) of each regular file; links, specials and state are skipped."""
     def unlistable(exc: OSError) -> None:
-        skipped.append((Path(exc.filename or folder), f"cannot be listed ({exc.strerror})"))
+        item.skipped.append((Path(exc.filename or folder), f"cannot be listed ({exc.strerror})"))
 
-    for root, dirs, files in os.walk(folder, onerror=unlistable):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        base = Path(root).relative_to(folder)
-        found.extend(PurePath(base, name) for name in files if not name.startswith("."))
-    return sorted(found, key=lambda path: path.parts)
+    for root, dirs, files, root_fd in os.fwalk(folder, onerror=unlistable, follow_symlinks=False):
+        base = PurePath(root).relative_to(folder)
+        dirs[:] = sorted(d for d in dirs if _enter(d, root_fd, base, real, folder, item, context))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            try:
+                info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
+            except OSError as exc:
+                item.skipped.append((folder / base / name, _os_rejection(exc).reason))
+                continue
+            yield base / name, (root_fd, info)
+
+
+def _enter(name: str, root_fd: int, base: PurePath, real: str, folder: Path, item: _Input,
+           context: _Context) -> bool:
+    """Whether the walk goes into subfolder ``name``: not hidden, not a link, not rlm-host's state."""
+    if name.startswith("."):
+        return False
+    try:
+        info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
+    except OSError as exc:
+        item.skipped.append((folder / base / name, _os_rejection(exc).reason))
+        return False
+    if stat.S_ISLNK(info.st_mode):
+        item.skipped.append((folder / base / name, LINK_SKIP))
+        return False
+    what = context.guard.same(info) or context.guard.covering(os.path.join(real, base, name))
+    if what:
+        item.skipped.append((folder / base / name, f"is {what} ({NEVER_STAGED}); its files were skipped"))
+        return False
+    return True
+
+
+def _copy_in_folder(folder: Path, relative: PurePath, fd_info: tuple[int, os.stat_result],
+                    context: _Context) -> _Copy:
+    """A file inside a folder: links, FIFOs, devices, sockets and hard-linked files are skipped."""
+    root_fd, info = fd_info
+    if stat.S_ISLNK(info.st_mode):
+        raise _Rejected(LINK_SKIP, "")
+    _refuse_special(info)
+    if info.st_nlink > 1:
+        raise _Rejected(f"has {info.st_nlink - 1} other hard link(s) (a hard-linked file inside a folder is "
+                        "never staged: it may be a file from elsewhere; pass it directly if you mean it)", "")
+    kind = _kind(relative)
+    fd = _open(relative.name, root_fd)
+    try:
+        copy = _copy_open(fd, info, folder / relative, relative.as_posix(), kind, context)
+    finally:
+        os.close(fd)
+    return copy
+
+
+# --- parsing in the sandbox, and what comes back -------------------------------------------------
+
+
+def _parse(copies: list[_Copy], policy: Policy, image: str | None, context: _Context) -> dict[int, SourceDocument | _Rejected]:
+    """Each copy's document (or rejection), parsed in one ingestion container."""
+    with IngestBox(policy, image, context.progress) as box:
+        results = box.run([Job(copy.copy, copy.kind) for copy in copies])
+        return {index: _outcome(box, index, copy, result, context)
+                for index, (copy, result) in enumerate(zip(copies, results))}
+
+
+def _outcome(box: IngestBox, index: int, copy: _Copy, result: Result | None,
+             context: _Context) -> SourceDocument | _Rejected:
+    if isinstance(result, Refused):
+        return _refusal(result, context.policy)
+    if result is None or not _plausible(copy, result):
+        return _Rejected(*NO_RESULT)
+    try:
+        document = _document(box, index, copy, result, context)
+    except _Rejected as exc:
+        return exc
+    _notes(document, result, context.progress)
+    return document
+
+
+def _refusal(result: Refused, policy: Policy) -> _Rejected:
+    reason, fix = REASONS[result.code]
+    encoding = ENCODING_NAMES.get(result.detail, "UTF-8") if result.code == "bad_encoding" else ""
+    reason = reason.format(encoding=encoding, **policy.ingest.model_dump())
+    shown = result.detail if result.code in ("bad_json", "bad_jsonl", "pdf_unreadable", "crashed") else ""
+    return _Rejected(reason, fix, "".join(c if c.isprintable() else "?" for c in shown),
+                     limit=result.code in LIMIT_CODES)
+
+
+def _plausible(copy: _Copy, result: Parsed) -> bool:
+    """HTML and PDF are always converted; only PDFs have pages; as-is text was UTF-8."""
+    converted = copy.kind in ("html", "pdf") or result.converted
+    pages_ok = bool(result.pages) == (copy.kind == "pdf") and result.empty_pages <= len(result.pages)
+    return converted == result.converted and pages_ok and (result.converted or result.encoding == "utf-8")
+
+
+def _document(box: IngestBox, index: int, copy: _Copy, result: Parsed, context: _Context) -> SourceDocument:
+    """The staged document: the host's copy of the sandbox's text (or the original, when it was UTF-8)."""
+    if result.converted:
+        text_path, text_bytes, text_sha256, chars = _copy_text(box, index, copy.name, context)
+    else:
+        text_path, text_bytes, text_sha256, chars = copy.copy, copy.size, copy.sha256, copy.chars
+    pages = tuple(result.pages)
+    if pages and (pages[0] != 0 or any(b <= a for a, b in zip(pages, pages[1:])) or pages[-1] > chars):
+        raise _Rejected(*NO_RESULT)
+    return SourceDocument(copy.name, copy.path, text_path, copy.size, copy.sha256, copy.kind, pages,
+                          text_bytes, text_sha256, chars)
+
+
+def _copy_text(box: IngestBox, index: int, name: str, context: _Context) -> tuple[Path, int, str, int]:
+    opened = box.text(index)
+    if opened is None:
+        raise _Rejected(*NO_RESULT)
+    fd, size = opened
+    try:
+        dest = _new_file(context.workdir, name)
+        sha256, chars = _copy_exact(fd, size, dest, _Meter(f"copying the text of {name}", size, context.progress))
+    finally:
+        os.close(fd)
+    return dest, size, sha256, chars
+
+
+def _notes(document: SourceDocument, result: Parsed, progress: Callable[[str], None]) -> None:
+    """What the user should know about a document that loaded: its encoding, blank pages, unparsed JSON."""
+    if result.encoding in ENCODING_NAMES:
+        progress(f"{document.name} is not UTF-8: read it as {ENCODING_NAMES[result.encoding]}, staging a UTF-8 copy")
+    if result.empty_pages:
+        progress(f"{document.name}: {result.empty_pages} of {len(result.pages)} pages have no text (scanned pages?)")
+    if not result.parsed:
+        progress(f"{document.name} is over 64 MB: checked as UTF-8 text, not parsed as JSON")
+
+
+# --- putting it together in input order -----------------------------------------------------------
+
+
+def _assemble(items: list[_Input], results: dict[int, SourceDocument | _Rejected]) -> Ingested:
+    ingested, index = Ingested(), 0
+    for item in items:
+        usable = 0
+        for copy in item.copies:
+            outcome = results[index]
+            index += 1
+            if isinstance(outcome, SourceDocument):
+                ingested.documents.append(outcome)
+                usable += 1
+            elif not item.folder:
+                raise ConfigError(outcome.message(item.path))
+            else:
+                item.skipped.append((copy.path, outcome.skip_reason()))
+        ingested.skipped.extend(item.skipped)
+        if item.folder and not usable:
+            raise ConfigError(_empty_folder_message(item.path, item.skipped))
+    return ingested
 
 
 def _empty_folder_message(folder: Path, skipped: list[tuple[Path, str]]) -> str:
@@ -171,427 +640,3 @@ def _shown(path: Path, folder: Path) -> str:
     except ValueError:
         return str(path)
     return str(path) if relative == PurePath(".") else relative.as_posix()
-
-
-def _load(path: Path, name: str, context: _Context) -> SourceDocument:
-    """One file as a document, or ``_Rejected`` saying why not."""
-    try:
-        size = _regular_size(path)
-        kind = _kind(path)
-        if kind in ("html", "pdf"):
-            return _converted_document(path, name, kind, size, context)
-        return _text_document(path, name, kind, size, context)
-    except PermissionError as exc:
-        raise _Rejected("is not readable (permission denied)", "check its permissions") from exc
-    except FileNotFoundError as exc:
-        raise _Rejected("not found", "check the path") from exc
-    except OSError as exc:
-        raise _Rejected(f"cannot be read ({exc.strerror or exc})", "check the file") from exc
-
-
-def _regular_size(path: Path) -> int:
-    """The size of a non-empty regular file (never open a FIFO or a device: it could block)."""
-    info = path.stat()
-    if not stat.S_ISREG(info.st_mode):
-        raise _Rejected("is not a regular file", "pass files or folders")
-    if info.st_size == 0:
-        raise _Rejected("is empty", "remove it or give a file with text")
-    return info.st_size
-
-
-def _kind(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix in KINDS:
-        return KINDS[suffix]
-    label = f"unsupported type '{suffix}'" if suffix else "no file extension"
-    supported = f"supported: {', '.join(sorted(KINDS))}"
-    raise _Rejected(f"has {label}", "convert it to one of those, or rename it if it is text", supported)
-
-
-# --- text types: checked in a stream ---------------------------------------------------
-
-
-def _text_document(path: Path, name: str, kind: str, size: int, context: _Context) -> SourceDocument:
-    """A text-type file: the original when it is UTF-8 without a BOM, else a UTF-8 copy."""
-    with path.open("rb") as file:
-        head = file.read(SNIFF)
-    encodings = _encodings(head)
-    for encoding in encodings:
-        try:
-            return _text_pass(path, name, kind, size, encoding, context)
-        except UnicodeDecodeError:
-            continue
-    raise _Rejected(f"is not valid {ENCODING_NAMES.get(encodings[-1], encodings[-1])} text",
-                    "convert it to UTF-8, e.g. with iconv")
-
-
-def _encodings(head: bytes) -> tuple[str, ...]:
-    """The encodings to try, in order; refuses what looks binary."""
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return ("utf-16",)  # Windows tools write this; its ASCII bytes are half NULs
-    _refuse_binary(head)
-    first = "utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8"
-    return (first, *FALLBACKS)
-
-
-def _refuse_binary(head: bytes) -> None:
-    """NUL bytes, or many control bytes, in the first 64 KiB mean this is not text."""
-    fix = "pass text, Markdown, JSON, CSV, HTML or PDF files"
-    if b"\x00" in head:
-        raise _Rejected("looks binary (it has NUL bytes)", fix)
-    if len(head) - len(head.translate(None, CONTROL_BYTES)) > len(head) // 10:
-        raise _Rejected("looks binary (many control characters)", fix)
-
-
-def _text_pass(path: Path, name: str, kind: str, size: int, encoding: str,
-               context: _Context) -> SourceDocument:
-    """Hash and decode the file in one stream; copy it as UTF-8 unless it already is."""
-    check = _checker(kind, name, size, context)
-    if encoding == "utf-8":
-        digest = _scan(path, encoding, check, _Meter.for_bytes(f"checking {name}", size, context.progress))
-        return SourceDocument(name, path, path, size, digest, kind)
-    meter = _Meter.for_bytes(f"converting {name}", size, context.progress)
-    text_path, digest = _write_copy(context, name, lambda out: _scan(path, encoding, check, meter, out))
-    if encoding in ENCODING_NAMES:
-        context.progress(f"{name} is not UTF-8: read it as {ENCODING_NAMES[encoding]}, "
-                         f"staging a UTF-8 copy")
-    return SourceDocument(name, path, text_path, text_path.stat().st_size, digest, kind)
-
-
-def _scan(path: Path, encoding: str, check: _Check, meter: _Meter,
-          out: _WorkdirWriter | None = None) -> str:
-    """Stream the file: sha256 of its bytes, strict decoding, checks, and an optional UTF-8 copy."""
-    digest = hashlib.sha256()
-    decoder = codecs.getincrementaldecoder(encoding)()
-    with path.open("rb") as file:
-        while chunk := file.read(CHUNK):
-            digest.update(chunk)
-            _emit(decoder.decode(chunk), check, out)
-            meter.advance(len(chunk))
-    _emit(decoder.decode(b"", final=True), check, out)
-    check.close()
-    return digest.hexdigest()
-
-
-def _emit(text: str, check: _Check, out: _WorkdirWriter | None) -> None:
-    check.feed(text)
-    if out is not None and text:
-        out.write(text.encode("utf-8"))
-
-
-class _Meter:
-    """Reports each tenth of a long step done, e.g. "checking big.txt: 40% of 1,024 MB"."""
-
-    def __init__(self, label: str, total: int, shown: str, report: Callable[[str], None], *,
-                 active: bool) -> None:
-        self.label, self.total, self.shown, self.report = label, max(total, 1), shown, report
-        self.done = 0
-        self.next_tenth = 1 if active else 11  # 11: never reports
-
-    @classmethod
-    def for_bytes(cls, label: str, size: int, report: Callable[[str], None]) -> _Meter:
-        """A meter over a file's bytes that speaks only for files over ``BIG``."""
-        return cls(label, size, f"{size / MIB:,.0f} MB", report, active=size > BIG)
-
-    def advance(self, count: int) -> None:
-        self.done += count
-        tenth = min(self.done * 10 // self.total, 10)
-        if tenth >= self.next_tenth:
-            self.report(f"{self.label}: {tenth * 10}% of {self.shown}")
-            self.next_tenth = tenth + 1
-
-
-class _Check:
-    """Sees the decoded text piece by piece; refuses a document with no text."""
-
-    def __init__(self) -> None:
-        self.blank = True
-
-    def feed(self, text: str) -> None:
-        self.blank = self.blank and (not text or text.isspace())
-
-    def close(self) -> None:
-        if self.blank:
-            raise _Rejected("is empty (only whitespace)", "remove it or give a file with text")
-
-
-class _JsonCheck(_Check):
-    """Parses the whole text as JSON at the end (only used below ``BIG``: it holds the text)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-
-    def feed(self, text: str) -> None:
-        super().feed(text)
-        self.parts.append(text)
-
-    def close(self) -> None:
-        super().close()
-        try:
-            json.loads("".join(self.parts))
-        except json.JSONDecodeError as exc:
-            raise _Rejected(f"is not valid JSON (line {exc.lineno}: {exc.msg})",
-                            "fix it, or rename it to .txt to load it as plain text") from exc
-
-
-class _JsonLinesCheck(_Check):
-    """Parses each non-empty line as JSON as it streams past; a long line is joined once."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pending: list[str] = []
-        self.line = 0
-
-    def feed(self, text: str) -> None:
-        super().feed(text)
-        if "\n" not in text:
-            self.pending.append(text)
-            return
-        first, *middle, last = text.split("\n")
-        self._line("".join(self.pending) + first)
-        for line in middle:
-            self._line(line)
-        self.pending = [last]
-
-    def close(self) -> None:
-        super().close()
-        self._line("".join(self.pending))
-
-    def _line(self, line: str) -> None:
-        self.line += 1
-        if not line.strip():
-            return
-        try:
-            json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise _Rejected(f"has invalid JSON on line {self.line} ({exc.msg})",
-                            "fix or remove that line, or rename the file to .txt") from exc
-
-
-def _checker(kind: str, name: str, size: int, context: _Context) -> _Check:
-    """The check for ``kind``; JSON over ``BIG`` is not parsed (that would hold it all in memory)."""
-    if kind == "jsonl":
-        return _JsonLinesCheck()
-    if kind == "json" and size <= BIG:
-        return _JsonCheck()
-    if kind == "json":
-        context.progress(f"{name} is over {BIG // MIB} MB: checked as UTF-8 text, not parsed as JSON")
-    return _Check()
-
-
-# --- HTML and PDF: converted, read whole -------------------------------------------------
-
-
-def _converted_document(path: Path, name: str, kind: str, size: int,
-                        context: _Context) -> SourceDocument:
-    """Extract the text of an HTML or PDF file and stage that instead of the original."""
-    if size > MAX_CONVERTED:
-        raise _Rejected(f"is {size / MIB:,.0f} MB, over the {MAX_CONVERTED // MIB} MB limit for "
-                        f"{kind.upper()} files", "split it, or convert it to text and pass that")
-    with path.open("rb") as file:
-        data = file.read()
-    text, pages = _html_text(data, name, context) if kind == "html" else _pdf_text(data, name, context)
-    encoded = text.encode("utf-8")
-    text_path, _ = _write_copy(context, name, lambda out: out.write(encoded))
-    digest = hashlib.sha256(data).hexdigest()
-    return SourceDocument(name, path, text_path, len(encoded), digest, kind, pages)
-
-
-def _html_text(data: bytes, name: str, context: _Context) -> tuple[str, tuple[int, ...]]:
-    """The readable text of an HTML page; refuses a page that has none."""
-    text = _HtmlText.extract(_decode_whole(data, name, context))
-    if not text.strip():
-        raise _Rejected("has no text outside its markup", "check it is the page you meant")
-    return text, ()
-
-
-def _decode_whole(data: bytes, name: str, context: _Context) -> str:
-    """Bytes to text with the same encodings, in the same order, as streamed text files."""
-    encodings = _encodings(data[:SNIFF])
-    for encoding in encodings:
-        try:
-            text = data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        if encoding in ENCODING_NAMES:
-            context.progress(f"{name} is not UTF-8: read it as {ENCODING_NAMES[encoding]}")
-        return text
-    raise _Rejected("is not valid UTF-16 text", "convert it to UTF-8, e.g. with iconv")
-
-
-class _HtmlText(HTMLParser):
-    """Collects the text of a page: no head, scripts or styles; blocks become line breaks."""
-
-    SKIP = frozenset({"script", "style", "template"})
-    PARAGRAPH = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote", "table",
-                           "ul", "ol", "dl", "figure", "section", "article", "header", "footer",
-                           "main", "aside", "nav", "form", "details", "hr", "address"})
-    LINE = frozenset({"br", "div", "li", "tr", "dt", "dd", "caption", "figcaption", "summary",
-                      "fieldset", "legend", "option"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)  # entities arrive unescaped in handle_data
-        self.out: list[str] = []
-        self.skipping = 0
-        self.in_head = False
-        self.in_pre = 0
-
-    @classmethod
-    def extract(cls, html: str) -> str:
-        parser = cls()
-        parser.feed(html)
-        parser.close()
-        return re.sub(r"\n{3,}", "\n\n", "".join(parser.out)).lstrip("\n").rstrip() + "\n"
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._tag(tag, opening=True)
-
-    def handle_endtag(self, tag: str) -> None:
-        self._tag(tag, opening=False)
-
-    def _tag(self, tag: str, *, opening: bool) -> None:
-        if tag in self.SKIP:
-            self.skipping = max(self.skipping + (1 if opening else -1), 0)
-        elif tag == "head" or (tag == "body" and opening):
-            self.in_head = opening and tag == "head"  # a missing </head> ends at <body>
-        elif tag == "pre":
-            self.in_pre = max(self.in_pre + (1 if opening else -1), 0)
-        if tag in self.PARAGRAPH:
-            self._break(2)
-        elif tag in self.LINE and (opening or tag != "br"):
-            self._break(1)
-        elif tag in ("td", "th") and not opening:
-            self.out.append("\t")
-
-    def handle_data(self, data: str) -> None:
-        if self.skipping or self.in_head:
-            return
-        if not self.in_pre:
-            data = re.sub(r"\s+", " ", data)  # outside <pre>, any run of whitespace is one space
-            if not self.out or self.out[-1][-1] in " \t\n":
-                data = data.lstrip(" ")
-        if data:
-            self.out.append(data)
-
-    def _break(self, newlines: int) -> None:
-        """End the current line; ``newlines`` 2 leaves a blank line (never more)."""
-        while self.out and not self.in_pre and not self.out[-1].rstrip(" \t"):
-            self.out.pop()  # spaces or cell tabs at the end of a line
-        if self.out and not self.in_pre:
-            self.out[-1] = self.out[-1].rstrip(" \t")
-        if self.out and newlines > self._trailing_newlines():
-            self.out.append("\n" * (newlines - self._trailing_newlines()))
-
-    def _trailing_newlines(self) -> int:
-        count = 0
-        for piece in reversed(self.out):
-            stripped = piece.rstrip("\n")
-            count += len(piece) - len(stripped)
-            if stripped:
-                break
-        return count
-
-
-def _pdf_text(data: bytes, name: str, context: _Context) -> tuple[str, tuple[int, ...]]:
-    """Each page's text, joined by ``PAGE_BREAK``, and where each page starts in it."""
-    texts = _pdf_pages(data, name, context)
-    if not any(text.strip() for text in texts):
-        raise _Rejected("has no text layer (a scanned PDF?)",
-                        "run OCR on it first, e.g. ocrmypdf in.pdf out.pdf")
-    empty = sum(1 for text in texts if not text.strip())
-    if empty:
-        context.progress(f"{name}: {empty} of {len(texts)} pages have no text (scanned pages?)")
-    starts = [0]
-    for text in texts[:-1]:
-        starts.append(starts[-1] + len(text) + len(PAGE_BREAK))
-    return PAGE_BREAK.join(texts), tuple(starts)
-
-
-def _pdf_pages(data: bytes, name: str, context: _Context) -> list[str]:
-    """The text of every page; pypdf's many failure modes become one clear refusal."""
-    from pypdf import PdfReader  # imported here: only PDF inputs pay for it
-
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        _unlock(reader)
-        count = len(reader.pages)
-        meter = _Meter(f"extracting text from {name}", count, f"{count:,} pages", context.progress,
-                       active=count >= PAGES_FOR_PROGRESS)
-        return [_page_text(page, meter) for page in reader.pages]
-    except _Rejected:
-        raise
-    except Exception as exc:  # noqa: BLE001 - pypdf raises many kinds on a damaged file
-        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
-        raise _Rejected("cannot be read as a PDF", "check it opens in a PDF viewer, or export it "
-                        "again", detail) from exc
-
-
-def _unlock(reader: PdfReader) -> None:
-    """Open a PDF encrypted with an empty user password (common: 'no copying' flags)."""
-    if reader.is_encrypted and not reader.decrypt(""):
-        raise _Rejected("is encrypted with a password", "decrypt it first, e.g. qpdf --decrypt "
-                        "--password=PASSWORD in.pdf out.pdf")
-
-
-def _page_text(page: PageObject, meter: _Meter) -> str:
-    """One page's text, as valid UTF-8 (a lone surrogate becomes '?', keeping offsets)."""
-    text = page.extract_text() or ""
-    meter.advance(1)
-    return text.encode("utf-8", "replace").decode("utf-8")
-
-
-# --- copies under the workdir -------------------------------------------------------------
-
-
-def _write_copy(context: _Context, name: str, fill: Callable[[_WorkdirWriter], T]) -> tuple[Path, T]:
-    """A new file under the workdir filled by ``fill``; removed again if anything fails.
-
-    The file keeps mkstemp's owner-only mode: staging copies it rather than widen
-    who can read a user's document.
-    """
-    path, out = _new_copy(context, name)
-    try:
-        with _WorkdirWriter(out, context.workdir) as writer:
-            return path, fill(writer)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-
-
-def _new_copy(context: _Context, name: str) -> tuple[Path, BinaryIO]:
-    stem = re.sub(r"[^\w.-]", "_", PurePath(name).name)[:60]
-    try:
-        context.workdir.mkdir(parents=True, exist_ok=True)
-        handle, path = tempfile.mkstemp(prefix=f"{stem}-", suffix=".txt", dir=context.workdir)
-    except OSError as exc:
-        raise _workdir_error(context.workdir, exc) from exc
-    return Path(path), os.fdopen(handle, "wb")
-
-
-class _WorkdirWriter:
-    """Writes a copy; a failed write is the work directory's problem, not the document's."""
-
-    def __init__(self, out: BinaryIO, workdir: Path) -> None:
-        self.out, self.workdir = out, workdir
-
-    def __enter__(self) -> _WorkdirWriter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        try:
-            self.out.close()
-        except OSError as exc:
-            raise _workdir_error(self.workdir, exc) from exc
-
-    def write(self, data: bytes) -> None:
-        try:
-            self.out.write(data)
-        except OSError as exc:
-            raise _workdir_error(self.workdir, exc) from exc
-
-
-def _workdir_error(workdir: Path, exc: OSError) -> ConfigError:
-    return ConfigError(f"cannot write converted documents to {workdir} ({exc.strerror or exc}); "
-                       "free some space there or choose another work directory")
-

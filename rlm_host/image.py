@@ -15,12 +15,14 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from docker import DockerClient
 from docker.errors import BuildError, APIError, ImageNotFound
 from docker.models.images import Image
 
@@ -52,20 +54,42 @@ def context_dir() -> Path:
     return Path(str(resources.files("rlm_host.kernel_image")))
 
 
-def _context_files() -> list[Path]:
+def _context_files() -> list[tuple[Path, str]]:
+    """(file, path in the build context): the kernel_image files, then the vendored pypdf."""
     root = context_dir()
-    files = [root / "Dockerfile", root / "build_rootfs.sh"]
-    files += sorted((root / "rlm_kernel").rglob("*.py"))
-    return files
+    files = [root / "Dockerfile", root / "build_rootfs.sh", *sorted((root / "rlm_kernel").rglob("*.py"))]
+    pairs = [(path, path.relative_to(root).as_posix()) for path in files]
+    package = _pypdf_dir()
+    return pairs + [(path, f"vendor/pypdf/{path.relative_to(package).as_posix()}")
+                    for path in sorted(package.rglob("*")) if _vendored(path)]
+
+
+def _pypdf_dir() -> Path:
+    """The pypdf package the host has installed: pure Python, copied into the image (no registry)."""
+    import pypdf
+
+    return Path(pypdf.__file__).parent
+
+
+def _vendored(path: Path) -> bool:
+    return path.is_file() and "__pycache__" not in path.parts and path.suffix in {".py", ".typed"}
 
 
 def content_hash(base: str) -> str:
-    """SHA-256 over the build context and the base it is built on."""
+    """SHA-256 over the build context (the vendored pypdf included) and the base it is built on."""
     digest = hashlib.sha256(f"base={base}\n".encode())
-    root = context_dir()
-    for path in _context_files():
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for path, name in _context_files():
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def _assemble_context(into: Path) -> Path:
+    """The build context as a directory: the kernel_image files plus ``vendor/pypdf``."""
+    for path, name in _context_files():
+        target = into / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    return into
 
 
 def _rootfs_hash(suite: str, mirror: str) -> str:
@@ -121,17 +145,23 @@ def build_image(
     if offline:
         _ensure_offline_base(base, suite, mirror, progress)
     progress(f"building {tag} from {base}")
+    with tempfile.TemporaryDirectory(prefix="rlm-host-image-") as scratch:
+        image = _build(client, _assemble_context(Path(scratch)), tag, base, want, offline=offline)
+    _tag_current(image)
+    return _info(tag, want, built=True, started=started)
+
+
+def _build(client: DockerClient, context: Path, tag: str, base: str, want: str, *, offline: bool) -> Image:
     try:
         image, _logs = client.images.build(
-            path=str(context_dir()), tag=tag, network_mode="none" if offline else None,
+            path=str(context), tag=tag, network_mode="none" if offline else None,
             buildargs={"BASE_IMAGE": base, "PIP_IPYKERNEL": "0" if offline else "1"},
             labels={CONTENT_HASH_LABEL: want, "rlm-host.base": base}, rm=True, forcerm=True,
         )
     except (BuildError, APIError) as exc:
         hint = "" if offline else " (online builds need a registry for the base image; try --offline)"
         raise ImageError(f"kernel image build failed: {exc}{hint}") from exc
-    _tag_current(image)
-    return _info(tag, want, built=True, started=started)
+    return image
 
 
 def _tag_current(image: Image) -> None:

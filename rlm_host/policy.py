@@ -70,6 +70,15 @@ class SubcallBudget(_Strict):
     max_frame_bytes: int = Field(ge=1024, le=268435456, description="Largest RPC frame the broker accepts.")
 
 
+class IngestLimits(_Strict):
+    """Limits of the ingestion sandbox, where documents are parsed into text (never on the host)."""
+
+    memory_mb: int = Field(ge=64, le=65536, description="Address space of the process parsing one document.")
+    cpus: float = Field(gt=0, le=64, description="CPU share of the ingestion container, in cores.")
+    timeout_s: float = Field(ge=1, le=3600, description="Wall-clock (and CPU) time to parse one document.")
+    max_text_mb: int = Field(ge=1, le=65536, description="Largest text one document may become (the container's file size limit).")
+
+
 class Policy(_Strict):
     """A named set of isolation settings and limits.
 
@@ -85,6 +94,7 @@ class Policy(_Strict):
     audit_level: Literal["full", "redacted", "hashes"] = "full"
     limits: Limits
     subcalls: SubcallBudget
+    ingest: IngestLimits
     seccomp_profile: str | None = Field(default=None, exclude=True, repr=False)
     sha256: str = Field(default="", exclude=True)
 
@@ -118,6 +128,10 @@ class Policy(_Strict):
     def with_subcalls(self, **changes: Any) -> "Policy":
         """A copy with some sub-call budget fields changed, validated like the original."""
         return self._with("subcalls", changes)
+
+    def with_ingest(self, **changes: Any) -> "Policy":
+        """A copy with some ingestion limits changed, validated like the original."""
+        return self._with("ingest", changes)
 
     def _with(self, section: str, changes: dict[str, Any]) -> "Policy":
         data = self.model_dump()

@@ -29,7 +29,7 @@ from .parsing import code_blocks, final_answer, same_code, unclosed_block
 from .policy import Policy, load_policy
 from .results import Citation, Comparison, ExecutionResult, ModelUsage, RLMResult, Step
 from .rpc import Broker, Budget, Evidence, Subcalls
-from .documents import ingest
+from .documents import Ingested, ingest, stage_text
 from .sandbox import DockerSandbox, StagedDocument
 from .settings import LM_TIMEOUT_S, __version__
 from .sandbox.docker_sandbox import sandbox_uid
@@ -152,7 +152,7 @@ class RLM:
         shared = _Shared(Budget(self.policy.subcalls), events)
         try:
             with tempfile.TemporaryDirectory(prefix="rlm-host-ctx-") as scratch:
-                documents = _ingest(context, Path(scratch), events)
+                documents = _ingest(context, Path(scratch), events, policy=self.policy, image=self.image)
                 result = _Run(self, shared, query, documents, depth=1, run_id=run_id).execute()
             audit.seal()
         except Exception as exc:
@@ -377,21 +377,22 @@ def _key_word(question: str, code: str) -> str | None:
     return max(names or [w for _, w in fresh], key=len, default=None)
 
 
-def _ingest(context: str | Path | list[str | Path] | None, scratch: Path, emit: EventHook) -> list[StagedDocument]:
-    """Documents for the sandbox: files and folders ingested (text extracted), text as one document."""
+def _ingest(context: str | Path | list[str | Path] | None, scratch: Path, emit: EventHook, *,
+            policy: Policy, image: str | None) -> list[StagedDocument]:
+    """Documents for the sandbox: files and folders parsed in the ingestion sandbox, text as it is."""
     if context is None:
         return []
     if isinstance(context, str):
-        path = scratch / "context.txt"
-        path.write_text(context, encoding="utf-8")
-        inputs = [path]
+        ingested = Ingested([stage_text(context, scratch)])
     else:
         inputs = [context] if isinstance(context, Path) else [Path(p) for p in context]
-    ingested = ingest(inputs, scratch, progress=lambda message: emit("progress", {"message": message}))
+        ingested = ingest(inputs, scratch, policy=policy, image=image,
+                          progress=lambda message: emit("progress", {"message": message}))
     for path, why in ingested.skipped:
         emit("document.skipped", {"path": str(path), "reason": why})
     for doc in ingested.documents:
         emit("document", {"name": doc.name, "type": doc.kind, "size": doc.size, "sha256": doc.sha256,
+                          "text_bytes": doc.text_bytes, "text_sha256": doc.text_sha256, "chars": doc.chars,
                           "pages": len(doc.pages)})
     return [StagedDocument(doc.name, doc.text_path, doc.pages) for doc in ingested.documents]
 

@@ -67,3 +67,35 @@ def _serialize(objects: list[bytes]) -> bytes:
     out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
     out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
     return bytes(out)
+
+
+def heavy_pdf(repeats: int) -> bytes:
+    """A small PDF of ``repeats`` pages that all draw one shared, text-heavy content stream (slow to extract)."""
+    lines = [f"line {i} " + "word " * 30 for i in range(300)]
+    content = _text_stream(lines)
+    font = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+    stream = b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream"
+    resources = b"<< /Font << /F1 3 0 R >> >>"
+    kids = [5 + i for i in range(repeats)]
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
+               b"<< /Type /Pages /Kids [" + b" ".join(b"%d 0 R" % k for k in kids) + b"] /Count %d >>" % repeats,
+               font, stream]
+    objects += [b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources " + resources
+                + b" /Contents 4 0 R >>"] * repeats
+    return _serialize(objects)
+
+
+def zero_stream_pdf(pages: int, stream_mb: int) -> bytes:
+    """A PDF whose pages each draw a Flate stream that inflates to ``stream_mb`` MB of zeros (tiny on disk)."""
+    import zlib
+
+    data = zlib.compress(b"\0" * (stream_mb * 2**20), 9)
+    font = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
+    stream = b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(data) + data + b"\nendstream"
+    resources = b"<< /Font << /F1 3 0 R >> >>"
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
+               b"<< /Type /Pages /Kids [" + b" ".join(b"%d 0 R" % (5 + i) for i in range(pages))
+               + b"] /Count %d >>" % pages, font, stream]
+    objects += [b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources " + resources
+                + b" /Contents 4 0 R >>"] * pages
+    return _serialize(objects)
