@@ -71,12 +71,17 @@ class SubcallBudget(_Strict):
 
 
 class IngestLimits(_Strict):
-    """Limits of the ingestion sandbox, where documents are parsed into text (never on the host)."""
+    """Limits of the ingestion sandbox, where documents are parsed into text (never on the host).
 
-    memory_mb: int = Field(ge=64, le=65536, description="Address space of the process parsing one document.")
-    cpus: float = Field(gt=0, le=64, description="CPU share of the ingestion container, in cores.")
-    timeout_s: float = Field(ge=1, le=3600, description="Wall-clock (and CPU) time to parse one document.")
-    max_text_mb: int = Field(ge=1, le=65536, description="Largest text one document may become (the container's file size limit).")
+    Every field has a default (the strict policy's values), so a policy file written before the
+    ingestion sandbox existed still loads.
+    """
+
+    memory_mb: int = Field(default=512, ge=64, le=65536, description="Address space of the process parsing one document.")
+    cpus: float = Field(default=1.0, gt=0, le=64, description="CPU share of the ingestion container, in cores.")
+    timeout_s: float = Field(default=45, ge=1, le=3600, description="Wall-clock (and CPU) time to parse one document.")
+    max_text_mb: int = Field(default=512, ge=1, le=65536,
+                             description="Largest text one document may become (the container's file size limit).")
 
 
 class Policy(_Strict):
@@ -94,7 +99,7 @@ class Policy(_Strict):
     audit_level: Literal["full", "redacted", "hashes"] = "full"
     limits: Limits
     subcalls: SubcallBudget
-    ingest: IngestLimits
+    ingest: IngestLimits = Field(default_factory=IngestLimits)
     seccomp_profile: str | None = Field(default=None, exclude=True, repr=False)
     sha256: str = Field(default="", exclude=True)
 

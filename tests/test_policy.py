@@ -106,3 +106,10 @@ def test_with_limits_validates() -> None:
         policy.with_limits(cell_timeout_s=0)
     with pytest.raises(ValueError, match="gVisor's own threads"):
         load_policy("strict").with_limits(pids=64)
+
+
+def test_a_policy_without_an_ingest_section_gets_the_defaults(tmp_path: Path) -> None:
+    """A policy file written before the ingestion sandbox existed still loads, with conservative limits."""
+    loaded = load_policy(str(write_policy(tmp_path, lambda raw: raw.pop("ingest"))))
+    assert (loaded.ingest.memory_mb, loaded.ingest.timeout_s, loaded.ingest.max_text_mb) == (512, 45, 512)
+    assert loaded.sha256 != load_policy("standard").sha256
