@@ -88,5 +88,5 @@ def _number(value: object, default: float = 0.0) -> float:
 
 def _short(value: object, limit: int = 80) -> str:
     """One line of at most ``limit`` characters, with every dangerous character made visible."""
-    text = visible(" ".join(str(value)[: limit * 8].split()))
+    text = visible(" ".join(str(value)[: limit * 1000].split()))  # bounded work for a huge field
     return text if len(text) <= limit else text[: limit - 1] + "…"
