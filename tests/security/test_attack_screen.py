@@ -279,17 +279,18 @@ def test_run_in_a_terminal(pane: Pane, tmp_path: Path, evidence: Record, docker_
     folder = hostile_folder(tmp_path)
     (tmp_path / "query").write_text(f"What is the fee? {EVERYTHING}")
     with ScriptedLM() as lm:
-        lm.script("root", [f"```python\nprint({EVERYTHING!r})\nhits = search('fee')\n"
-                           f"print(llm_query('fee?', context[:200]))\n```",
-                           f"```python\nanswer({('ANSWER ' + EVERYTHING)!r}, citations=[hits[0]])\n```"])
+        root = [f"```python\nprint({EVERYTHING!r})\nhits = search('fee')\nprint(llm_query('fee?', context[:200]))\n```",
+                f"```python\nanswer({('ANSWER ' + EVERYTHING)!r}, citations=[hits[0]])\n```"]
+        lm.script("root", root)
         lm.rule("sub", lambda messages: f"EUR 10 {EVERYTHING}")
         env = f"OPENAI_API_KEY=test RLM_HOST_AUDIT_DIR={tmp_path}/audit"
-        base = f"rlm-host run --query \"$(cat {tmp_path}/query)\" --context {folder} --base-url {lm.base_url} --model root"
+        base = f"rlm-host run --query \"$(cat {tmp_path}/query)\" --context {folder} --base-url {lm.base_url} --model root --sub-model sub"
         screen = pane.run(f"echo MARK-BEFORE; {env} {base}")
         assert "MARK-BEFORE" in screen and "ANSWER" in screen and "Citations" in screen, screen[-3000:]
         assert "Usage" in screen and "audit log:" in screen and "\\x1b]0;PWNED" in screen
         assert "[@click=app.quit]quit[/]" in screen and "skipped" in screen
         pane.unharmed(screen)
+        lm.script("root", root)
         piped = subprocess.run(f"{env} {base} --json", shell=True, capture_output=True, timeout=240,
                                env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
     assert piped.returncode == 0, piped.stderr[-2000:]
