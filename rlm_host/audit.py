@@ -18,18 +18,19 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import secrets
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import structlog
 
 from .errors import ConfigError, RLMHostError
+from .sanitize import json_escape
 from .settings import state_dir
 
 Level = Literal["full", "redacted", "hashes"]
@@ -38,7 +39,6 @@ GENESIS = "0" * 64
 TEXT_FIELDS = {"code", "stdout", "stderr", "result", "output", "prompt", "response", "answer", "query",
                "question", "reason_text", "error_value", "evidence"}
 KEPT_AT_REDACTED = {"code", "query"}
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class AuditError(RLMHostError):
@@ -51,13 +51,20 @@ def audit_dir() -> Path:
     return Path(value).expanduser() if value else state_dir() / "audit"
 
 
-def load_key() -> bytes:
-    """The chain key: the file named by ``RLM_HOST_AUDIT_KEY_FILE``, else ``audit.key``, made on first use."""
+def load_key(*, create: bool = True) -> bytes:
+    """The chain key: the file named by ``RLM_HOST_AUDIT_KEY_FILE``, else ``audit.key``, made on first use.
+
+    Readers pass ``create=False``: checking a log with a key made on the spot could only fail, and
+    would leave a key behind that the log was never written with.
+    """
     named = os.environ.get("RLM_HOST_AUDIT_KEY_FILE")
     path = Path(named).expanduser() if named else state_dir() / "audit.key"
     if not path.exists():
         if named:
             raise ConfigError(f"audit key file {path} (RLM_HOST_AUDIT_KEY_FILE) not found")
+        if not create:
+            raise ConfigError(f"no audit key at {path}: verifying needs the key the log was written with; "
+                              "point RLM_HOST_AUDIT_KEY_FILE at that key file")
         _create_key(path)
     try:
         return bytes.fromhex(path.read_text().strip())
@@ -155,9 +162,13 @@ class Chain:
 
 
 def render(_logger: Any, _name: str, event: dict[str, Any]) -> str:
-    """One JSON line; lone surrogates are written as escapes, so the line is UTF-8 and reads back the same."""
-    line = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
-    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
+    """One JSON line, with no raw character any reader (or a terminal) could take as a line break.
+
+    Line separators (U+2028, U+2029, NEL, \\v, \\f, \\x1c-\\x1e), every other control, bidi and
+    format character, and lone surrogates are written as JSON ``\\uXXXX`` escapes: the line parses
+    back to the same record, so its hash (over ``canonical(record)``) is unchanged, and it is UTF-8.
+    """
+    return json_escape(json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str))
 
 
 class FsyncWriter:
@@ -280,43 +291,65 @@ class Verdict:
         return f"{path}: line {self.bad_line}: {self.reason}"
 
 
-def read_lines(path: Path) -> tuple[list[str], bool]:
-    """The file's lines and whether it ends with a newline."""
+class Line(NamedTuple):
+    """One line of a log as the one reader saw it: ``record`` is None when ``problem`` says why."""
+
+    number: int
+    raw: bytes
+    record: dict[str, Any] | None
+    problem: str = ""
+
+
+def read_records(path: Path) -> Iterator[Line]:
+    """Every line of a log, split on ``\\n`` only (the writer's one separator), decoded strictly.
+
+    The only way anything reads a log (verify, show, report, replay): a character that another
+    splitter takes as a line break (U+2028, NEL, \\v ...) stays inside its line. A last line with
+    no ``\\n`` that does not parse is reported as truncated.
+    """
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read audit log {path}: {exc.strerror}") from exc
-    text = data.decode("utf-8", "replace")
-    return text.splitlines(), text.endswith("\n") or not text
+    chunks = data.split(b"\n")
+    ends_cleanly = chunks[-1] == b""
+    if ends_cleanly:
+        chunks.pop()
+    for number, raw in enumerate(chunks, 1):
+        record, problem = _parse(raw)
+        if record is None and number == len(chunks) and not ends_cleanly:
+            problem = "truncated mid-line"
+        yield Line(number, raw, record, problem)
+
+
+def _parse(raw: bytes) -> tuple[dict[str, Any] | None, str]:
+    """A line's record, or None and why not."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "edited: not valid UTF-8"
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None, "edited: not a JSON object"
+    return (record, "") if isinstance(record, dict) else (None, "edited: not a JSON object")
 
 
 def verify(path: Path, key: bytes | None = None) -> Verdict:
     """Check every line's sequence, chain and keyed hash; then the seal."""
-    key = key if key is not None else load_key()
-    lines, ends_cleanly = read_lines(path)
-    records = [_parse(line) for line in lines]
-    seqs = [r.get("seq") if r else None for r in records]
+    key = key if key is not None else load_key(create=False)
+    lines = list(read_records(path))
+    seqs = [line.record.get("seq") if line.record else None for line in lines]
     prev, run_id = GENESIS, None
-    for number, (line, record) in enumerate(zip(lines, records), 1):
-        problem = _check(number, record, prev, run_id, key, seqs, last=number == len(lines) and not ends_cleanly)
+    for line in lines:
+        problem = line.problem or _check(line.number, line.record, prev, run_id, key, seqs)
         if problem:
-            return Verdict("broken", number - 1, number, problem, run_id)
-        prev, run_id = record["hash"], record["run_id"]
-    return _sealed(path, records, run_id)
+            return Verdict("broken", line.number - 1, line.number, problem, run_id)
+        prev, run_id = line.record["hash"], line.record["run_id"]
+    return _sealed(path, [line.record for line in lines], run_id)
 
 
-def _parse(line: str) -> dict[str, Any] | None:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def _check(number: int, record: dict | None, prev: str, run_id: str | None, key: bytes,
-           seqs: list, last: bool) -> str:
-    if record is None:
-        return "truncated mid-line" if last else "edited: not a JSON object"
+def _check(number: int, record: dict, prev: str, run_id: str | None, key: bytes, seqs: list) -> str:
     seq = record.get("seq")
     if seq != number:
         if isinstance(seq, int) and seq < number:
@@ -336,7 +369,7 @@ def _check(number: int, record: dict | None, prev: str, run_id: str | None, key:
 def _sealed(path: Path, records: list[dict], run_id: str | None) -> Verdict:
     count = len(records)
     seal_file = path.with_suffix(".seal")
-    seal = _parse(seal_file.read_text()) if seal_file.exists() else None
+    seal = _parse(seal_file.read_bytes().strip())[0] if seal_file.exists() else None
     last = records[-1] if records else None
     if seal is not None and (last is None or seal.get("seq", 0) > count):
         return Verdict("broken", count, count + 1, f"truncated: the seal says {seal.get('seq')} lines, "
@@ -352,6 +385,5 @@ def _sealed(path: Path, records: list[dict], run_id: str | None) -> Verdict:
 
 
 def events(path: Path) -> list[dict[str, Any]]:
-    """The parseable records of a log, in order (for show, report and replay)."""
-    lines, _ = read_lines(path)
-    return [r for r in (_parse(line) for line in lines) if r is not None]
+    """The parseable records of a log, in order (for show, report and replay), from the one reader."""
+    return [line.record for line in read_records(path) if line.record is not None]

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import sys
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .settings import LM_TIMEOUT_S, __version__
 from .errors import ConfigError, RLMHostError
+from .sanitize import json_line, safe_text, visible
+
+if TYPE_CHECKING:  # the CLI imports the heavy modules only in the commands that use them
+    from .policy import Policy
+    from .results import ExecutionResult
 
 app = typer.Typer(name="rlm-host", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False,
@@ -63,10 +68,10 @@ def image_build(
     from .image import build_image
 
     info = build_image(offline=offline, base_image=base_image, mirror=mirror, force=force,
-                       progress=lambda msg: err.print(f"[dim]image:[/] {msg}"))
+                       progress=lambda msg: _note("image", msg))
     verb = "built" if info.built else "current"
-    print(f"{info.tag} {verb}: {info.size_bytes / 1e6:.0f} MB, {info.seconds:.1f}s, "
-          f"content hash {info.content_hash[:12]}")
+    print(visible(f"{info.tag} {verb}: {info.size_bytes / 1e6:.0f} MB, {info.seconds:.1f}s, "
+          f"content hash {info.content_hash[:12]}"))
 
 
 @app.command()
@@ -92,14 +97,14 @@ def doctor(
     for column in ("check", "status", "detail", "fix"):
         table.add_column(column)
     for check in checks:
-        status = "[green]ok[/]" if check.ok else ("[red]fail[/]" if check.required else "[yellow]warn[/]")
-        table.add_row(check.name, status, check.detail, check.fix)
+        status = Text("ok", "green") if check.ok else (Text("fail", "red") if check.required else Text("warn", "yellow"))
+        table.add_row(safe_text(check.name), status, safe_text(check.detail), safe_text(check.fix))
     Console().print(table)
     if any(not c.ok and c.required for c in checks):
         raise typer.Exit(1)
 
 
-_CIS_STATUS = {"pass": "[green]pass[/]", "fail": "[red]fail[/]", "na": "[dim]na[/]"}
+_CIS_STATUS = {"pass": "green", "fail": "red", "na": "dim"}
 
 
 def _doctor_cis(policies: list[str]) -> None:
@@ -116,7 +121,8 @@ def _doctor_cis(policies: list[str]) -> None:
         loaded = load_policy(name)
         for finding in check_container(inspect_policy_sandbox(loaded)):
             failed |= finding.status == "fail"
-            table.add_row(loaded.name, finding.id, finding.title, _CIS_STATUS[finding.status], finding.detail)
+            table.add_row(safe_text(loaded.name), safe_text(finding.id), safe_text(finding.title),
+                          safe_text(finding.status, _CIS_STATUS.get(finding.status)), safe_text(finding.detail))
     Console().print(table)
     if failed:
         raise typer.Exit(1)
@@ -142,10 +148,9 @@ def exec_cell(
         loaded = loaded.with_limits(cell_timeout_s=timeout)
     code = _read_code(code_file)
     with tempfile.TemporaryDirectory(prefix="rlm-host-exec-") as scratch:
-        ingested = ingest(list(context or []), Path(scratch), policy=loaded,
-                          progress=lambda m: err.print(f"[dim]{m}[/]"))
+        ingested = ingest(list(context or []), Path(scratch), policy=loaded, progress=_dim)
         for path, why in ingested.skipped:
-            err.print(f"[yellow]skipped[/] {path}: {why}")
+            _skipped(path, why)
         staged = [StagedDocument(d.name, d.text_path, d.pages) for d in ingested.documents]
         audit = AuditLog(uuid.uuid4().hex[:12], loaded.audit_level)
         audit("exec.start", {"policy": loaded.name, "policy_sha256": loaded.sha256, "runtime": loaded.runtime,
@@ -170,10 +175,25 @@ def exec_cell(
     _print_exec_result(result, loaded, audit.path)
 
 
-def _print_exec_result(result, policy, audit_path: Path) -> None:
+def _print_exec_result(result: ExecutionResult, policy: Policy, audit_path: Path) -> None:
+    """The one JSON object `exec` prints: the cell's result, the policy that ran it and where its log is."""
     fields = result.model_dump(mode="json")
-    print(json.dumps({"status": fields.pop("status"), **fields, "policy": policy.name,
-                      "policy_sha256": policy.sha256, "audit_log": str(audit_path)}, ensure_ascii=False))
+    print(json_line({"status": fields.pop("status"), **fields, "policy": policy.name,
+                     "policy_sha256": policy.sha256, "audit_log": str(audit_path)}))
+
+
+def _note(source: str, message: object) -> None:
+    """A progress line from a build or a server, whose text may echo what a process printed."""
+    err.print(Text.assemble((f"{source}: ", "dim"), safe_text(message)))
+
+
+def _dim(message: object) -> None:
+    err.print(safe_text(message, "dim"))
+
+
+def _skipped(path: object, why: object) -> None:
+    """One line for a file left out; its name and the reason may be hostile."""
+    err.print(Text.assemble(("skipped", "yellow"), " ", safe_text(f"{path}: {why}")))
 
 
 @app.command()
@@ -205,7 +225,7 @@ def run(
         else:
             result = _run_remote(query, context, policy, model, sub_model, base_url, progress, limits)
     if as_json:
-        print(json.dumps(result.model_dump(mode="json"), ensure_ascii=False))
+        print(json_line(result.model_dump(mode="json")))
     else:
         render_result(result, Console(soft_wrap=True))
 
@@ -250,7 +270,7 @@ def report(
         output.write_text(page, encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot write {output}: {exc.strerror}") from exc
-    print(f"wrote {output} ({len(page) / 1024:.0f} KB)")
+    print(visible(f"wrote {output} ({len(page) / 1024:.0f} KB)"))
 
 
 @app.command()
@@ -270,7 +290,7 @@ def tui(
     from .tui.live import run_live
 
     if replay is not None:
-        RLMApp(events(_existing(replay)), title=replay.name).run()
+        _run_app(RLMApp(events(_existing(replay)), title=replay.name))
         return
     if not query or not context:
         raise ConfigError("tui needs --replay FILE, or --query and --context to run live")
@@ -283,7 +303,14 @@ def tui(
         return _run_remote(query, list(context), policy, model, None, base_url, shim, limits)
 
     run_live(app, start)
+    _run_app(app)
+
+
+def _run_app(app: Any) -> None:
+    """Run the TUI; if it failed, one error line and a non-zero exit (never 0 after a crash)."""
     app.run()
+    if app.return_code:
+        raise RLMHostError(f"the TUI stopped: {app.failure or 'exit code ' + str(app.return_code)}")
 
 
 class _Hooked:
@@ -302,7 +329,7 @@ def audit_verify(file: Annotated[Path, typer.Argument(help="An audit log (.jsonl
     from .audit import verify
 
     verdict = verify(_existing(file))
-    print(verdict.summary(file))
+    print(visible(verdict.summary(file)))
     raise typer.Exit({"intact": 0, "broken": 1, "unfinished": 2}[verdict.status])
 
 
@@ -319,7 +346,7 @@ def audit_show(
     chosen = [e for e in events(_existing(file)) if not kind or any(e.get("kind", "").startswith(k) for k in kind)]
     if as_json:
         for event in chosen:
-            print(json.dumps(event, ensure_ascii=False))
+            print(json_line(event))
     else:
         render_timeline(chosen, Console(soft_wrap=True))
 
@@ -336,8 +363,8 @@ def local_fetch(quality: Annotated[bool, typer.Option("--quality", help="Also th
     from . import local_lm
 
     for model in {m.name: m for m in local_lm.choose(quality).values()}.values():
-        path = local_lm.fetch(model, progress=lambda msg: err.print(f"[dim]local-lm:[/] {msg}"))
-        print(f"{model.name}: {path} (sha256 {model.sha256[:16]}... verified)")
+        path = local_lm.fetch(model, progress=lambda msg: _note("local-lm", msg))
+        print(visible(f"{model.name}: {path} (sha256 {model.sha256[:16]}... verified)"))
 
 
 @local_app.command("serve")
@@ -347,10 +374,10 @@ def local_serve(quality: Annotated[bool, typer.Option("--quality", help="The 1.5
 
     if local_lm.kept():
         raise ConfigError("local model servers are already running: `rlm-host local-lm status`, or stop them first")
-    servers = local_lm.start_servers(quality, detach=True, progress=lambda msg: err.print(f"[dim]local-lm:[/] {msg}"))
+    servers = local_lm.start_servers(quality, detach=True, progress=lambda msg: _note("local-lm", msg))
     local_lm.save(servers)
     for role, server in servers.items():
-        print(f"{role}: {server.model} at {server.base_url} (pid {server.pid})")
+        print(visible(f"{role}: {server.model} at {server.base_url} (pid {server.pid})"))
 
 
 @local_app.command("status")
@@ -363,7 +390,7 @@ def local_status() -> None:
         print("no local model server is running (start one with `rlm-host local-lm serve`)")
         raise typer.Exit(1)
     for role, server in servers.items():
-        print(f"{role}: {server.model} at {server.base_url} (pid {server.pid}, log {server.log})")
+        print(visible(f"{role}: {server.model} at {server.base_url} (pid {server.pid}, log {server.log})"))
 
 
 @local_app.command("stop")
@@ -402,12 +429,25 @@ def _read_code(code_file: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app; print our errors as one line with a non-zero exit."""
+    """Entry point: run the app; print our errors, and usage errors, as one line with a non-zero exit."""
+    from typer import Abort
+    from typer._click.exceptions import ClickException  # typer vendors click; no public name for it
+
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: sandboxes close
     try:
-        app(args=argv, prog_name="rlm-host")  # usage errors and Ctrl-C are handled by typer
+        code = app(args=argv, prog_name="rlm-host", standalone_mode=False)  # Ctrl-C: typer's Exit(130)
     except RLMHostError as exc:
         if _state["debug"]:
             raise
-        print(f"rlm-host: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        _error(str(exc), 1)
+    except ClickException as exc:  # a usage error can quote the hostile option value
+        _error(f"{exc.format_message()} (see --help)", exc.exit_code)
+    except Abort:
+        _error("aborted", 1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _error(message: str, code: int) -> None:
+    """The one error line: its text may quote a file name or a model's words, so it is made visible."""
+    print(f"rlm-host: error: {visible(message)}", file=sys.stderr)
+    sys.exit(code)

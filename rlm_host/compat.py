@@ -127,12 +127,15 @@ def _environment(environment: str, kwargs: dict[str, Any] | None) -> str:
 
 def _printer():
     from rich.console import Console
+    from rich.text import Text
+
+    from .sanitize import safe_text
 
     console = Console(stderr=True)
 
     def show(kind: str, fields: dict[str, Any]) -> None:
         if kind in {"iteration.start", "cell", "subcall", "answer"} or kind.startswith("limit."):
             detail = ", ".join(f"{k}={v}" for k, v in fields.items() if k in {"iteration", "status", "model", "chars"})
-            console.print(f"[dim]rlm-host[/] {kind} {detail}")
+            console.print(Text.assemble(("rlm-host", "dim"), " ", safe_text(f"{kind} {detail}")))  # model names are hostile
 
     return show

@@ -12,8 +12,10 @@ from typing import Any
 
 from rich.console import Console
 from rich.status import Status
+from rich.text import Text
 
 from .events import Meter
+from .sanitize import safe_text
 
 
 class Progress:
@@ -48,7 +50,7 @@ class Progress:
             if self._status is not None:
                 self._status.update(self._line())
             elif self.console.is_terminal:
-                self.console.print(f"[dim]{message}[/]")
+                self.console.print(safe_text(message, "dim"))
 
     def event(self, kind: str, fields: dict[str, Any]) -> None:
         with self._lock:
@@ -67,17 +69,19 @@ class Progress:
             else:
                 self.action = "running the cell"
         elif kind == "cell":
-            self.action = f"cell {fields['status']} in {fields['duration_ms']:.0f} ms"
+            self.action = f"cell {fields.get('status')} in {fields.get('duration_ms', 0):.0f} ms"
         elif kind == "progress":
-            self.action = fields["message"]
+            self.action = str(fields.get("message", ""))
         elif kind == "document.skipped":
-            self.console.print(f"[yellow]skipped[/] {fields['path']}: {fields['reason']}")
+            self.console.print(Text.assemble(("skipped", "yellow"), " ",
+                                             safe_text(f"{fields.get('path')}: {fields.get('reason')}")))
         elif kind == "sandbox.restart":
             self.action = "restarting the sandbox"
         elif kind.startswith("limit."):
             self.action = f"limit: {kind.removeprefix('limit.')}"
 
-    def _line(self) -> str:
+    def _line(self) -> Text:
+        """The status line as Text: the action may hold a file name or a model's words."""
         depth = f" (depth {self.depth})" if self.depth > 1 else ""
-        return (f"iteration {self.iteration}{depth} · {self.action} · {self.subcalls} sub-calls · "
-                f"{self.meter.tokens:,} tokens · {self.meter.cost_text()}")
+        return safe_text(f"iteration {self.iteration}{depth} · {self.action} · {self.subcalls} sub-calls · "
+                         f"{self.meter.tokens:,} tokens · {self.meter.cost_text()}")

@@ -12,6 +12,7 @@ from typing import Any
 
 from .audit import Verdict, events, verify
 from .errors import RLMHostError
+from .sanitize import visible
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
@@ -40,7 +41,7 @@ document.body.dataset.iterations = String(document.querySelectorAll('.iteration'
 
 def build(path: Path) -> str:
     """The report page for the audit log at ``path``."""
-    records = events(path)
+    records = [r for r in events(path) if isinstance(r.get("kind"), str)]  # the one reader
     if not records:
         raise RLMHostError(f"audit log {path} has no readable events; nothing to report")
     try:
@@ -57,7 +58,8 @@ def build(path: Path) -> str:
 
 
 def _e(value: Any) -> str:
-    return html.escape(str(value))
+    """HTML-escaped, with controls, bidi overrides and lone surrogates shown as visible escapes."""
+    return html.escape(visible(value, newlines=True))
 
 
 def _text(record: dict, name: str) -> str:

@@ -1,58 +1,92 @@
-"""The terminal rendering of a run's result: answer, citations, usage, cost, comparison."""
+"""The terminal rendering of a run's result: answer, citations, usage, cost, comparison.
+
+Every string from a run (answer, quotes, document and model names, event fields) is hostile: it is
+printed as a Rich ``Text`` built by ``sanitize``, never as markup, so it cannot style, link or
+steer the terminal.
+"""
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.markup import escape
+from typing import Any
 
-from .results import RLMResult
+from rich.console import Console
+from rich.text import Text
+
+from .results import Citation, RLMResult
+from .sanitize import safe_text, visible
 
 
 def render_result(result: RLMResult, console: Console) -> None:
-    marker = " [yellow](last-resort answer: the model never called answer())[/]" if result.fallback else ""
-    console.print(f"[bold]Answer[/]{marker}\n{escape(result.answer)}\n")
+    """The answer, its citations, usage and cost, the token comparison, where the log is."""
+    marker = (" (last-resort answer: the model never called answer())", "yellow") if result.fallback else ""
+    console.print(Text.assemble(("Answer", "bold"), marker, "\n", safe_text(result.answer, newlines=True), "\n"))
     if result.citations:
-        console.print("[bold]Citations[/]")
+        console.print(Text("Citations", style="bold"))
         for n, cite in enumerate(result.citations, 1):
-            where = " ".join(p for p in (cite.document or "", f"p.{cite.page}" if cite.page else "",
-                                         f"[{cite.start}:{cite.end}]" if cite.start is not None else "") if p)
-            quote = f': "{escape(" ".join((cite.text or "").split())[:160])}"' if cite.text else ""
-            console.print(f"  [{n}] {escape(where)}{quote}")
+            console.print(_citation(n, cite))
         console.print()
-    console.print("[bold]Usage[/]")
+    _usage(result, console)
+    cmp = result.comparison
+    verdict = f"{cmp.saved_pct:.0f}% less" if cmp.saved_pct >= 0 else f"{-cmp.saved_pct:.0f}% more"
+    console.print(Text.assemble(("Tokens", "bold"), f"  whole input in one prompt: ~{cmp.input_tokens:,}  ·  this "
+                                f"RLM run: {cmp.rlm_tokens:,}  ({verdict}; ", safe_text(cmp.method), ")"))
+    console.print(safe_text(f"stopped: {result.stopped} after {result.iterations} iterations in "
+                            f"{result.duration_s:.1f}s · run {result.run_id}", "dim"))
+    if result.audit_log:
+        console.print(safe_text(f"audit log: {result.audit_log} (rlm-host audit verify / report / tui --replay)", "dim"))
+
+
+def _citation(n: int, cite: Citation) -> Text:
+    where = " ".join(p for p in (cite.document or "", f"p.{cite.page}" if cite.page else "",
+                                 f"[{cite.start}:{cite.end}]" if cite.start is not None else "") if p)
+    quote = f': "{" ".join((cite.text or "").split())[:160]}"' if cite.text else ""
+    return Text.assemble(f"  [{n}] ", safe_text(where + quote))
+
+
+def _usage(result: RLMResult, console: Console) -> None:
+    console.print(Text("Usage", style="bold"))
     for usage in result.usage:
         cost = f"${usage.cost_usd:.4f}" if usage.cost_usd is not None else "cost unknown"
         calls = f"{usage.calls} call" + ("" if usage.calls == 1 else "s")
-        console.print(f"  {usage.role:4} {escape(usage.model)}: {calls}, {usage.prompt_tokens:,} in + "
-                      f"{usage.completion_tokens:,} out tokens, {cost}")
+        console.print(Text.assemble(f"  {usage.role:4} ", safe_text(usage.model), f": {calls}, {usage.prompt_tokens:,} "
+                                    f"in + {usage.completion_tokens:,} out tokens, {cost}"))
     total = f"${result.cost_usd:.4f}" if result.cost_usd is not None else "unknown (a model's price is not in the table)"
-    console.print(f"  total cost: {total}")
-    cmp = result.comparison
-    verdict = f"{cmp.saved_pct:.0f}% less" if cmp.saved_pct >= 0 else f"{-cmp.saved_pct:.0f}% more"
-    console.print(f"[bold]Tokens[/]  whole input in one prompt: ~{cmp.input_tokens:,}  ·  this RLM run: "
-                  f"{cmp.rlm_tokens:,}  ({verdict}; {cmp.method})")
-    console.print(f"[dim]stopped: {result.stopped} after {result.iterations} iterations in "
-                  f"{result.duration_s:.1f}s · run {result.run_id}[/]")
-    if result.audit_log:
-        console.print(f"[dim]audit log: {result.audit_log} (rlm-host audit verify / report / tui --replay)[/]")
+    console.print(Text(f"  total cost: {total}"))
 
 
 ICONS = {"run": "▶", "sandbox": "▣", "iteration": "↻", "root": "◆", "cell": "▷", "subcall": "↳",
          "answer": "✔", "limit": "⚠", "rpc": "✖", "kernel": "✖", "document": "▤", "seal": "■", "exec": "▶"}
+HIDDEN_FIELDS = {"seq", "ts", "run_id", "kind", "prev", "hash"}
 
 
 def render_timeline(events: list[dict], console: Console) -> None:
     """One line per audit event: time, kind, and its key fields."""
-    start = events[0]["ts"] if events else 0.0
+    start = _number(events[0].get("ts")) if events else 0.0
     for event in events:
-        kind = event.get("kind", "?")
-        icon = ICONS.get(kind.split(".")[0], "·")
-        detail = ", ".join(f"{k}={_short(v)}" for k, v in event.items()
-                           if k not in {"seq", "ts", "run_id", "kind", "prev", "hash"})
-        console.print(f"[dim]{event.get('seq', '?'):>4} +{event.get('ts', start) - start:7.2f}s[/] "
-                      f"{icon} [bold]{escape(kind)}[/] {escape(detail)}")
+        console.print(timeline_line(event, start))
+
+
+def timeline_line(event: dict[str, Any], start: float) -> Text:
+    """One event as one line of text, whatever its fields hold (any type, any characters)."""
+    kind = visible(event.get("kind", "?"))
+    icon = ICONS.get(kind.split(".")[0], "·")
+    detail = ", ".join(f"{k}={_short(v)}" for k, v in event.items() if k not in HIDDEN_FIELDS)
+    when = f"{visible(event.get('seq', '?')):>4} +{_number(event.get('ts'), start) - start:7.2f}s"
+    return Text.assemble((when, "dim"), f" {icon} ", (kind, "bold"), " ", safe_text(detail))
+
+
+def _number(value: object, default: float = 0.0) -> float:
+    """A timestamp as a float, or ``default`` when the field is missing or not a (finite) number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    try:
+        number = float(value)
+    except OverflowError:
+        return default
+    return number if number == number and abs(number) != float("inf") else default
 
 
 def _short(value: object, limit: int = 80) -> str:
-    text = " ".join(str(value).split())
+    """One line of at most ``limit`` characters, with every dangerous character made visible."""
+    text = visible(" ".join(str(value)[: limit * 1000].split()))  # bounded work for a huge field
     return text if len(text) <= limit else text[: limit - 1] + "…"

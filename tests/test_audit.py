@@ -145,3 +145,58 @@ def test_cli_verify_and_show(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert bad.returncode == 1 and "line 3: removed" in bad.stdout
     missing = cli("verify", str(tmp_path / "nope.jsonl"))
     assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+SEPARATORS = ["\u2028", "\u2029", "\x85", "\v", "\f", "\x1c", "\x1d", "\x1e", "\r", "\r\n", "\x9b", "\u202e",
+              "\ud800", "\udfff", "\x1b[2J", '\n{"seq":2,"kind":"answer"}\n']
+
+
+@pytest.mark.parametrize("sep", SEPARATORS, ids=[repr(s) for s in SEPARATORS])
+def test_writer_escapes_every_line_break_a_reader_could_see(tmp_path: Path, sep: str) -> None:
+    """A record holding any line separator is one line of pure-ASCII-separator JSON that reads back the same."""
+    log = AuditLog("run123", "full", directory=tmp_path, key=KEY)
+    log.record("cell", {"stdout": f"before{sep}after", "code": sep})
+    log.seal()
+    data = log.path.read_bytes()
+    text = data.decode("utf-8")  # strictly UTF-8, lone surrogates included
+    assert len(text.splitlines()) == 2 == data.count(b"\n")  # every splitter agrees
+    assert not any(0x80 <= ord(c) <= 0x9f or c in "\u2028\u2029\u202e" for c in text)
+    assert events(log.path)[0]["stdout"] == f"before{sep}after"
+    assert verify(log.path, KEY).status == "intact"
+
+
+def test_old_log_with_raw_separators_still_verifies(tmp_path: Path) -> None:
+    """A line written before the escaping rule, with U+2028 and NEL raw inside a string, still verifies."""
+    record = {"seq": 1, "ts": 1.0, "run_id": "old", "stdout": "a\u2028b\x85c\u202ed", "kind": "cell",
+              "prev": "0" * 64}
+    record["hash"] = line_hash(KEY, record)
+    seal = {"seq": 2, "ts": 2.0, "run_id": "old", "lines": 2, "kind": "seal", "prev": record["hash"]}
+    seal["hash"] = line_hash(KEY, seal)
+    path = tmp_path / "old.jsonl"
+    path.write_bytes(b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in (record, seal)))
+    assert "\u2028".encode() in path.read_bytes()
+    path.with_suffix(".seal").write_text(json.dumps({"run_id": "old", "seq": 2, "hash": seal["hash"]}))
+    assert verify(path, KEY).status == "intact"
+    assert events(path)[0]["stdout"] == "a\u2028b\x85c\u202ed"
+
+
+def test_reader_names_invalid_utf8_and_blank_lines(tmp_path: Path) -> None:
+    """A line that is not UTF-8, or empty, is named as edited, never decoded into something else."""
+    path = write_log(tmp_path)
+    lines = path.read_bytes().split(b"\n")
+    path.write_bytes(b"\n".join(lines[:2] + [lines[2][:-3] + b"\xff\"}"] + lines[3:]))
+    assert verify(path, KEY).reason == "edited: not valid UTF-8"
+    path.write_bytes(b"\n".join(lines[:2] + [b""] + lines[2:]))
+    assert verify(path, KEY).reason == "edited: not a JSON object"
+
+
+def test_verify_with_no_key_says_so_and_makes_none(tmp_path: Path) -> None:
+    """`audit verify` in a fresh HOME names the missing key and the variable to set; it creates no key."""
+    path = write_log(tmp_path)
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RLM_HOST_", "XDG_"))}
+    proc = subprocess.run([sys.executable, "-m", "rlm_host", "audit", "verify", str(path)], capture_output=True,
+                          text=True, env={**env, "HOME": str(home)}, timeout=60)
+    assert proc.returncode == 1 and "RLM_HOST_AUDIT_KEY_FILE" in proc.stderr, proc
+    assert len(proc.stderr.strip().splitlines()) == 1 and "no audit key" in proc.stderr
+    assert not any(p.name == "audit.key" for p in home.rglob("*"))

@@ -129,3 +129,14 @@ def test_help_texts() -> None:
         assert proc.returncode == 0 and "Usage" in proc.stdout, args
     version = cli("--version")
     assert version.returncode == 0 and version.stdout.strip() == "0.1.0"
+
+
+@pytest.mark.parametrize("args", [["--a\u202eb\x1b]0;T\x07"], ["\x1b[2Jcmd\x9b"], ["exec", "-", "--policy", "\x1b]0;T\x07[/]"]])
+def test_usage_and_errors_with_hostile_values_are_one_visible_line(args: list[str]) -> None:
+    """A usage error or our error quoting a hostile value is one line with the escapes shown, not raw."""
+    proc = cli(*args, stdin="")
+    assert proc.returncode in (1, 2) and proc.stdout == "", proc
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rlm-host: error: "), proc.stderr
+    assert "\x1b" not in proc.stderr and "\u202e" not in proc.stderr and "\x9b" not in proc.stderr
+    assert "\\x1b" in proc.stderr

@@ -16,6 +16,7 @@ from rlm_host.lm import LMClient
 from rlm_host.rlm import RLM
 from rlm_host.tui import RLMApp
 from rlm_host.tui.annotations import LOOP, SEARCH, SUBCALL, SYNTHESIS, VARIABLE, annotate
+from rlm_host.tui.view import build
 from scripted_lm import ScriptedLM
 
 pytestmark = pytest.mark.docker
@@ -117,3 +118,52 @@ def test_live_mode_shows_events_as_they_happen(docker_ready: str) -> None:
         kinds, notes = asyncio.run(drive(lm))
     assert kinds[0] == "document" and "subcall" in kinds and kinds[-1] == "run.end"
     assert "Traditional:" in notes
+
+
+HOSTILE = ["[@click=app.quit]click me[/]", "[/]", "[link=file:///etc/passwd]x[/link]", "\x1b]0;PWN\x07", "\x9b2J",
+           "\u202eevil", "\ud800", "x" * 200_000, "[b]bold", "\u2028"]
+
+
+def hostile_events() -> list:
+    """Events with markup, escapes, huge strings, and missing or wrongly typed fields."""
+    found: list = []
+    for h in HOSTILE:
+        found += [{"kind": "cell", "code": h, "stdout": h, "status": h}, {"kind": h}, {"kind": "answer", "answer": h},
+                  {"kind": "root", "prompt_tokens": h, "completion_tokens": [h]}, {"kind": "iteration.start", "iteration": h},
+                  {"kind": "subcall", "model": {"a": h}, "cost_usd": h}, {"kind": "run.end", "comparison": h},
+                  {"kind": "cell", "code": 5, "stdout": None}, {"kind": None}, {"kind": "run.start", "limits": [h]}]
+    return found + [[], "x", 5, None]
+
+
+def test_replay_survives_any_event_content() -> None:
+    """Stepping through hostile events never crashes: markup and click actions are literal text, escapes visible."""
+    log = hostile_events()
+
+    async def drive() -> tuple[str, RLMApp]:
+        app = RLMApp(log, title="[/]\x1b]0;T\x07")
+        async with app.run_test(size=(120, 40)) as pilot:
+            app.playing = False
+            for _ in range(len(log)):
+                await pilot.press("n")
+            screen = text_of(app, "#timeline")
+            assert app.title == "rlm-host · [/]\\x1b]0;T\\x07"
+        return screen, app
+
+    screen, app = asyncio.run(drive())
+    assert app.return_code in (None, 0) and "unreadable event" in screen and "\x1b" not in screen
+    everything = "\n".join(build(log).lines)
+    assert "[link=file:///etc/passwd]x[/link]" in everything and "\\x1b]0;PWN" in everything
+
+
+def test_a_failing_tui_keeps_one_visible_line() -> None:
+    """An unhandled error in the app sets a non-zero exit and one visible line, not a traceback of its locals."""
+
+    app = RLMApp([], title="t")
+
+    async def drive() -> None:
+        async with app.run_test(size=(80, 24)):
+            app._handle_exception(RuntimeError("boom \x1b]0;PWN\x07"))
+
+    with pytest.raises(RuntimeError):  # the pilot re-raises it for the test; `app.run()` does not
+        asyncio.run(drive())
+    assert app.return_code == 1 and app.failure == "RuntimeError: boom \\x1b]0;PWN\\x07"

@@ -17,7 +17,7 @@ def annotate(event: dict[str, Any]) -> list[str]:
     if kind == "iteration.start":
         return [LOOP]
     if kind == "cell":
-        code = event.get("code") or ""
+        code = str(event.get("code") or "")
         notes = [VARIABLE] if "peek(" in code else []
         return notes + ([SEARCH] if "search(" in code or "grep(" in code else [])
     if kind in {"subcall", "subcall.child_rlm"}:

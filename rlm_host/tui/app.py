@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Footer, Header, Static
 
+from ..sanitize import safe_text, visible
 from .view import View, build
 
 
@@ -39,15 +41,16 @@ class RLMApp(App):
         self.live = live
         self.shown = len(self.events) if live else min(1, len(self.events))
         self.playing = live
-        self.run_title = title
+        self.run_title = visible(title)  # a query or a file name
+        self.failure = ""
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal():
-            yield Static(id="timeline")
+            yield Static(id="timeline", markup=False)
             with Vertical(id="side"):
-                yield Static(id="notes")
-                yield Static(id="meter")
+                yield Static(id="notes", markup=False)
+                yield Static(id="meter", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -72,14 +75,24 @@ class RLMApp(App):
         if self.playing and not self.live and self.shown < len(self.events):
             self.action_step(1)
 
+    def _fatal_error(self) -> None:
+        """Textual's end for an unhandled error: keep one line for the CLI, not a traceback of hostile locals."""
+        error = self._exception
+        self.failure = visible(f"{type(error).__name__}: {error}" if error else "unknown error")
+        self._close_messages_no_wait()
+
     def refresh_view(self) -> None:
+        """Redraw from the events shown so far; every widget gets Text, never markup."""
         view = build(self.events[: self.shown])
-        self.query_one("#timeline", Static).update("\n".join(view.lines[-60:]) or "(no events yet)")
-        self.query_one("#notes", Static).update("[b]The paper[/b]\n" + "\n".join(view.notes or ["—"]))
+        timeline = "\n".join(view.lines[-60:]) or "(no events yet)"
+        self.query_one("#timeline", Static).update(safe_text(timeline, newlines=True))
+        notes = "\n".join(view.notes or ["—"])
+        self.query_one("#notes", Static).update(Text.assemble(("The paper", "bold"), "\n", safe_text(notes, newlines=True)))
         self.query_one("#meter", Static).update(_meter(view, self.shown, len(self.events)))
 
 
-def _meter(view: View, shown: int, total: int) -> str:
-    return (f"[b]Run[/b] {view.status} · step {shown}/{total} · iteration {view.iteration}\n"
-            f"tokens {view.meter.tokens:,} · cost {view.meter.cost_text('unknown')}\n"
-            f"[b]Sandbox[/b] {view.runtime} · {view.limits} · restarts {view.restarts}")
+def _meter(view: View, shown: int, total: int) -> Text:
+    run = visible(f" {view.status} · step {shown}/{total} · iteration {view.iteration}\n"
+                  f"tokens {view.meter.tokens:,} · cost {view.meter.cost_text('unknown')}\n", newlines=True)
+    sandbox = visible(f" {view.runtime} · {view.limits} · restarts {view.restarts}")
+    return Text.assemble(("Run", "bold"), run, ("Sandbox", "bold"), sandbox)

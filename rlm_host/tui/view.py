@@ -1,4 +1,9 @@
-"""What the TUI shows after the first N events: pure data, no Textual, no Docker."""
+"""What the TUI shows after the first N events: pure data, no Textual, no Docker.
+
+Events come from an audit log, whose text fields a model, a cell or a document wrote: every line
+here is made visible by ``sanitize`` (Textual gets it as ``Text``, never markup), and an event whose
+fields are missing or of the wrong type is shown as unreadable rather than stopping the replay.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,10 @@ from typing import Any
 
 from ..events import Meter
 from ..report_text import _short
+from ..sanitize import visible
 from .annotations import annotate
+
+CODE_CHARS = 4000  # a cell's code shown in the timeline (the report and the log keep all of it)
 
 
 @dataclass
@@ -27,25 +35,35 @@ class View:
 def build(events: list[dict[str, Any]]) -> View:
     view = View()
     for event in events:
-        _apply(view, event)
+        shown = len(view.lines)
+        try:
+            _apply(view, event if isinstance(event, dict) else {"kind": "?"})
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError):
+            del view.lines[shown:]
+            view.lines.append(f"· {_short(_kind(event), 60)} (unreadable event: fields of the wrong type)")
     return view
 
 
+def _kind(event: object) -> str:
+    return str(event.get("kind", "?")) if isinstance(event, dict) else "?"
+
+
 def _apply(view: View, event: dict[str, Any]) -> None:
-    kind = event.get("kind", "?")
+    kind = _kind(event)
+    line = _line(event)  # first: a bad event changes nothing
     notes = annotate(event)
-    if notes:
-        view.notes = notes
-    view.lines.append(_line(event))
     if kind in {"root", "subcall"}:
         view.meter.add(event)
-    elif kind == "iteration.start":
-        view.iteration = event.get("iteration", view.iteration)
+    view.lines.append(line)
+    if notes:
+        view.notes = [visible(n) for n in notes]
+    if kind == "iteration.start":
+        view.iteration = int(event.get("iteration", view.iteration))
     elif kind in {"run.start", "exec.start"}:
-        view.runtime = event.get("runtime", "-")
+        view.runtime = visible(event.get("runtime", "-"))
         limits = event.get("limits") or {}
-        view.limits = (f"{limits.get('memory_mb', '?')} MB, {limits.get('cpus', '?')} CPU, "
-                       f"{limits.get('cell_timeout_s', '?')} s/cell")
+        view.limits = visible(f"{limits.get('memory_mb', '?')} MB, {limits.get('cpus', '?')} CPU, "
+                              f"{limits.get('cell_timeout_s', '?')} s/cell")
         view.status = "running"
     elif kind == "sandbox.restart":
         view.restarts += 1
@@ -56,18 +74,20 @@ def _apply(view: View, event: dict[str, Any]) -> None:
 
 
 def _line(event: dict[str, Any]) -> str:
-    kind = event.get("kind", "?")
+    """One step of the timeline, every hostile part made visible (code keeps its line breaks)."""
+    kind = _kind(event)
     if kind == "iteration.start":
-        return f"── iteration {event.get('iteration')} ──"
+        return f"── iteration {_short(event.get('iteration'))} ──"
     if kind == "cell":
         code = event.get("code") or "(code hidden at this audit level)"
-        out = (event.get("stdout") or "") + (event.get("stderr") or "")
-        return f"▷ cell {event.get('status')}:\n{code}\n→ {_short(out, 300) or '(no output)'}"
+        out = f"{event.get('stdout') or ''}{event.get('stderr') or ''}"
+        code = visible(str(code)[:CODE_CHARS], newlines=True)
+        return f"▷ cell {_short(event.get('status'))}:\n{code}\n→ {_short(out, 300) or '(no output)'}"
     if kind == "subcall":
-        return (f"↳ llm_query → {event.get('model')}: {event.get('prompt_chars')} chars in, "
-                f"{event.get('reply_chars')} out")
+        return (f"↳ llm_query → {_short(event.get('model'))}: {_short(event.get('prompt_chars'))} chars in, "
+                f"{_short(event.get('reply_chars'))} out")
     if kind == "answer":
         return f"✔ answer: {_short(event.get('answer', '(hidden)'), 200)}"
     if kind == "root":
-        return f"◆ root model replied ({event.get('completion_tokens')} tokens)"
-    return f"· {kind}"
+        return f"◆ root model replied ({_short(event.get('completion_tokens'))} tokens)"
+    return f"· {_short(kind)}"
