@@ -44,6 +44,14 @@ AT_LIMIT = {
     "max_depth": "`rlm_query` past it answers with a plain `llm_query`; `subcall.depth_fallback` audited",
     "max_frame_bytes": "the frame is refused (frame_too_large), the connection closed; `rpc.frame_rejected` audited",
 }
+# The ingestion sandbox's limits, per document (docs/documents.md).
+AT_INGEST = {
+    "memory_mb": "the parser of that document gets MemoryError or is killed: the file is skipped with one line "
+                 "(alone: one-line error); the other documents go on",
+    "cpus": "the ingestion container's CPU share; parsing is throttled, nothing fails",
+    "timeout_s": "the parser of that document is killed: skipped with one line (alone: one-line error)",
+    "max_text_mb": "a file, or the text it becomes, over it is skipped with one line before it fills a disk",
+}
 CATEGORIES = ["network", "privilege", "filesystem", "secrets", "rpc", "exhaustion",
               "host parsing", "record integrity", "reviewer's screen"]
 HIDDEN = {"section", "test", "passed"}
@@ -100,8 +108,8 @@ def limits_table() -> str:
     policies = [load_policy("standard"), load_policy("strict")]
     lines = ["| limit | " + " | ".join(f"{p.name} ({p.runtime})" for p in policies) + " | when it is hit |",
              "| --- | --- | --- | --- |"]
-    for group in ("limits", "subcalls"):
-        for key, what in AT_LIMIT.items():
+    for group, at_limit in (("limits", AT_LIMIT), ("subcalls", AT_LIMIT), ("ingest", AT_INGEST)):
+        for key, what in at_limit.items():
             values = [getattr(getattr(p, group), key, None) for p in policies]
             if key in type(getattr(policies[0], group)).model_fields:
                 shown = ["none" if v is None else f"{v:g}" if isinstance(v, float) else str(v) for v in values]
