@@ -19,6 +19,7 @@ import hmac
 import json
 import os
 import secrets
+import stat
 import tempfile
 import threading
 import time
@@ -330,7 +331,7 @@ def _parse(raw: bytes) -> tuple[dict[str, Any] | None, str]:
         return None, "edited: not valid UTF-8"
     try:
         record = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, a 5000-digit number, or nesting past the stack
         return None, "edited: not a JSON object"
     return (record, "") if isinstance(record, dict) else (None, "edited: not a JSON object")
 
@@ -366,10 +367,32 @@ def _check(number: int, record: dict, prev: str, run_id: str | None, key: bytes,
     return ""
 
 
+SEAL_MAX_BYTES = 4096
+
+
+def _read_seal(seal_file: Path) -> dict[str, Any] | None:
+    """The seal beside a log, or None when there is none; a FIFO, a link or a huge file is no seal.
+
+    A seal that is there but not one of ours reads as ``{"seq": -1}``, which never matches.
+    """
+    try:
+        fd = os.open(seal_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return {"seq": -1}
+    with os.fdopen(fd, "rb") as file:
+        data = file.read(SEAL_MAX_BYTES + 1) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    seal = _parse(data.strip())[0] if len(data) <= SEAL_MAX_BYTES else None
+    if seal is None or not isinstance(seal.get("seq"), int) or isinstance(seal.get("seq"), bool):
+        return {"seq": -1}
+    return seal
+
+
 def _sealed(path: Path, records: list[dict], run_id: str | None) -> Verdict:
     count = len(records)
     seal_file = path.with_suffix(".seal")
-    seal = _parse(seal_file.read_bytes().strip())[0] if seal_file.exists() else None
+    seal = _read_seal(seal_file)
     last = records[-1] if records else None
     if seal is not None and (last is None or seal.get("seq", 0) > count):
         return Verdict("broken", count, count + 1, f"truncated: the seal says {seal.get('seq')} lines, "

@@ -200,3 +200,37 @@ def test_verify_with_no_key_says_so_and_makes_none(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "RLM_HOST_AUDIT_KEY_FILE" in proc.stderr, proc
     assert len(proc.stderr.strip().splitlines()) == 1 and "no audit key" in proc.stderr
     assert not any(p.name == "audit.key" for p in home.rglob("*"))
+
+
+def test_an_edited_line_of_deep_nesting_is_named_not_a_crash(tmp_path: Path) -> None:
+    """A line replaced by 100,000 levels of JSON nesting is reported as edited at that line."""
+    path = write_log(tmp_path)
+    lines = path.read_text().splitlines()
+    lines[2] = "[" * 100_000 + "]" * 100_000
+    rewrite(path, lines)
+    verdict = verify(path, KEY)
+    assert (verdict.status, verdict.bad_line, verdict.reason) == ("broken", 3, "edited: not a JSON object")
+    assert len(events(path)) == 6  # the other lines still read
+
+
+@pytest.mark.parametrize("seal", ["fifo", "link", "huge", "text seq", "not json"])
+def test_a_seal_that_is_not_ours_never_hangs_or_passes(tmp_path: Path, seal: str) -> None:
+    """A seal file swapped for a FIFO, a link, a huge file or a forged shape makes verify fail, at once."""
+    path = write_log(tmp_path)
+    seal_file = path.with_suffix(".seal")
+    good = json.loads(seal_file.read_text())
+    seal_file.unlink()
+    if seal == "fifo":
+        os.mkfifo(seal_file)  # opening it for reading would block without O_NONBLOCK
+    elif seal == "link":
+        target = tmp_path / "elsewhere.seal"
+        target.write_text(json.dumps(good))
+        seal_file.symlink_to(target)
+    elif seal == "huge":
+        seal_file.write_text(json.dumps({**good, "pad": "x" * 10_000}))
+    elif seal == "text seq":
+        seal_file.write_text(json.dumps({**good, "seq": str(good["seq"])}))
+    else:
+        seal_file.write_text("[" * 50_000)
+    verdict = verify(path, KEY)
+    assert verdict.status == "broken" and "seal file does not match" in verdict.reason
