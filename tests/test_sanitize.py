@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import unicodedata
+
+import pytest
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -68,3 +72,15 @@ def test_markup_in_safe_text_is_literal() -> None:
     out = console.export_text(styles=True)
     assert "[/]" in out and "[link=file:///etc/passwd]x[/link]" in out and "[@click=app.quit]q[/]" in out
     assert "\x1b]8;" not in out
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_application_logs_never_carry_a_control_sequence(as_json: bool) -> None:
+    """A log line quoting a hostile value (an exception message, say) reaches stderr escaped, both formats."""
+    code = ("import structlog, sys; from rlm_host.logs import configure; configure(as_json=sys.argv[1] == '1'); "
+            "structlog.get_logger().warning('hostile \\x1b]0;owned\\x07', value='\\x9b2J \\u202e \\u2028 x')")
+    done = subprocess.run([sys.executable, "-c", code, "1" if as_json else "0"], capture_output=True, timeout=60)
+    text = done.stderr.decode("utf-8")
+    assert "hostile" in text and not any(bad(c) for c in text.rstrip("\n"))
+    if as_json:
+        assert json.loads(text)["value"] == "\x9b2J \u202e \u2028 x"  # escaped, not lost
