@@ -44,10 +44,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("fuzz"):
         settings.load_profile("fuzz")
-    config.stash[EVIDENCE] = []
 
 
-EVIDENCE = pytest.StashKey[list]()
+ITEM_ROWS = pytest.StashKey[list]()       # the rows one test recorded
+ITEM_PASSED = pytest.StashKey[bool]()     # False once any phase of that test failed
 Record = Callable[..., None]
 
 
@@ -58,7 +58,7 @@ def evidence(request: pytest.FixtureRequest) -> Record:
     The row gets the test's outcome (passed or failed) when the test ends, so a failed
     attack shows as failed in the table instead of vanishing from it.
     """
-    rows = request.config.stash[EVIDENCE]
+    rows = request.node.stash.setdefault(ITEM_ROWS, [])
 
     def record(section: str, **columns: object) -> None:
         rows.append({"section": section, "test": request.node.nodeid, "passed": None,
@@ -69,25 +69,37 @@ def evidence(request: pytest.FixtureRequest) -> Record:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """The test's rows travel on its teardown report, with its outcome: the same with or without -n."""
     report = yield
     if report.when == "call" or report.failed:
-        for row in item.config.stash[EVIDENCE]:
-            if row["test"] == item.nodeid and row["passed"] is not False:
-                row["passed"] = report.passed
+        item.stash[ITEM_PASSED] = item.stash.get(ITEM_PASSED, True) and report.passed
+    rows = item.stash.get(ITEM_ROWS, [])
+    if report.when == "teardown" and rows:
+        passed = item.stash.get(ITEM_PASSED, None) if report.passed else False
+        report.user_properties.append(("evidence", [{**row, "passed": passed} for row in rows]))
     return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect rows where the session ends (the controller, under pytest-xdist)."""
+    for name, rows in report.user_properties:
+        if name == "evidence" and report.when == "teardown":
+            _session_rows.extend(rows)
+
+
+_session_rows: list[dict] = []  # every row of the run (on the controller, under pytest-xdist)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     path = session.config.getoption("security_results")
-    rows = session.config.stash.get(EVIDENCE, [])
-    if not path or not rows:
-        return
+    if not path or not _session_rows or hasattr(session.config, "workerinput"):
+        return  # a pytest-xdist worker: its rows went to the controller on its reports
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps({
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": {"cores": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
                     "docker": _docker_version()},
-        "rows": rows}, indent=1))
+        "rows": _session_rows}, indent=1))
 
 
 def _docker_version() -> str:
