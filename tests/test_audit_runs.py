@@ -46,7 +46,8 @@ def test_audit_level_of_a_real_run(tmp_path: Path, level: str, docker_ready: str
     assert verify(log).status == "intact"
     text = log.read_text()
     kinds = [e["kind"] for e in events(log)]
-    assert kinds[0] == "document" and kinds[-1] == "seal"
+    recorded = [k for k in kinds if k != "progress"]  # the ingestion sandbox's progress lines come first
+    assert recorded[0] == "document" and kinds.index("document") < kinds.index("run.start") and kinds[-1] == "seal"
     assert {"run.start", "sandbox.start", "iteration.start", "root", "cell", "subcall", "answer", "run.end"} <= set(kinds)
     secrets = ["Clause 121", "initial term", "EUR 48,500", "termination fee of the Customer", "You answer a question"]
     if level == "full":
