@@ -307,8 +307,16 @@ def tui(
 
 
 def _run_app(app: Any) -> None:
-    """Run the TUI; if it failed, one error line and a non-zero exit (never 0 after a crash)."""
-    app.run()
+    """Run the TUI; if it failed, one error line and a non-zero exit (never 0 after a crash).
+
+    SIGTERM or SIGHUP end it with 128 + the signal's number, quietly.
+    """
+    from .tui.signals import StopOnSignal
+
+    with StopOnSignal(app) as stop:
+        app.run()
+    if stop.code:
+        sys.exit(stop.code)
     if app.return_code:
         raise RLMHostError(f"the TUI stopped: {app.failure or 'exit code ' + str(app.return_code)}")
 

@@ -300,7 +300,8 @@ def _lost(run: CellRun) -> str | None:
 
 
 @atexit.register
-def _close_all() -> None:
+def close_all() -> None:
+    """Close every sandbox this process still has open (at exit, or before a forced exit)."""
     for sandbox in list(_OPEN):
         try:
             sandbox.close()
