@@ -33,7 +33,7 @@ from ..policy import Policy
 from ..settings import runtime_dir
 from .container import ENVIRONMENT, MB, Container
 from .docker_sandbox import sandbox_uid
-from .session_dir import SessionDir
+from .session_dir import SessionDir, place_file
 
 RESULT_BYTES = 64 * 1024    # a result is a few hundred bytes; a PDF's page list a few KB
 PARENT_MB = 256             # the container holds the parent process and one child at a time
@@ -123,7 +123,7 @@ class IngestBox:
         entries = []
         for index, job in enumerate(jobs):
             name = f"{index:05d}.in"
-            _place(job.copy, self.root / "in" / name)
+            place_file(job.copy, self.root / "in" / name)
             entries.append({"file": f"/in/{name}", "kind": job.kind})
         path = self.root / "in" / "jobs.json"
         path.write_text(json.dumps(entries))
@@ -190,11 +190,3 @@ def open_capped(path: Path, cap: int) -> tuple[int, int] | None:
         return None
     return fd, info.st_size
 
-
-def _place(src: Path, dest: Path) -> None:
-    """The host's copy into in/: a hard link (same inode, host-owned), else a copy of it."""
-    try:
-        os.link(src, dest, follow_symlinks=False)
-    except OSError:
-        shutil.copyfile(src, dest, follow_symlinks=False)
-        dest.chmod(0o644)

@@ -121,7 +121,7 @@ class SessionDir:
         entries = []
         for index, doc in enumerate(documents):
             dest = self.docs / f"{index:05d}.doc"
-            _place(doc.path, dest)
+            place_file(doc.path, dest)
             entries.append({"name": doc.name, "file": dest.name, "size": dest.stat().st_size,
                             "pages": list(doc.pages)})
         manifest = self.docs / "manifest.json"
@@ -192,7 +192,7 @@ def _unmount(path: Path) -> None:
         _libc().umount2(os.fsencode(path), MNT_DETACH)
 
 
-def _place(src: Path, dest: Path) -> None:
+def place_file(src: Path, dest: Path) -> None:
     """Stage the file ``src`` names, opened without following a link: linked when others may read it, else copied.
 
     The link is made from the open descriptor (``/proc/self/fd``), so what is staged is the file that
