@@ -10,6 +10,7 @@ then one last call asks for the best answer from what was found.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -30,9 +31,8 @@ from .policy import Policy, load_policy
 from .results import Citation, Comparison, ExecutionResult, ModelUsage, RLMResult, Step
 from .rpc import Broker, Budget, Evidence, Subcalls
 from .documents import Ingested, ingest, stage_text
-from .sandbox import DockerSandbox, StagedDocument
+from .sandbox import DockerSandbox, Sandbox, SandboxFactory, StagedDocument
 from .settings import LM_TIMEOUT_S, __version__
-from .sandbox.docker_sandbox import sandbox_uid
 
 CHARS_PER_TOKEN = 4  # the documented estimate when no tokenizer is at hand
 DESCRIBE_CELL = "import rlm_kernel.documents as _d; print(_d.describe(context, documents)); del _d"
@@ -97,6 +97,7 @@ class RLM:
         run_info: dict[str, Any] | None = None,
         few_shot: bool = True,
         audit_dir: Path | None = None,
+        sandbox_factory: SandboxFactory | None = None,
     ) -> None:
         if max_iterations < 1:
             raise ConfigError(f"max_iterations must be at least 1 (got {max_iterations})")
@@ -124,6 +125,7 @@ class RLM:
         self.temperature = temperature
         self.output_chars = output_chars
         self.image = image
+        self.sandbox_factory = sandbox_factory or functools.partial(DockerSandbox.start, image=image)
         self.on_event = on_event
         self.system_prompt = system_prompt or default_system_prompt()
         self.run_info = run_info or {}
@@ -192,12 +194,11 @@ class _Run:
                                 "runtime": self.rlm.policy.runtime, "audit_level": self.rlm.policy.audit_level,
                                 "host_version": __version__, "limits": self.rlm.policy.limits.model_dump(),
                                 "subcall_budget": self.rlm.policy.subcalls.model_dump(), **self.rlm.run_info})
-        with DockerSandbox.start(self.rlm.policy, self.documents, image=self.rlm.image,
-                                 on_event=self.emit) as sandbox:
+        with self.rlm.sandbox_factory(self.rlm.policy, self.documents, on_event=self.emit) as sandbox:
             subcalls = Subcalls(self.rlm.sub_lm, self.rlm.sub_model, self.shared.budget, depth=self.depth,
                                 child=self._child, max_tokens=self.rlm.sub_max_tokens,
                                 evidence=self.evidence, on_event=self.emit)
-            broker = Broker(sandbox.rpc_socket_path, subcalls, uid=sandbox_uid(self.rlm.policy),
+            broker = Broker(sandbox.rpc_socket_path, subcalls, uid=sandbox.rpc_socket_owner,
                             max_frame_bytes=self.rlm.policy.subcalls.max_frame_bytes, on_event=self.emit).start()
             try:
                 result = self._loop(sandbox, subcalls)
@@ -212,7 +213,7 @@ class _Run:
                               "comparison": result.comparison.model_dump(), "subcalls": result.subcalls})
         return result
 
-    def _loop(self, sandbox: DockerSandbox, subcalls: Subcalls) -> RLMResult:
+    def _loop(self, sandbox: Sandbox, subcalls: Subcalls) -> RLMResult:
         description = sandbox.execute(DESCRIBE_CELL).stdout.strip()
         self.messages = [{"role": "system", "content": self.rlm.system_prompt}, *self.rlm.examples,
                          {"role": "user", "content": f"Question: {self.query}\n\n{description}\n\n"
@@ -234,7 +235,7 @@ class _Run:
                 return self._finish(subcalls, "final", iteration, final, [])
         return self._last_call(sandbox, subcalls, "max_iterations", self.rlm.max_iterations)
 
-    def _act(self, sandbox: DockerSandbox, step: Step, last_code: str | None) -> str | None:
+    def _act(self, sandbox: Sandbox, step: Step, last_code: str | None) -> str | None:
         """Run the reply's code (or say why not); return the code that ran last."""
         blocks = code_blocks(step.reply)
         if not blocks:
@@ -262,7 +263,7 @@ class _Run:
         self._tell(f"Output of your cell:\n{step.output}{_next_step(code, result, self.query)}")
         return code
 
-    def _final(self, sandbox: DockerSandbox, reply: str) -> str | None:
+    def _final(self, sandbox: Sandbox, reply: str) -> str | None:
         found = final_answer(reply)
         if found is None:
             return None
@@ -285,7 +286,7 @@ class _Run:
             return completion.text.rstrip() + "\n```"  # the stop sequence ate the closing fence
         return completion.text
 
-    def _last_call(self, sandbox: DockerSandbox, subcalls: Subcalls, why: str, iterations: int) -> RLMResult:
+    def _last_call(self, sandbox: Sandbox, subcalls: Subcalls, why: str, iterations: int) -> RLMResult:
         """One more call for the best answer; a reply that is code calling answer() still counts."""
         self.emit("limit." + why, {"iterations": iterations})
         reply = self._root([*self.messages, {"role": "user", "content": LAST_CALL}])

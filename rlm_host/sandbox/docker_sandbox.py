@@ -89,6 +89,10 @@ class DockerSandbox(Sandbox):
         return self._dir.rpc_socket
 
     @property
+    def rpc_socket_owner(self) -> int:
+        return self._dir.uid
+
+    @property
     def container_id(self) -> str | None:
         return self._container.id if self._container else None
 
@@ -121,10 +125,6 @@ class DockerSandbox(Sandbox):
         if run.reply_status == "aborted":
             return self._result("error", run, started, reason="the kernel aborted the cell without running it")
         return self._result("error" if run.error else "ok", run, started, reason=_lost(run))
-
-    def interrupt(self) -> None:
-        self._check_open()
-        self._container.interrupt()
 
     def restart(self, reason: str) -> None:
         self._check_open()
