@@ -139,7 +139,7 @@ def exec_cell(
     from .audit import AuditError, AuditLog
     from .documents import ingest
     from .policy import load_policy
-    from .sandbox import DockerSandbox, StagedDocument
+    from .sandbox import DockerSandbox
 
     loaded = load_policy(policy)
     if timeout is not None:
@@ -151,7 +151,6 @@ def exec_cell(
         ingested = ingest(list(context or []), Path(scratch), policy=loaded, progress=_dim)
         for path, why in ingested.skipped:
             _skipped(path, why)
-        staged = [StagedDocument(d.name, d.text_path, d.pages) for d in ingested.documents]
         audit = AuditLog(uuid.uuid4().hex[:12], loaded.audit_level)
         audit("exec.start", {"policy": loaded.name, "policy_sha256": loaded.sha256, "runtime": loaded.runtime,
                              "host_version": __version__, "limits": loaded.limits.model_dump(),
@@ -159,7 +158,7 @@ def exec_cell(
                                             "chars": d.chars} for d in ingested.documents]})
         result = None
         try:
-            with DockerSandbox.start(loaded, staged, on_event=audit) as sandbox:
+            with DockerSandbox.start(loaded, ingested.documents, on_event=audit) as sandbox:
                 result = sandbox.execute(code)
                 audit("cell", {"code": code, "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
                                **result.model_dump(mode="json", exclude={"error"}),

@@ -31,7 +31,7 @@ from .policy import Policy, load_policy
 from .results import Citation, Comparison, ExecutionResult, ModelUsage, RLMResult, Step
 from .rpc import Broker, Budget, Evidence, Subcalls
 from .documents import Ingested, ingest, stage_text
-from .sandbox import DockerSandbox, Sandbox, SandboxFactory, StagedDocument
+from .sandbox import Document, DockerSandbox, Sandbox, SandboxFactory
 from .settings import LM_TIMEOUT_S, __version__
 
 CHARS_PER_TOKEN = 4  # the documented estimate when no tokenizer is at hand
@@ -177,7 +177,7 @@ class RLM:
 class _Run:
     """One root conversation over one sandbox (a child RLM is another _Run)."""
 
-    def __init__(self, rlm: RLM, shared: _Shared, query: str, documents: list[StagedDocument],
+    def __init__(self, rlm: RLM, shared: _Shared, query: str, documents: list[Document],
                  depth: int, run_id: str | None = None) -> None:
         self.rlm, self.shared, self.query, self.documents, self.depth = rlm, shared, query, documents, depth
         self.run_id = run_id or uuid.uuid4().hex[:12]
@@ -315,9 +315,7 @@ class _Run:
     def _child(self, question: str, text: str, depth: int) -> str:
         """rlm_query: a child RLM on ``text`` in its own sandbox, sharing this run's budget."""
         with tempfile.TemporaryDirectory(prefix="rlm-host-child-") as scratch:
-            path = Path(scratch) / "context.txt"
-            path.write_text(text, encoding="utf-8")
-            child = _Run(self.rlm, self.shared, question, [StagedDocument("context.txt", path)], depth)
+            child = _Run(self.rlm, self.shared, question, [stage_text(text, Path(scratch))], depth)
             return child.execute().answer
 
     def _tell(self, text: str) -> None:
@@ -379,7 +377,7 @@ def _key_word(question: str, code: str) -> str | None:
 
 
 def _ingest(context: str | Path | list[str | Path] | None, scratch: Path, emit: EventHook, *,
-            policy: Policy, image: str | None) -> list[StagedDocument]:
+            policy: Policy, image: str | None) -> list[Document]:
     """Documents for the sandbox: files and folders parsed in the ingestion sandbox, text as it is."""
     if context is None:
         return []
@@ -392,10 +390,8 @@ def _ingest(context: str | Path | list[str | Path] | None, scratch: Path, emit: 
     for path, why in ingested.skipped:
         emit("document.skipped", {"path": str(path), "reason": why})
     for doc in ingested.documents:
-        emit("document", {"name": doc.name, "type": doc.kind, "size": doc.size, "sha256": doc.sha256,
-                          "text_bytes": doc.text_bytes, "text_sha256": doc.text_sha256, "chars": doc.chars,
-                          "pages": len(doc.pages)})
-    return [StagedDocument(doc.name, doc.text_path, doc.pages) for doc in ingested.documents]
+        emit("document", doc.provenance())
+    return ingested.documents
 
 
 def _clip(text: str, limit: int) -> str:
@@ -416,10 +412,10 @@ def _usage(calls: list[Completion], role: str) -> list[ModelUsage]:
     return list(by_model.values())
 
 
-def _compare(query: str, documents: list[StagedDocument], usage: list[ModelUsage]) -> Comparison:
-    chars = len(query) + sum(doc.path.stat().st_size for doc in documents)
+def _compare(query: str, documents: list[Document], usage: list[ModelUsage]) -> Comparison:
+    chars = len(query) + sum(doc.chars if doc.chars is not None else doc.text_path.stat().st_size for doc in documents)
     stuffed = max(1, chars // CHARS_PER_TOKEN)
     used = sum(u.total_tokens for u in usage)
     return Comparison(input_tokens=stuffed, rlm_tokens=used, saved_pct=round(100 * (1 - used / stuffed), 1),
-                      method=f"estimate: {CHARS_PER_TOKEN} characters (bytes) per token")
+                      method=f"estimate: {CHARS_PER_TOKEN} characters per token")
 

@@ -29,7 +29,7 @@ from .lm import Completion, LMClient
 from .policy import SubcallBudget
 from .quotes import Layout
 from .results import Citation as Cited
-from .sandbox.session_dir import StagedDocument
+from .sandbox.document import Document
 from .wire import (HEADER, Answer, Citation, FrameError, LLMQuery, LLMQueryBatched, Query, RLMQuery, decode, encode,
                    error_reply, frame_size, ok_reply, parse_request)
 
@@ -92,7 +92,7 @@ class Evidence:
     (a claim that disagrees is refused); a document or page cited alone must exist.
     """
 
-    def __init__(self, documents: Sequence[StagedDocument] = ()) -> None:
+    def __init__(self, documents: Sequence[Document] = ()) -> None:
         self.layout = Layout(documents)
         self.documents = {doc.name: doc for doc in documents}
 

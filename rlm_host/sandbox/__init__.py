@@ -4,6 +4,6 @@ from .base import Sandbox, SandboxFactory
 from .container import reap
 from .docker_sandbox import DockerSandbox
 from .pool import WarmPool
-from .session_dir import StagedDocument
+from .document import Document
 
-__all__ = ["DockerSandbox", "Sandbox", "SandboxFactory", "StagedDocument", "WarmPool", "reap"]
+__all__ = ["Document", "DockerSandbox", "Sandbox", "SandboxFactory", "WarmPool", "reap"]

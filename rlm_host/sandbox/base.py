@@ -16,7 +16,7 @@ from typing import Protocol, Self
 from ..events import EventHook
 from ..policy import Policy
 from ..results import ExecutionResult
-from .session_dir import StagedDocument
+from .document import Document
 
 
 class Sandbox(ABC):
@@ -27,12 +27,12 @@ class Sandbox(ABC):
 
     @classmethod
     @abstractmethod
-    def start(cls, policy: Policy, documents: Iterable[str | Path | StagedDocument] = (), *,
+    def start(cls, policy: Policy, documents: Iterable[str | Path | Document] = (), *,
               on_event: EventHook | None = None) -> Self:
         """Start a session under ``policy`` with ``documents`` loaded; it reports to ``on_event``."""
 
     @abstractmethod
-    def attach_documents(self, documents: Iterable[str | Path | StagedDocument]) -> None:
+    def attach_documents(self, documents: Iterable[str | Path | Document]) -> None:
         """Give a started (pooled) session its documents."""
 
     @abstractmethod
@@ -68,5 +68,5 @@ class Sandbox(ABC):
 class SandboxFactory(Protocol):
     """How the controller gets a sandbox: ``DockerSandbox.start`` by default, or any backend's ``start``."""
 
-    def __call__(self, policy: Policy, documents: Iterable[str | Path | StagedDocument] = (), *,
+    def __call__(self, policy: Policy, documents: Iterable[str | Path | Document] = (), *,
                  on_event: EventHook | None = None) -> Sandbox: ...

@@ -25,7 +25,8 @@ from .base import Sandbox
 from .container import Container, image_content_hash
 from .kernel import CellRun, KernelChannel, Outcome
 from .output import OutputCollector
-from .session_dir import SessionDir, StagedDocument, check_documents, new_session_id
+from .document import Document
+from .session_dir import SessionDir, check_documents, new_session_id
 
 INSTALL_CELL = "import rlm_kernel as _k; _k.install(get_ipython()); del _k"
 LOAD_CELL = "import rlm_kernel as _k; _k.load(get_ipython()); del _k"
@@ -56,7 +57,7 @@ class DockerSandbox(Sandbox):
         self.restarts = 0
         self._image = image or require_image()
         self._dir = SessionDir(self.session_id, sandbox_uid(policy))
-        self._documents: list[StagedDocument] = []
+        self._documents: list[Document] = []
         self._container: Container | None = None
         self._channel: KernelChannel | None = None
         self._started_at = time.monotonic()
@@ -64,10 +65,10 @@ class DockerSandbox(Sandbox):
         self._emit = on_event or (lambda _kind, _fields: None)
 
     @classmethod
-    def start(cls, policy: Policy, documents: Iterable[str | Path | StagedDocument] = (), *,
+    def start(cls, policy: Policy, documents: Iterable[str | Path | Document] = (), *,
               image: str | None = None, on_event: EventHook | None = None) -> "DockerSandbox":
         """Create the session directory, start the container and load the documents."""
-        documents = [StagedDocument.of(d) for d in documents]
+        documents = [Document.of(d) for d in documents]
         check_documents(documents)
         sandbox = cls(policy, image=image, on_event=on_event)
         try:
@@ -96,9 +97,9 @@ class DockerSandbox(Sandbox):
     def container_id(self) -> str | None:
         return self._container.id if self._container else None
 
-    def attach_documents(self, documents: Iterable[str | Path | StagedDocument]) -> None:
+    def attach_documents(self, documents: Iterable[str | Path | Document]) -> None:
         """Give a started (pooled) sandbox its documents; its lifetime starts now."""
-        self._documents = [StagedDocument.of(d) for d in documents]
+        self._documents = [Document.of(d) for d in documents]
         check_documents(self._documents)
         self._started_at = time.monotonic()
         if self._documents:
