@@ -22,7 +22,7 @@ from .errors import (
     SandboxError,
     SessionClosed,
 )
-from .settings import __version__
+from .settings import __version__ as __version__
 
 if TYPE_CHECKING:
     from .lm import LMClient, PriceTable

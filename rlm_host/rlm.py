@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
-import re
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,34 +25,13 @@ from .events import EventHook, Recorder
 from .lm import Completion, LMClient, PriceTable
 from .parsing import code_blocks, final_answer, same_code, unclosed_block
 from .policy import Policy, load_policy
-from .results import Citation, Comparison, ExecutionResult, ModelUsage, RLMResult, Step
+from .prompts import (DESCRIBE_CELL, LAST_CALL, NUDGE_NO_CODE, NUDGE_REPEAT, NUDGE_UNCLOSED, default_system_prompt,
+                      example_turns, next_step)
+from .results import Citation, ExecutionResult, RLMResult, Step, compare, usage_of
 from .rpc import Broker, Budget, Evidence, Subcalls
 from .documents import Ingested, ingest, stage_text
 from .sandbox import Document, DockerSandbox, Sandbox, SandboxFactory
 from .settings import LM_TIMEOUT_S, __version__
-
-CHARS_PER_TOKEN = 4  # the documented estimate when no tokenizer is at hand
-DESCRIBE_CELL = "import rlm_kernel.documents as _d; print(_d.describe(context, documents)); del _d"
-NUDGE_NO_CODE = ("Your reply had no ```python code block. Reply with exactly one ```python block "
-                 "that makes progress, or call answer(...) in one.")
-NUDGE_UNCLOSED = ("Your code block was cut off before its closing ```. Write a shorter cell in one "
-                  "complete ```python block.")
-NUDGE_REPEAT = ("You already ran exactly this code; its output is above. Do something different, "
-                "or call answer(...) with what you found.")
-LAST_CALL = ("You have run out of turns. From what you found so far, write your best final answer now, "
-             "as plain text, with the offsets or document names of your evidence. Do not write code.")
-
-
-def example_turns() -> list[dict[str, str]]:
-    """A worked example as earlier turns: small models copy a conversation better than a description."""
-    text = resources.files("rlm_host").joinpath("prompts/rlm_example.json").read_text(encoding="utf-8")
-    return json.loads(text)
-
-
-def default_system_prompt() -> str:
-    """The root model's instructions, from ``rlm_host/prompts/rlm_system.txt``."""
-    return resources.files("rlm_host").joinpath("prompts/rlm_system.txt").read_text(encoding="utf-8")
-
 
 @dataclass
 class _Shared:
@@ -260,7 +236,7 @@ class _Run:
                            "truncated": result.truncated, "restarted": result.restarted})
         if result.error is not None and result.error.name == "ProtectedNameError":
             self.emit("kernel.rebind_refused", {"iteration": step.iteration, "message": result.error.value})
-        self._tell(f"Output of your cell:\n{step.output}{_next_step(code, result, self.query)}")
+        self._tell(f"Output of your cell:\n{step.output}{next_step(code, result, self.query)}")
         return code
 
     def _final(self, sandbox: Sandbox, reply: str) -> str | None:
@@ -302,13 +278,13 @@ class _Run:
                 citations: list[Citation], *, fallback: bool = False) -> RLMResult:
         self.shared.sub_calls.extend(subcalls.completions)
         subcalls.completions.clear()
-        usage = _usage(self.shared.root_calls, "root") + _usage(self.shared.sub_calls, "sub")
+        usage = usage_of(self.shared.root_calls, "root") + usage_of(self.shared.sub_calls, "sub")
         costs = [u.cost_usd for u in usage]
         return RLMResult(
             run_id=self.run_id, query=self.query, answer=answer, citations=citations, stopped=stopped,
             fallback=fallback, iterations=iterations, usage=usage,
             cost_usd=None if None in costs else round(sum(costs), 6),
-            comparison=_compare(self.query, self.documents, usage), subcalls=self.shared.budget.snapshot(),
+            comparison=compare(self.query, self.documents, usage), subcalls=self.shared.budget.snapshot(),
             trajectory=self.steps, events=list(self.shared.events.events),
             duration_s=round(time.monotonic() - self.started, 3))
 
@@ -338,44 +314,6 @@ class _Run:
         return limit is not None and time.monotonic() - self.started > limit
 
 
-def _next_step(code: str, result: ExecutionResult, question: str) -> str:
-    """A one-line reminder of the method's next step, which small models otherwise skip."""
-    if not result.ok:
-        return "\n\nFix the error: write a corrected cell (define any missing variable first)."
-    searched, shown = "search(" in code or "grep(" in code, result.stdout.count("Hit(")
-    # several hits for a how-many question: something to count, not one sentence that states the number
-    if searched and shown >= 3 and _AGGREGATE.search(question):
-        pattern = _SEARCHED.search(code)
-        literal = f"r{pattern[1]}{pattern[2]}{pattern[1]}" if pattern else 'r"..."'
-        return ("\n\nsearch() stops at max_results hits, so it cannot count. Next: count every match in Python:\n"
-                f"import re\nn = len(re.findall({literal}, context, re.IGNORECASE))\nprint(n)\n"
-                "Then answer(str(n)).")
-    if "llm_query" in code:
-        return "\n\nNext: Step 3, answer with the hit as citation."
-    if searched and not shown:
-        word = _key_word(question, code)
-        return ("\n\nNothing found. Search again with one or two key words from the question "
-                "(a name or a noun)" + (f", e.g. search(r\"{word}\")." if word else "."))
-    if searched:
-        return "\n\nNext: Step 2, read the text around the best hit with llm_query."
-    return ""
-
-
-# a question that counts ("total" and "average" are left out: "the total fee" is one value to find)
-_AGGREGATE = re.compile(r"\b(how many|how often|number of|count)\b", re.IGNORECASE)
-_SEARCHED = re.compile(r"""(?:search|grep)\(\s*r?(["'])(.+?)\1""")  # the quote and the pattern of a search
-_STOP_WORDS = frozenset("what which when where who whom whose why how does did have has the this that these those "
-                        "there their with from into about text document documents give exact number".split())
-
-
-def _key_word(question: str, code: str) -> str | None:
-    """The question's likeliest search term the code has not tried: a name first, else the longest word."""
-    tokens = re.findall(r"[A-Za-z][A-Za-z0-9_-]{3,}", question)
-    fresh = [(i, w) for i, w in enumerate(tokens) if w.lower() not in _STOP_WORDS and w.lower() not in code.lower()]
-    names = [w for i, w in fresh if i > 0 and w[0].isupper()]  # capitalised mid-sentence
-    return max(names or [w for _, w in fresh], key=len, default=None)
-
-
 def _ingest(context: str | Path | list[str | Path] | None, scratch: Path, emit: EventHook, *,
             policy: Policy, image: str | None) -> list[Document]:
     """Documents for the sandbox: files and folders parsed in the ingestion sandbox, text as it is."""
@@ -399,23 +337,3 @@ def _clip(text: str, limit: int) -> str:
         return text
     head, tail = text[: limit * 3 // 4], text[-limit // 4:]
     return f"{head}\n[... {len(text) - len(head) - len(tail):,} characters cut ...]\n{tail}"
-
-
-def _usage(calls: list[Completion], role: str) -> list[ModelUsage]:
-    by_model: dict[str, ModelUsage] = {}
-    for call in calls:
-        usage = by_model.setdefault(call.model, ModelUsage(model=call.model, role=role))
-        usage.calls += 1
-        usage.prompt_tokens += call.usage.prompt_tokens
-        usage.completion_tokens += call.usage.completion_tokens
-        usage.cost_usd = None if usage.cost_usd is None or call.cost_usd is None else usage.cost_usd + call.cost_usd
-    return list(by_model.values())
-
-
-def _compare(query: str, documents: list[Document], usage: list[ModelUsage]) -> Comparison:
-    chars = len(query) + sum(doc.chars if doc.chars is not None else doc.text_path.stat().st_size for doc in documents)
-    stuffed = max(1, chars // CHARS_PER_TOKEN)
-    used = sum(u.total_tokens for u in usage)
-    return Comparison(input_tokens=stuffed, rlm_tokens=used, saved_pct=round(100 * (1 - used / stuffed), 1),
-                      method=f"estimate: {CHARS_PER_TOKEN} characters per token")
-

@@ -22,9 +22,10 @@ from ..errors import KernelStartError, SandboxError
 from ..policy import Policy
 from ..settings import CONTENT_HASH_LABEL, OWNER_LABEL, POLICY_LABEL, SESSION_LABEL
 from .start_check import differences
+from rlm_kernel.contract import DOCS_DIR as CONTAINER_DOCS
 from rlm_kernel.contract import OUTPUT_CAP_ENV
 
-from .session_dir import CHANNEL_PORTS, CONNECTION_FILE, CONTAINER_DOCS, CONTAINER_IO, KERNEL_PREFIX, SessionDir
+from .session_dir import CHANNEL_PORTS, CONNECTION_FILE, CONTAINER_IO, KERNEL_PREFIX, SessionDir
 
 MB = 1024 * 1024
 SECOND_NS = 10**9

@@ -27,7 +27,6 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlm_kernel.contract import DOCS_DIR as CONTAINER_DOCS
 from rlm_kernel.contract import IO_DIR as CONTAINER_IO
 from rlm_kernel.contract import RPC_SOCKET, manifest_entry, write_manifest
 
