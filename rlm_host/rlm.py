@@ -11,7 +11,6 @@ then one last call asks for the best answer from what was found.
 from __future__ import annotations
 
 import functools
-import hashlib
 import tempfile
 import time
 import uuid
@@ -21,6 +20,7 @@ from typing import Any
 
 from .audit import AuditError, AuditLog
 from .errors import ConfigError
+from . import events
 from .events import EventHook, Recorder
 from .lm import Completion, LMClient, PriceTable
 from .parsing import code_blocks, final_answer, same_code, unclosed_block
@@ -164,12 +164,12 @@ class _Run:
         self.started = time.monotonic()
 
     def execute(self) -> RLMResult:
-        self.emit("run.start", {"run": self.run_id, "depth": self.depth, "query": self.query,
-                                "model": self.rlm.model, "sub_model": self.rlm.sub_model,
-                                "policy": self.rlm.policy.name, "policy_sha256": self.rlm.policy.sha256,
-                                "runtime": self.rlm.policy.runtime, "audit_level": self.rlm.policy.audit_level,
-                                "host_version": __version__, "limits": self.rlm.policy.limits.model_dump(),
-                                "subcall_budget": self.rlm.policy.subcalls.model_dump(), **self.rlm.run_info})
+        policy = self.rlm.policy
+        events.RunStart(run=self.run_id, depth=self.depth, query=self.query, model=self.rlm.model,
+                        sub_model=self.rlm.sub_model, policy=policy.name, policy_sha256=policy.sha256,
+                        runtime=policy.runtime, audit_level=policy.audit_level, host_version=__version__,
+                        limits=policy.limits.model_dump(), subcall_budget=policy.subcalls.model_dump(),
+                        info=self.rlm.run_info).to(self.emit)
         with self.rlm.sandbox_factory(self.rlm.policy, self.documents, on_event=self.emit) as sandbox:
             subcalls = Subcalls(self.rlm.sub_lm, self.rlm.sub_model, self.shared.budget, depth=self.depth,
                                 child=self._child, max_tokens=self.rlm.sub_max_tokens,
@@ -181,12 +181,12 @@ class _Run:
             finally:
                 broker.close()
                 self.shared.sub_calls.extend(subcalls.completions)
-        self.emit("run.end", {"run": self.run_id, "depth": self.depth, "stopped": result.stopped,
-                              "iterations": result.iterations, "answer": result.answer, "fallback": result.fallback,
-                              "citations": [c.model_dump(exclude_none=True, exclude={"text"}) for c in result.citations],
-                              "evidence": [c.text or "" for c in result.citations],
-                              "usage": [u.model_dump() for u in result.usage], "cost_usd": result.cost_usd,
-                              "comparison": result.comparison.model_dump(), "subcalls": result.subcalls})
+        events.RunEnd(run=self.run_id, depth=self.depth, stopped=result.stopped, iterations=result.iterations,
+                      answer=result.answer, fallback=result.fallback,
+                      citations=[c.model_dump(exclude_none=True, exclude={"text"}) for c in result.citations],
+                      evidence=[c.text or "" for c in result.citations], usage=[u.model_dump() for u in result.usage],
+                      cost_usd=result.cost_usd, comparison=result.comparison.model_dump(),
+                      subcalls=result.subcalls).to(self.emit)
         return result
 
     def _loop(self, sandbox: Sandbox, subcalls: Subcalls) -> RLMResult:
@@ -198,7 +198,7 @@ class _Run:
         for iteration in range(1, self.rlm.max_iterations + 1):
             if self._out_of_time():
                 return self._last_call(sandbox, subcalls, "wall_time", iteration - 1)
-            self.emit("iteration.start", {"iteration": iteration, "depth": self.depth})
+            events.IterationStart(iteration, self.depth).to(self.emit)
             reply = self._root(self.messages)
             step = Step(iteration=iteration, reply=reply)
             self.steps.append(step)
@@ -228,14 +228,9 @@ class _Run:
         result = sandbox.execute(code)
         step.status, step.duration_ms = result.status, result.duration_ms
         step.output = self._format(result)
-        self.emit("cell", {"iteration": step.iteration, "depth": self.depth, "status": result.status,
-                           "code": code, "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
-                           "stdout": result.stdout, "stderr": result.stderr, "result": result.result or "",
-                           "error": result.error.name if result.error else None, "reason": result.reason,
-                           "chars": len(step.output), "duration_ms": result.duration_ms,
-                           "truncated": result.truncated, "restarted": result.restarted})
+        events.Cell.of(code, result, iteration=step.iteration, depth=self.depth, chars=len(step.output)).to(self.emit)
         if result.error is not None and result.error.name == "ProtectedNameError":
-            self.emit("kernel.rebind_refused", {"iteration": step.iteration, "message": result.error.value})
+            events.RebindRefused(step.iteration, result.error.value).to(self.emit)
         self._tell(f"Output of your cell:\n{step.output}{next_step(code, result, self.query)}")
         return code
 
@@ -253,18 +248,18 @@ class _Run:
         completion = self.rlm.lm.complete(messages, model=self.rlm.model, max_tokens=self.rlm.root_max_tokens,
                                           temperature=self.rlm.temperature, stop=self.rlm.root_stop)
         self.shared.root_calls.append(completion)
-        self.emit("root", {"model": completion.model, "prompt": messages[-1]["content"], "response": completion.text,
-                           "messages": len(messages), "prompt_tokens": completion.usage.prompt_tokens,
-                           "completion_tokens": completion.usage.completion_tokens,
-                           "cost_usd": completion.cost_usd, "latency_s": round(completion.latency_s, 4),
-                           "retries": completion.retries, "depth": self.depth})
+        events.RootReply(model=completion.model, prompt=messages[-1]["content"], response=completion.text,
+                         messages=len(messages), prompt_tokens=completion.usage.prompt_tokens,
+                         completion_tokens=completion.usage.completion_tokens, cost_usd=completion.cost_usd,
+                         latency_s=round(completion.latency_s, 4), retries=completion.retries,
+                         depth=self.depth).to(self.emit)
         if self.rlm.root_stop and unclosed_block(completion.text):
             return completion.text.rstrip() + "\n```"  # the stop sequence ate the closing fence
         return completion.text
 
     def _last_call(self, sandbox: Sandbox, subcalls: Subcalls, why: str, iterations: int) -> RLMResult:
         """One more call for the best answer; a reply that is code calling answer() still counts."""
-        self.emit("limit." + why, {"iterations": iterations})
+        (events.WallTime if why == "wall_time" else events.MaxIterations)(iterations).to(self.emit)
         reply = self._root([*self.messages, {"role": "user", "content": LAST_CALL}])
         blocks = code_blocks(reply)
         if blocks and "answer(" in blocks[-1]:
@@ -324,11 +319,11 @@ def _ingest(context: str | Path | list[str | Path] | None, scratch: Path, emit: 
     else:
         inputs = [context] if isinstance(context, Path) else [Path(p) for p in context]
         ingested = ingest(inputs, scratch, policy=policy, image=image,
-                          progress=lambda message: emit("progress", {"message": message}))
+                          progress=lambda message: events.Progress(message).to(emit))
     for path, why in ingested.skipped:
-        emit("document.skipped", {"path": str(path), "reason": why})
+        events.DocumentSkipped(str(path), why).to(emit)
     for doc in ingested.documents:
-        emit("document", doc.provenance())
+        events.DocumentLoaded(**doc.provenance()).to(emit)
     return ingested.documents
 
 
