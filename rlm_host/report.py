@@ -72,11 +72,11 @@ def render(path: Path) -> Report:
                if line.record is not None and isinstance(line.record.get("kind"), str)]  # the one reader
     if not records:
         raise RLMHostError(f"{path} is not an audit log: no line of it is an audit event; nothing to report")
-    status, summary = _check(path)
+    status, summary, bad_line = _check(path)
     problem = "" if status == "intact" else summary
     s = story(records)
     body = "".join(_content(s, records))
-    warning = _warning(status, problem)
+    warning = _warning(status, problem, bad_line)
     trust = " class='untrusted'" if status in {"broken", "unverified"} else ""
     title = {"broken": "TAMPERED: ", "unverified": "UNVERIFIED: ", "unfinished": "UNFINISHED: "}.get(status, "")
     page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
@@ -87,15 +87,15 @@ def render(path: Path) -> Report:
     return Report(page, status, problem)
 
 
-def _check(path: Path) -> tuple[str, str]:
-    """Verify the log: its status and one line saying so (what failed and where, when it did)."""
+def _check(path: Path) -> tuple[str, str, int]:
+    """Verify the log: its status, one line saying so (what failed and where), and the first bad line."""
     try:
         key = load_key(create=False)
     except ConfigError as exc:
-        return "unverified", f"cannot verify: {exc}"
+        return "unverified", f"cannot verify: {exc}", 0
     verdict: Verdict = verify(path, key)
     status = {"intact": "intact", "unfinished": "unfinished"}.get(verdict.status, "broken")
-    return status, verdict.summary(path)
+    return status, verdict.summary(path), verdict.bad_line or 0
 
 
 def _content(s: Story, records: list[dict]) -> list[str]:
@@ -106,7 +106,7 @@ def _content(s: Story, records: list[dict]) -> list[str]:
             usage(s, records), timeline(records), limits(records), comparison(s.end)]
 
 
-def _warning(status: str, problem: str) -> str:
+def _warning(status: str, problem: str, bad_line: int) -> str:
     """The warning that comes first on a page whose log does not verify."""
     if status == "intact":
         return ""
@@ -116,8 +116,17 @@ def _warning(status: str, problem: str) -> str:
                 "did not finish, is still running, or its end was cut off.</p></section>")
     head = "This log failed verification" if status == "broken" else "This log could not be verified"
     return (f"<section id='warning' role='alert'><h2 class='bad'>⚠ {head}: do not trust what it says</h2>"
-            f"<p><b>{e(problem)}</b></p><p>Everything below is shown as found in the file and may be edited, "
-            "forged, reordered or cut. It is marked untrusted.</p></section>")
+            f"<p><b>{e(problem)}</b></p><p>{_prefix(status, bad_line)}Everything below is shown as found in the "
+            "file and may be edited, forged, reordered or cut. It is marked untrusted.</p></section>")
+
+
+def _prefix(status: str, bad_line: int) -> str:
+    """How much of a tampered log still verifies: the lines before the first bad one are what the run wrote."""
+    if status != "broken" or bad_line < 1:
+        return ""
+    if bad_line == 1:
+        return "No line of it verifies. "
+    return f"Lines 1 to {bad_line - 1} verify; from line {bad_line} on nothing can be trusted. "
 
 
 def _header(path: Path, s: Story) -> str:

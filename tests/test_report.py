@@ -227,7 +227,10 @@ def test_log_that_does_not_verify_gets_a_warning_page(name: str, tmp_path: Path,
     page = (tmp_path / "r.html").read_text()
     body = page[page.index("<body"):]
     assert body.index("<section id='warning'") < body.index("<header>") and "intact and sealed" not in page
-    assert words in main_text(re.search(r"<section id='warning'.*?</section>", page, re.S).group(0))
+    warning = main_text(re.search(r"<section id='warning'.*?</section>", page, re.S).group(0))
+    assert words in warning
+    line = int(re.search(r"line (\d+)", made.stderr).group(1)) if code == 1 else 0
+    assert code == 2 or f"Lines 1 to {line - 1} verify; from line {line} on nothing can be trusted" in warning
     assert ("<main class='untrusted'>" in page) == (code == 1)
     assert report_cli(logs["three_turns"], tmp_path / "ok.html").returncode == 0  # the genuine log still reports
 
