@@ -83,7 +83,7 @@ def render(path: Path) -> Report:
             f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\"><meta name='referrer' content='no-referrer'>"
             f"<title>{title}rlm-host {'exec' if s.shape == 'exec' else 'run'} {e(s.start.get('run_id', ''))}</title>"
             f"<style>{STYLE}</style></head><body data-status='{status}'>{warning}{_header(path, s)}"
-            f"{_chain(status, summary)}<main{trust}>{body}</main><script>{SCRIPT}</script></body></html>")
+            f"<main{trust}>{_chain(status, summary)}{body}</main><script>{SCRIPT}</script></body></html>")
     return Report(page, status, problem)
 
 
@@ -134,7 +134,7 @@ def _header(path: Path, s: Story) -> str:
     what = "rlm-host exec (one cell)" if s.shape == "exec" else "rlm-host run"
     return (f"<header><h1>{what} {e(start.get('run_id', ''))}</h1><div class='meta'>{e(path.name)} · "
             f"policy {e(start.get('policy', '-'))} ({e(start.get('runtime', '-'))}, audit "
-            f"{e(start.get('audit_level', 'full'))}) · rlm-host {e(start.get('host_version', '-'))}</div></header>")
+            f"{e(s.level)}) · rlm-host {e(start.get('host_version', '-'))}</div></header>")
 
 
 def _chain(status: str, summary: str) -> str:

@@ -26,6 +26,7 @@ class Story:
     """The records that say what the run was and how it ended."""
 
     shape: str  # "run" (rlm-host run) or "exec" (rlm-host exec: one cell)
+    level: str  # the audit level: recorded in the start event, else seen from what was kept
     start: dict
     end: dict | None
     error: dict | None
@@ -43,7 +44,17 @@ def story(records: list[dict]) -> Story:
     seal = next((r for r in reversed(records) if r["kind"] == "seal"), None)
     times = [t for t in (num(r.get("ts")) for r in records) if t is not None]
     shape = "exec" if start["kind"] == "exec.start" else "run"
-    return Story(shape, start, end, error, seal, min(times, default=None), max(times, default=None))
+    return Story(shape, _level(start, records), start, end, error, seal, min(times, default=None),
+                 max(times, default=None))
+
+
+def _level(start: dict, records: list[dict]) -> str:
+    """The audit level: an exec log does not record it, but its digests show what was kept."""
+    if isinstance(start.get("audit_level"), str):
+        return start["audit_level"]
+    kept = {name for r in records for name in r if name.endswith("_digest")}
+    seen = "hashes" if "code_digest" in kept else "redacted" if kept else "full"
+    return f"{seen} (not recorded; seen from what the log kept)"
 
 
 def stop_reason(s: Story) -> str:
@@ -72,7 +83,7 @@ def overview(s: Story, records: list[dict]) -> str:
                   ("Sub model", e(start.get("sub_model", "-")))]
     pairs += [("Policy", f"{e(start.get('policy', '-'))} <span class='hash'>sha256 {e(start.get('policy_sha256', '-'))}"
                          "</span>"),
-              ("Runtime", e(start.get("runtime", "-"))), ("Audit level", e(start.get("audit_level", "full")))]
+              ("Runtime", e(start.get("runtime", "-"))), ("Audit level", e(s.level))]
     pairs += [("Limits", compact(start.get("limits"))), ("Sub-call budget", compact(start.get("subcall_budget")))]
     for box in boxes[:1]:
         pairs.append(("Kernel image", f"{e(box.get('image'))} <span class='hash'>{e(box.get('image_id'))}</span>"))
@@ -95,7 +106,7 @@ def failure(s: Story, records: list[dict]) -> str:
 
 def audit_level(s: Story) -> str:
     """What the audit level kept, when it did not keep everything."""
-    level = s.start.get("audit_level")
+    level = s.level.split(" ")[0]
     if level not in LEVELS:
         return ""
     return section("level", "Audit level", f"<p class='warn'>Audit level <b>{e(level)}</b>: {LEVELS[level]}.</p>")
@@ -154,13 +165,23 @@ def answer(s: Story) -> str:
     links, quotes = [], []
     evidence = s.end.get("evidence") if isinstance(s.end.get("evidence"), list) else []
     for n, cite in enumerate(dicts(s.end.get("citations")), 1):
-        where = " ".join(str(cite.get(k)) for k in ("document", "start", "end", "page") if cite.get(k) is not None)
+        where = _cited(cite)
         quoted = evidence[n - 1] if n <= len(evidence) else ""
         links.append(f"<span class='cite' data-target='evidence-{n}'>[{n}] {e(where)}</span>")
         quotes.append(f"<pre class='evidence' id='evidence-{n}'>[{n}] {e(quoted or '(evidence text not recorded)')}</pre>")
     fallback = " <span class='warn'>(last-resort answer)</span>" if s.end.get("fallback") is True else ""
     return (f"<section id='answer'>{query}<h2>Answer{fallback}</h2><pre>{e(text(s.end, 'answer'))}</pre>"
             f"<p>{' '.join(links) or 'no citations'}</p>{''.join(quotes)}</section>")
+
+
+def _cited(cite: dict) -> str:
+    """Where a citation points: ``clauses.txt, characters 30890-30905, page 3``."""
+    parts = [str(cite.get("document", "?"))]
+    if cite.get("start") is not None or cite.get("end") is not None:
+        parts.append(f"characters {cite.get('start')}-{cite.get('end')}")
+    if cite.get("page") is not None:
+        parts.append(f"page {cite.get('page')}")
+    return ", ".join(parts)
 
 
 def limits(records: list[dict]) -> str:

@@ -21,7 +21,7 @@ STYLE = ":root{" + "".join(f"--{name}:{value};" for name, value in COLOURS.items
 body{font:14px/1.45 system-ui,sans-serif;margin:0;background:var(--bg);color:var(--fg)}
 header{background:var(--header-bg);color:var(--header-fg);padding:16px 28px}header h1{margin:0;font-size:20px}
 header .meta{color:var(--header-muted)}
-main,#verify{max-width:1100px}main{padding:0 28px 12px}#verify{margin:14px 28px}
+main{padding:12px 28px;max-width:1100px}
 section{background:var(--surface);border:1px solid var(--line);border-radius:6px;margin:14px 0;padding:12px 16px}
 h2{font-size:16px;margin:4px 0 10px}h3{font-size:14px;margin:8px 0 4px}
 pre{background:var(--code-bg);color:var(--fg);padding:8px;overflow:auto;max-height:40em;white-space:pre-wrap;
