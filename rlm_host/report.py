@@ -23,6 +23,7 @@ from .report_style import STYLE
 from .report_timeline import exec_cell, timeline
 
 __all__ = ["STYLE", "Report", "build", "render"]
+_e = e  # the name other pages (the index of many runs) escape with
 
 SCRIPT = """
 document.querySelectorAll('.cite').forEach(function (link) {
@@ -58,6 +59,7 @@ class Report:
 
     @property
     def exit_code(self) -> int:
+        """The audit commands' exit code for what verification found."""
         return EXIT_CODES[self.status]
 
 

@@ -343,3 +343,16 @@ def test_genuine_logs_verify_after_reporting(logs: dict[str, Path]) -> None:
         before = sorted(p.name for p in log.parent.iterdir())
         render(log)
         assert verify(log).status == "intact" and sorted(p.name for p in log.parent.iterdir()) == before
+
+
+def test_unknown_event_kinds_are_shown(tmp_path: Path) -> None:
+    """An event kind the report does not know (a newer writer's) is still shown in place, by name and fields."""
+    from rlm_host.audit import AuditLog
+
+    log = AuditLog("newer", "full", directory=tmp_path)
+    log.record("run.start", {"depth": 1, "query": "q"})
+    log.record("iteration.start", {"iteration": 1, "depth": 1})
+    log.record("future.thing", {"detail": "kept"})
+    log.seal()
+    block = re.search(r"<div class='iteration'.*?</section>", build(log.path), re.S).group(0)
+    assert "data-kind='future.thing'" in block and "&quot;detail&quot;: &quot;kept&quot;" in block
