@@ -261,15 +261,22 @@ def report(
     file: Annotated[Path, typer.Argument(help="An audit log (.jsonl).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the HTML page.")],
 ) -> None:
-    """Write one self-contained HTML page for reviewing a run (no network fetches)."""
-    from .report import build
+    """Write one self-contained HTML page for reviewing a run (no network fetches).
 
-    page = build(_existing(file))
+    A log that does not verify still gets its page, with a warning first; the exit code says why:
+    1 tampered, 2 unfinished, 5 no key to verify it.
+    """
+    from .report import render
+
+    made = render(_existing(file))
     try:
-        output.write_text(page, encoding="utf-8")
+        output.write_text(made.html, encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot write {output}: {exc.strerror}") from exc
-    print(visible(f"wrote {output} ({len(page) / 1024:.0f} KB)"))
+    print(visible(f"wrote {output} ({len(made.html) / 1024:.0f} KB)"))
+    if made.exit_code:
+        print(visible(f"rlm-host: warning: {made.problem}; the page says so first"), file=sys.stderr)
+        raise typer.Exit(made.exit_code)
 
 
 @app.command()
