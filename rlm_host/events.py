@@ -90,18 +90,20 @@ E = TypeVar("E", bound=Event)
 
 
 def declared(kind: str, producer: str) -> Callable[[type[E]], type[E]]:
-    """Register a kind under its name (once) as a frozen dataclass."""
+    """Register a kind (a frozen dataclass) under its name, once."""
     def register(cls: type[E]) -> type[E]:
         if kind in CATALOGUE:
             raise ValueError(f"event kind {kind!r} is declared twice")
+        if not dataclasses.is_dataclass(cls):
+            raise TypeError(f"event kind {kind!r} must be a frozen dataclass")
         cls.kind, cls.producer = kind, producer
-        frozen = dataclass(frozen=True)(cls)
-        CATALOGUE[kind] = frozen
-        return frozen
+        CATALOGUE[kind] = cls
+        return cls
     return register
 
 
 @declared("progress", "documents.py, rlm.py")
+@dataclass(frozen=True)
 class Progress(Event):
     """A line of progress worth keeping (ingestion, long steps)."""
 
@@ -109,6 +111,7 @@ class Progress(Event):
 
 
 @declared("document", "rlm.py")
+@dataclass(frozen=True)
 class DocumentLoaded(Event):
     """A document was ingested and staged: the original's size and hash, the staged text's size, hash, characters."""
 
@@ -123,6 +126,7 @@ class DocumentLoaded(Event):
 
 
 @declared("document.skipped", "rlm.py")
+@dataclass(frozen=True)
 class DocumentSkipped(Event):
     """A file inside a folder was not used, and why."""
 
@@ -131,6 +135,7 @@ class DocumentSkipped(Event):
 
 
 @declared("run.start", "rlm.py")
+@dataclass(frozen=True)
 class RunStart(Event):
     """A root (depth 1) or child run begins: its query, models, policy and limits.
 
@@ -158,6 +163,7 @@ class RunStart(Event):
 
 
 @declared("iteration.start", "rlm.py")
+@dataclass(frozen=True)
 class IterationStart(Event):
     """The root model is asked for its next turn."""
 
@@ -166,6 +172,7 @@ class IterationStart(Event):
 
 
 @declared("root", "rlm.py")
+@dataclass(frozen=True)
 class RootReply(Event):
     """The root model replied: the last prompt message, the reply, tokens, cost, latency, retries."""
 
@@ -182,6 +189,7 @@ class RootReply(Event):
 
 
 @declared("cell", "rlm.py, cli.py (exec)")
+@dataclass(frozen=True)
 class Cell(Event):
     """A cell ran in the sandbox: its code (and hash), what it printed and returned, its status and why."""
 
@@ -211,6 +219,7 @@ class Cell(Event):
 
 
 @declared("kernel.rebind_refused", "rlm.py")
+@dataclass(frozen=True)
 class RebindRefused(Event):
     """The cell tried to rebind a protected name (``context``, ``llm_query``, ...); the kernel refused."""
 
@@ -219,6 +228,7 @@ class RebindRefused(Event):
 
 
 @declared("subcall", "rpc.py")
+@dataclass(frozen=True)
 class Subcall(Event):
     """An ``llm_query`` was answered: prompt, reply, their sizes, tokens, cost, latency, retries."""
 
@@ -236,6 +246,7 @@ class Subcall(Event):
 
 
 @declared("subcall.denied", "rpc.py")
+@dataclass(frozen=True)
 class SubcallDenied(Event):
     """A sub-call was refused by the budget (calls, tokens, cost, prompt size); the cell got an error."""
 
@@ -243,6 +254,7 @@ class SubcallDenied(Event):
 
 
 @declared("subcall.failed", "rpc.py")
+@dataclass(frozen=True)
 class SubcallFailed(Event):
     """The model endpoint failed a sub-call; the cell got an error."""
 
@@ -250,6 +262,7 @@ class SubcallFailed(Event):
 
 
 @declared("subcall.depth_fallback", "rpc.py")
+@dataclass(frozen=True)
 class DepthFallback(Event):
     """``rlm_query`` at the depth limit was served as an ``llm_query``."""
 
@@ -258,6 +271,7 @@ class DepthFallback(Event):
 
 
 @declared("subcall.child_rlm", "rpc.py")
+@dataclass(frozen=True)
 class ChildRLM(Event):
     """``rlm_query`` started a child RLM in a sandbox of its own."""
 
@@ -266,6 +280,7 @@ class ChildRLM(Event):
 
 
 @declared("answer", "rpc.py")
+@dataclass(frozen=True)
 class AnswerGiven(Event):
     """The cell called ``answer(...)``: the text and the citations as the model gave them."""
 
@@ -275,6 +290,7 @@ class AnswerGiven(Event):
 
 
 @declared("rpc.connection_refused", "rpc.py")
+@dataclass(frozen=True)
 class ConnectionRefused(Event):
     """The broker refused a connection from the kernel (too many at once)."""
 
@@ -282,6 +298,7 @@ class ConnectionRefused(Event):
 
 
 @declared("rpc.frame_rejected", "rpc.py")
+@dataclass(frozen=True)
 class FrameRejected(Event):
     """A frame from the kernel was refused (too big, not JSON, not a known request); the connection ends."""
 
@@ -290,6 +307,7 @@ class FrameRejected(Event):
 
 
 @declared("rpc.internal_error", "rpc.py")
+@dataclass(frozen=True)
 class InternalError(Event):
     """Serving a request failed on the host; the cell got an error and the broker goes on."""
 
@@ -297,6 +315,7 @@ class InternalError(Event):
 
 
 @declared("sandbox.start", "sandbox/docker_sandbox.py")
+@dataclass(frozen=True)
 class SandboxStart(Event):
     """A sandbox is ready: container, runtime, image (name, id, content hash), session, queue and boot time."""
 
@@ -311,6 +330,7 @@ class SandboxStart(Event):
 
 
 @declared("sandbox.start_refused", "sandbox/docker_sandbox.py")
+@dataclass(frozen=True)
 class SandboxStartRefused(Event):
     """A started container failed the fail-closed check and was removed before any code ran."""
 
@@ -318,6 +338,7 @@ class SandboxStartRefused(Event):
 
 
 @declared("sandbox.restart", "sandbox/docker_sandbox.py")
+@dataclass(frozen=True)
 class SandboxRestart(Event):
     """The kernel was replaced (after a timeout, OOM, death or pids limit); variables are lost."""
 
@@ -325,6 +346,7 @@ class SandboxRestart(Event):
 
 
 @declared("sandbox.stop", "sandbox/docker_sandbox.py")
+@dataclass(frozen=True)
 class SandboxStop(Event):
     """The sandbox was closed and its container removed."""
 
@@ -332,6 +354,7 @@ class SandboxStop(Event):
 
 
 @declared("sandbox.remove_failed", "sandbox/docker_sandbox.py")
+@dataclass(frozen=True)
 class SandboxRemoveFailed(Event):
     """Removing a container failed after every retry (it is labelled: ``rlm-host doctor --reap``)."""
 
@@ -340,6 +363,7 @@ class SandboxRemoveFailed(Event):
 
 
 @declared("limit.cell_timeout", "sandbox/docker_sandbox.py")
+@dataclass(frozen=True)
 class CellTimeout(Event):
     """A cell ran past its time limit and was interrupted."""
 
@@ -347,6 +371,7 @@ class CellTimeout(Event):
 
 
 @declared("limit.session_lifetime", "sandbox/docker_sandbox.py")
+@dataclass(frozen=True)
 class SessionLifetime(Event):
     """The session's lifetime ran out during a cell; the session was closed."""
 
@@ -354,6 +379,7 @@ class SessionLifetime(Event):
 
 
 @declared("limit.pids", "sandbox/docker_sandbox.py")
+@dataclass(frozen=True)
 class PidsLimit(Event):
     """The cell hit the process limit; the kernel was restarted."""
 
@@ -361,6 +387,7 @@ class PidsLimit(Event):
 
 
 @declared("limit.oom", "sandbox/docker_sandbox.py")
+@dataclass(frozen=True)
 class OutOfMemory(Event):
     """The kernel ran out of memory and was killed; it was restarted."""
 
@@ -368,6 +395,7 @@ class OutOfMemory(Event):
 
 
 @declared("limit.killed", "sandbox/docker_sandbox.py")
+@dataclass(frozen=True)
 class KernelDied(Event):
     """The kernel died for another reason; it was restarted."""
 
@@ -375,6 +403,7 @@ class KernelDied(Event):
 
 
 @declared("limit.max_iterations", "rlm.py")
+@dataclass(frozen=True)
 class MaxIterations(Event):
     """The root model used every turn without answering: it is asked for a last-resort answer."""
 
@@ -382,6 +411,7 @@ class MaxIterations(Event):
 
 
 @declared("limit.wall_time", "rlm.py")
+@dataclass(frozen=True)
 class WallTime(Event):
     """The run's wall-clock limit passed: the root model is asked for a last-resort answer."""
 
@@ -389,6 +419,7 @@ class WallTime(Event):
 
 
 @declared("run.end", "rlm.py")
+@dataclass(frozen=True)
 class RunEnd(Event):
     """A run finished: how it stopped, the answer, citations and quoted evidence, usage, cost, comparison."""
 
@@ -407,6 +438,7 @@ class RunEnd(Event):
 
 
 @declared("run.error", "rlm.py, tui/live.py")
+@dataclass(frozen=True)
 class RunError(Event):
     """The run failed (the model endpoint, the sandbox, the host): the exception's type and message."""
 
@@ -414,6 +446,7 @@ class RunError(Event):
 
 
 @declared("exec.start", "cli.py (exec)")
+@dataclass(frozen=True)
 class ExecStart(Event):
     """``rlm-host exec`` begins: the policy, limits and each document's name, hashes, size and characters."""
 
@@ -426,6 +459,7 @@ class ExecStart(Event):
 
 
 @declared("exec.error", "cli.py (exec)")
+@dataclass(frozen=True)
 class ExecError(Event):
     """``rlm-host exec`` failed: the exception's type and message."""
 
@@ -433,6 +467,7 @@ class ExecError(Event):
 
 
 @declared("seal", "audit.py")
+@dataclass(frozen=True)
 class Seal(Event):
     """The last line of a finished log: how many lines it has (its hash is also written beside the log)."""
 

@@ -71,6 +71,7 @@ def test_a_kind_cannot_be_declared_twice() -> None:
     """Declaring a second kind under a name already in the catalogue fails at import time."""
     with pytest.raises(ValueError, match="declared twice"):
         @events.declared("cell", "elsewhere")
+        @dataclasses.dataclass(frozen=True)
         class Again(events.Event):
             """Another cell."""
 
