@@ -105,8 +105,9 @@ def _backend(backend: str, kwargs: dict[str, Any] | None) -> tuple[str, str | No
 def _sub_model(backends: list[str] | None, kwargs: list[dict[str, Any]] | None, base_url: str | None) -> str | None:
     if not backends:
         return None
-    _refuse_if(len(backends) != 1 or not kwargs or len(kwargs) != 1,
-               "other_backends takes one sub-model backend with one other_backend_kwargs entry")
+    if len(backends) != 1 or not kwargs or len(kwargs) != 1:
+        raise ConfigError("rlm_host.compat.RLM: other_backends takes one sub-model backend with one "
+                          "other_backend_kwargs entry")
     model, other_url, _key = _backend(backends[0], kwargs[0])
     _refuse_if(other_url not in (None, base_url), "the sub-model must be served by the same endpoint "
                                                   "(one base_url per run)")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 if TYPE_CHECKING:
     from .results import ExecutionResult
+    from .sandbox.document import Document
 
 EventHook = Callable[[str, dict[str, Any]], None]
 
@@ -123,6 +124,12 @@ class DocumentLoaded(Event):
     text_sha256: str
     chars: int | None
     pages: int
+
+    @classmethod
+    def of(cls, doc: Document) -> DocumentLoaded:
+        """The event of a staged document."""
+        return cls(name=doc.name, type=doc.kind, size=doc.size, sha256=doc.sha256, text_bytes=doc.text_bytes,
+                   text_sha256=doc.text_sha256, chars=doc.chars, pages=len(doc.pages))
 
 
 @declared("document.skipped", "rlm.py")

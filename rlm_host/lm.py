@@ -350,6 +350,7 @@ def _request(messages: list[dict[str, str]], model: str, max_tokens: int | None,
     OpenAI's reasoning models (gpt-5, o1/o3/o4) take ``max_completion_tokens`` and refuse
     a non-default temperature and ``stop``; they get the request they accept.
     """
+    options: dict[str, Any]
     if REASONING_MODEL.match(model):
         options = {"max_completion_tokens": max_tokens}
     else:

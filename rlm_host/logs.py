@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import structlog
 
@@ -22,10 +23,10 @@ def configure(*, as_json: bool = False, level: int = logging.INFO) -> None:
     )
 
 
-def _shown(_logger: object, _name: str, line: str) -> str:
+def _shown(_logger: Any, _name: str, line: Any) -> str:
     """A log line may quote a hostile value (an exception's message): never a control sequence on stderr."""
     return visible(line, newlines=True)
 
 
-def _shown_as_json(_logger: object, _name: str, line: str) -> str:
+def _shown_as_json(_logger: Any, _name: str, line: Any) -> str:
     return json_escape(line)

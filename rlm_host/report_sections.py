@@ -7,6 +7,7 @@ escaped HTML. Values come from a log and may be forged: they go through ``report
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .report_html import compact, dicts, e, grid, money, num, rows, seconds, section, text, when
 
@@ -163,7 +164,8 @@ def answer(s: Story) -> str:
         why = "the run failed (see Failure above)" if s.error else "the run did not finish"
         return f"<section id='answer'>{query}<p class='warn'>no answer: {why}</p></section>"
     links, quotes = [], []
-    evidence = s.end.get("evidence") if isinstance(s.end.get("evidence"), list) else []
+    given = s.end.get("evidence")
+    evidence: list[Any] = given if isinstance(given, list) else []
     for n, cite in enumerate(dicts(s.end.get("citations")), 1):
         where = _cited(cite)
         quoted = evidence[n - 1] if n <= len(evidence) else ""
@@ -203,7 +205,9 @@ def detail(record: dict) -> str:
 def comparison(end: dict | None) -> str:
     """The run's tokens against the whole input in one prompt, as an inline SVG bar chart."""
     cmp = end.get("comparison") if end else None
-    stuffed, used = (num(cmp.get("input_tokens")), num(cmp.get("rlm_tokens"))) if isinstance(cmp, dict) else (None, None)
+    if end is None or not isinstance(cmp, dict):
+        return ""
+    stuffed, used = num(cmp.get("input_tokens")), num(cmp.get("rlm_tokens"))
     if stuffed is None or used is None:
         return ""
     width, top = 600, max(stuffed, used, 1)

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from .sandbox.document import Document
 
 Status = Literal["ok", "error", "timeout", "oom", "killed"]
+Stopped = Literal["answer", "final", "max_iterations", "wall_time"]
+Role = Literal["root", "sub"]
 CHARS_PER_TOKEN = 4  # the documented estimate when no tokenizer is at hand
 
 
@@ -53,7 +55,7 @@ class ModelUsage(BaseModel):
     """Calls, tokens and cost of one model in a run; cost is None when its price is unknown."""
 
     model: str
-    role: Literal["root", "sub"]
+    role: Role
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -101,7 +103,7 @@ class RLMResult(BaseModel):
     query: str
     answer: str
     citations: list[Citation] = Field(default_factory=list)
-    stopped: Literal["answer", "final", "max_iterations", "wall_time"]
+    stopped: Stopped
     fallback: bool = Field(description="The answer comes from the last-resort call, not from answer().")
     iterations: int
     usage: list[ModelUsage]
@@ -114,7 +116,7 @@ class RLMResult(BaseModel):
     duration_s: float = 0.0
 
 
-def usage_of(calls: list[Completion], role: str) -> list[ModelUsage]:
+def usage_of(calls: list[Completion], role: Role) -> list[ModelUsage]:
     """Calls, tokens and cost per model, in the order the models were first called."""
     by_model: dict[str, ModelUsage] = {}
     for call in calls:

@@ -27,7 +27,7 @@ from .parsing import code_blocks, final_answer, same_code, unclosed_block
 from .policy import Policy, load_policy
 from .prompts import (DESCRIBE_CELL, LAST_CALL, NUDGE_NO_CODE, NUDGE_REPEAT, NUDGE_UNCLOSED, default_system_prompt,
                       example_turns, next_step)
-from .results import Citation, ExecutionResult, RLMResult, Step, compare, usage_of
+from .results import Citation, ExecutionResult, RLMResult, Step, Stopped, compare, usage_of
 from .rpc import Broker, Budget, Evidence, Subcalls
 from .documents import Ingested, ingest, stage_text
 from .sandbox import Document, DockerSandbox, Sandbox, SandboxFactory
@@ -84,13 +84,12 @@ class RLM:
         self.model = model
         self.sub_model = sub_model or model
         self.prices = prices or PriceTable.load()
-        made = {"api_key": api_key, "prices": self.prices, "timeout_s": lm_timeout_s}
         self._owned: list[LMClient] = []  # closed by close(); clients passed in are the caller's
         if lm is None:
-            lm = LMClient(base_url=base_url, **made)
+            lm = LMClient(base_url=base_url, api_key=api_key, prices=self.prices, timeout_s=lm_timeout_s)
             self._owned.append(lm)
         if sub_lm is None and sub_base_url:  # a separate sub-call server keeps the root's prompt cache warm
-            sub_lm = LMClient(base_url=sub_base_url, **made)
+            sub_lm = LMClient(base_url=sub_base_url, api_key=api_key, prices=self.prices, timeout_s=lm_timeout_s)
             self._owned.append(sub_lm)
         self.lm, self.sub_lm = lm, sub_lm or lm
         self.root_stop = root_stop
@@ -257,7 +256,7 @@ class _Run:
             return completion.text.rstrip() + "\n```"  # the stop sequence ate the closing fence
         return completion.text
 
-    def _last_call(self, sandbox: Sandbox, subcalls: Subcalls, why: str, iterations: int) -> RLMResult:
+    def _last_call(self, sandbox: Sandbox, subcalls: Subcalls, why: Stopped, iterations: int) -> RLMResult:
         """One more call for the best answer; a reply that is code calling answer() still counts."""
         (events.WallTime if why == "wall_time" else events.MaxIterations)(iterations).to(self.emit)
         reply = self._root([*self.messages, {"role": "user", "content": LAST_CALL}])
@@ -269,16 +268,16 @@ class _Run:
             return self._finish(subcalls, why, iterations, subcalls.answer.text, citations, fallback=True)
         return self._finish(subcalls, why, iterations, reply.strip(), [], fallback=True)
 
-    def _finish(self, subcalls: Subcalls, stopped: str, iterations: int, answer: str,
+    def _finish(self, subcalls: Subcalls, stopped: Stopped, iterations: int, answer: str,
                 citations: list[Citation], *, fallback: bool = False) -> RLMResult:
         self.shared.sub_calls.extend(subcalls.completions)
         subcalls.completions.clear()
         usage = usage_of(self.shared.root_calls, "root") + usage_of(self.shared.sub_calls, "sub")
-        costs = [u.cost_usd for u in usage]
+        costs = [u.cost_usd for u in usage if u.cost_usd is not None]
         return RLMResult(
             run_id=self.run_id, query=self.query, answer=answer, citations=citations, stopped=stopped,
             fallback=fallback, iterations=iterations, usage=usage,
-            cost_usd=None if None in costs else round(sum(costs), 6),
+            cost_usd=None if len(costs) < len(usage) else round(sum(costs), 6),
             comparison=compare(self.query, self.documents, usage), subcalls=self.shared.budget.snapshot(),
             trajectory=self.steps, events=list(self.shared.events.events),
             duration_s=round(time.monotonic() - self.started, 3))
@@ -323,7 +322,7 @@ def _ingest(context: str | Path | list[str | Path] | None, scratch: Path, emit: 
     for path, why in ingested.skipped:
         events.DocumentSkipped(str(path), why).to(emit)
     for doc in ingested.documents:
-        events.DocumentLoaded(**doc.provenance()).to(emit)
+        events.DocumentLoaded.of(doc).to(emit)
     return ingested.documents
 
 

@@ -106,7 +106,7 @@ class Evidence:
             return f"end {end} is before start {start}"
         if max(start, end or 0) > self.layout.chars:
             return f"offset {max(start, end or 0)} is past the end of context ({self.layout.chars:,} characters)"
-        return self._claim_problem(citation)
+        return self._claim_problem(citation, start)
 
     def resolve(self, citations: Sequence[Citation]) -> list[Cited]:
         """The citations as the host states them: its own document, page and quote for each."""
@@ -120,9 +120,9 @@ class Evidence:
         return Cited(start=citation.start, end=citation.end, document=doc.name if doc else None,
                      page=doc.page_at(citation.start) if doc else None, text=self.layout.quote(citation.start, end))
 
-    def _claim_problem(self, citation: Citation) -> str | None:
-        """A document or page the citation claims for its offsets that is not where they are."""
-        doc = self.layout.locate(citation.start)
+    def _claim_problem(self, citation: Citation, start: int) -> str | None:
+        """A document or page the citation claims for its offsets (from ``start``) that is not where they are."""
+        doc = self.layout.locate(start)
         where = f"offset {citation.start} is in {doc.name!r}" if doc else f"offset {citation.start} is between documents"
         if citation.document is not None and (doc is None or citation.document != doc.name):
             return f"{where}, not in {citation.document[:80]!r}; cite what search() found"
@@ -203,8 +203,9 @@ class Subcalls:
         return self.child(request.question, request.text, self.depth + 1)
 
     def _answer(self, request: Answer) -> str:
-        for number, citation in enumerate(request.citations if self.evidence else ()):
-            if (problem := self.evidence.problem(citation)) is not None:
+        evidence = self.evidence
+        for number, citation in enumerate(request.citations):
+            if evidence is not None and (problem := evidence.problem(citation)) is not None:
                 raise FrameError("bad_citation", f"answer: citation {number}: {problem}; cite what search() found")
         with self._lock:
             self.answer = request
@@ -253,9 +254,11 @@ class Broker:
         self.path.unlink(missing_ok=True)
 
     def _accept_loop(self) -> None:
+        listener = self._listener
+        assert listener is not None, "start() binds the listener before the loop runs"
         while not self._closed:
             try:
-                conn, _ = self._listener.accept()
+                conn, _ = listener.accept()
             except OSError:
                 return
             with self._lock:

@@ -150,23 +150,23 @@ class Container:
             raise KernelStartError(f"container did not start: {exc.explanation or exc}") from exc
         except DockerException as exc:
             raise KernelStartError(f"container did not start: {exc}") from exc
-        self.id = container.id
+        self.id = cid = str(container.id)
         self.image_id = container.attrs.get("Image", "")
-        self._check_started()
-        self._pids_events = _cgroup_file(self.id, "pids", "pids.events")  # looked up once, read per cell
+        self._check_started(cid)
+        self._pids_events = _cgroup_file(cid, "pids", "pids.events")  # looked up once, read per cell
 
-    def _check_started(self) -> None:
+    def _check_started(self, cid: str) -> None:
         """Fail closed: a container unlike the hardened one asked for is removed before it gets code."""
         try:
-            attrs = docker_client().api.inspect_container(self.id)
+            attrs = docker_client().api.inspect_container(cid)
         except DockerException as exc:
             self.remove()
-            raise SandboxError(f"cannot inspect the new sandbox container {self.id[:12]}: {exc}") from exc
+            raise SandboxError(f"cannot inspect the new sandbox container {cid[:12]}: {exc}") from exc
         found = differences(attrs, self._args, runtime=self.policy.runtime,
                             security_opt=security_options(self.policy))
         if found:
             self.remove()
-            raise SandboxError(f"sandbox container {self.id[:12]} did not start as asked and was removed: "
+            raise SandboxError(f"sandbox container {cid[:12]} did not start as asked and was removed: "
                                + "; ".join(found))
 
     def state(self) -> ContainerState:

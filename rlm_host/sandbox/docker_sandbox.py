@@ -69,14 +69,14 @@ class DockerSandbox(Sandbox):
     def start(cls, policy: Policy, documents: Iterable[str | Path | Document] = (), *,
               image: str | None = None, on_event: EventHook | None = None) -> "DockerSandbox":
         """Create the session directory, start the container and load the documents."""
-        documents = [Document.of(d) for d in documents]
-        check_documents(documents)
+        staged = [Document.of(d) for d in documents]
+        check_documents(staged)
         sandbox = cls(policy, image=image, on_event=on_event)
         try:
             sandbox._dir.create()
             _OPEN.add(sandbox)
-            sandbox._documents = documents
-            sandbox._dir.stage_documents(documents)
+            sandbox._documents = staged
+            sandbox._dir.stage_documents(staged)
             sandbox._boot()
         except BaseException:
             sandbox.close()
@@ -114,15 +114,15 @@ class DockerSandbox(Sandbox):
         if limit <= 0:
             self._expire()
         started = time.monotonic()
-        run = self._channel.send(code, OutputCollector(self.policy.limits.output_cap_bytes))
-        outcome = self._channel.collect(run, started + limit, self._alive)
+        run = self._kernel.send(code, OutputCollector(self.policy.limits.output_cap_bytes))
+        outcome = self._kernel.collect(run, started + limit, self._alive)
         if outcome is Outcome.DEADLINE and limit < wanted:
             return self._end_of_lifetime(run, started)
         if outcome is Outcome.DEADLINE:
             return self._on_timeout(run, started, limit)
         if outcome is Outcome.DEAD:
             return self._on_death(run, started)
-        if self._container.pids_limit_hit():
+        if self._box.pids_limit_hit():
             return self._on_pids_limit(run, started)
         if run.reply_status == "aborted":
             return self._result("error", run, started, reason="the kernel aborted the cell without running it")
@@ -156,9 +156,9 @@ class DockerSandbox(Sandbox):
         with _BOOT_SLOTS:
             began = time.monotonic()
             self._boot_kernel()
-        events.SandboxStart(container=self._container.id, runtime=self.policy.runtime, image=self._image,
-                            image_id=self._container.image_id,
-                            image_content_hash=image_content_hash(self._container.image_id), session=self.session_id,
+        events.SandboxStart(container=str(self._box.id), runtime=self.policy.runtime, image=self._image,
+                            image_id=self._box.image_id,
+                            image_content_hash=image_content_hash(self._box.image_id), session=self.session_id,
                             queued_ms=round((began - queued) * 1000, 1),
                             boot_ms=round((time.monotonic() - began) * 1000, 1)).to(self._emit)
 
@@ -167,7 +167,7 @@ class DockerSandbox(Sandbox):
         info = self._dir.write_connection()
         self._container = Container(self.policy, self._image, self._dir)
         try:
-            self._container.start()
+            self._box.start()
         except SandboxError as exc:  # refused by the engine, or by the start check: on record either way
             events.SandboxStartRefused(str(exc)).to(self._emit)
             raise
@@ -176,9 +176,9 @@ class DockerSandbox(Sandbox):
         max_bytes = self.policy.limits.output_cap_bytes * 4 + (1 << 20)
         self._channel = KernelChannel(info, max_bytes)
         try:
-            self._channel.wait_ready(deadline, self._alive)
+            self._kernel.wait_ready(deadline, self._alive)
         except KernelStartError as exc:
-            raise KernelStartError(f"{exc}; container log: {self._container.logs()!r}") from exc
+            raise KernelStartError(f"{exc}; container log: {self._box.logs()!r}") from exc
         self._run_setup(INSTALL_CELL)
 
     def _wait_for_sockets(self, deadline: float) -> None:
@@ -186,18 +186,18 @@ class DockerSandbox(Sandbox):
         while not self._dir.sockets_ready():
             checks += 1
             if checks % 20 == 0 and not self._alive():
-                raise KernelStartError(f"the kernel exited while starting: {self._container.logs()!r}")
+                raise KernelStartError(f"the kernel exited while starting: {self._box.logs()!r}")
             if time.monotonic() > deadline:
                 raise KernelStartError(
                     f"the kernel did not start within {self.policy.limits.start_timeout_s:g}s "
-                    f"(raise limits.start_timeout_s); container log: {self._container.logs()!r}")
+                    f"(raise limits.start_timeout_s); container log: {self._box.logs()!r}")
             time.sleep(0.01)
 
     def _run_setup(self, code: str) -> None:
         """Run one of our own cells (runtime install, document load); failure is ours to raise."""
         limit = max(self.policy.limits.cell_timeout_s, self.policy.limits.start_timeout_s)
-        run = self._channel.send(code, OutputCollector(4096))
-        if self._channel.collect(run, time.monotonic() + limit, self._alive) is not Outcome.IDLE or run.error:
+        run = self._kernel.send(code, OutputCollector(4096))
+        if self._kernel.collect(run, time.monotonic() + limit, self._alive) is not Outcome.IDLE or run.error:
             detail = f"{run.error.name}: {run.error.value}" if run.error else "no answer in time"
             raise KernelStartError(f"loading the documents into the sandbox failed ({detail}); "
                                    "check their size against limits.memory_mb")
@@ -215,11 +215,25 @@ class DockerSandbox(Sandbox):
         try:
             container.remove()
         except SandboxError as exc:
-            events.SandboxRemoveFailed(container.id, str(exc)).to(self._emit)
+            events.SandboxRemoveFailed(container.id or "(not created)", str(exc)).to(self._emit)
             raise
 
+    @property
+    def _box(self) -> Container:
+        """The running container; a closed session has none."""
+        if self._container is None:
+            raise SessionClosed(f"sandbox {self.session_id} has no container (it is closed); start a new one")
+        return self._container
+
+    @property
+    def _kernel(self) -> KernelChannel:
+        """The channel to the running kernel; a closed session has none."""
+        if self._channel is None:
+            raise SessionClosed(f"sandbox {self.session_id} has no kernel (it is closed); start a new one")
+        return self._channel
+
     def _alive(self) -> bool:
-        return self._container.state().running
+        return self._box.state().running
 
     # -- limits -----------------------------------------------------------------
 
@@ -242,9 +256,9 @@ class DockerSandbox(Sandbox):
     def _on_timeout(self, run: CellRun, started: float, limit: float) -> ExecutionResult:
         grace = self.policy.limits.interrupt_grace_s
         events.CellTimeout(limit).to(self._emit)
-        self._container.interrupt()
-        outcome = self._channel.collect(run, time.monotonic() + grace, self._alive)
-        if outcome is Outcome.IDLE and not self._container.pids_limit_hit():
+        self._box.interrupt()
+        outcome = self._kernel.collect(run, time.monotonic() + grace, self._alive)
+        if outcome is Outcome.IDLE and not self._box.pids_limit_hit():
             return self._result("timeout", run, started,
                                 reason=f"cell exceeded its {limit:g}s limit and was interrupted; "
                                        "variables are kept")
@@ -258,7 +272,7 @@ class DockerSandbox(Sandbox):
 
     def _on_death(self, run: CellRun, started: float) -> ExecutionResult:
         ended = time.monotonic()
-        state = self._container.state()
+        state = self._box.state()
         if state.oom_killed:
             status: Status = "oom"
             reason = (f"the kernel ran out of memory (limit {self.policy.limits.memory_mb} MB); "

@@ -45,12 +45,6 @@ class Document:
         """A record for a path (named for its file), or the record itself."""
         return item if isinstance(item, Document) else cls(Path(item).name, Path(item))
 
-    def provenance(self) -> dict[str, object]:
-        """The fields the audit log keeps about where the document came from and what was staged."""
-        return {"name": self.name, "type": self.kind, "size": self.size, "sha256": self.sha256,
-                "text_bytes": self.text_bytes, "text_sha256": self.text_sha256, "chars": self.chars,
-                "pages": len(self.pages)}
-
 
 class TextCount:
     """Characters of streamed UTF-8 bytes as the kernel decodes them, with a checkpoint every ``MARK_EVERY``."""

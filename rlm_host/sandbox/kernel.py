@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from enum import Enum
 from queue import Empty
+from typing import Any
 
 import zmq
 from jupyter_client import BlockingKernelClient
@@ -53,7 +54,7 @@ class KernelChannel:
         self._context = zmq.Context()
         self._context.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self._client = BlockingKernelClient(context=self._context)
-        self._client.load_connection_info(connection_info)
+        self._client.load_connection_info(connection_info)  # type: ignore[arg-type]  # a JSON dict of that shape
         self._client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
         self._poller = zmq.Poller()  # built once: collect() polls it for every message of every cell
         self._poller.register(self._client.iopub_channel.socket, zmq.POLLIN)
@@ -105,7 +106,7 @@ class KernelChannel:
 
     def _poll(self, run: CellRun, wait: float) -> bool:
         """Wait for iopub; take any shell reply on the way. True when iopub has a message."""
-        events = dict(self._poller.poll(max(wait, 0) * 1000))
+        events = dict(self._poller.poll(int(max(wait, 0) * 1000)))
         if self._client.shell_channel.socket in events:
             self._read_shell(run)
         return self._client.iopub_channel.socket in events
@@ -150,7 +151,7 @@ class KernelChannel:
                 return True
 
 
-def _get(channel: object, timeout: float) -> dict:
+def _get(channel: Any, timeout: float) -> dict:
     """The channel's next well-formed message (Empty when none is waiting).
 
     A message jupyter_client cannot parse, or whose parts are not objects, was forged or
