@@ -29,7 +29,6 @@ from scripted_lm import ScriptedLM
 
 pytestmark = pytest.mark.docker
 
-Keys = Callable[..., "asyncio.Future[None]"]
 
 
 def _log(make: Callable[[Path], Path]) -> Callable[..., Path]:

@@ -10,6 +10,7 @@ as unreadable rather than stopping the replay.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -133,29 +134,36 @@ def _limits(event: dict[str, Any]) -> str:
                    f"{limits.get('cell_timeout_s', '?')} s/cell")
 
 
+def _iteration_row(event: dict[str, Any]) -> str:
+    depth = "" if _depth(event) == 1 else f" (depth {_short(event.get('depth'))})"
+    return f"── iteration {_short(event.get('iteration'))} ──{depth}"
+
+
+def _cell_row(event: dict[str, Any]) -> str:
+    code = event.get("code")
+    first = str(code).strip().split("\n", 1)[0] if code else "(code hidden at this audit level)"
+    return f"▷ cell {_short(event.get('status'), 20)}: {_short(first, 100)}"
+
+
+ROWS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "iteration.start": _iteration_row,
+    "cell": _cell_row,
+    "subcall": lambda e: (f"↳ llm_query → {_short(e.get('model'), 40)}: {_short(e.get('prompt_chars'))} chars in, "
+                          f"{_short(e.get('reply_chars'))} out"),
+    "answer": lambda e: f"✔ answer: {_short(e.get('answer', '(hidden)'), 100)}",
+    "root": lambda e: f"◆ root model replied ({_short(e.get('completion_tokens'))} tokens)",
+    "document": lambda e: f"· document {_short(e.get('name'), 60)} ({_short(e.get('size'))} bytes)",
+    "run.error": lambda e: f"✘ run failed: {_short(e.get('error'), 100)}",
+    "run.end": lambda e: f"■ run ended ({_short(e.get('stopped'), 30)}): {_short(e.get('answer', ''), 80)}",
+    "seal": lambda e: "· seal" + (f" ({_short(e['reason'], 40)})" if "reason" in e else ""),
+}
+
+
 def _row(event: dict[str, Any]) -> str:
     """The step's one line in the timeline, every hostile part made visible."""
     kind = _kind(event)
-    if kind == "iteration.start":
-        return f"── iteration {_short(event.get('iteration'))} ──" + ("" if _depth(event) == 1 else
-                                                                  f" (depth {_short(event.get('depth'))})")
-    if kind == "cell":
-        code = event.get("code")
-        first = str(code).strip().split("\n", 1)[0] if code else "(code hidden at this audit level)"
-        return f"▷ cell {_short(event.get('status'), 20)}: {_short(first, 100)}"
-    if kind == "subcall":
-        return (f"↳ llm_query → {_short(event.get('model'), 40)}: {_short(event.get('prompt_chars'))} chars in, "
-                f"{_short(event.get('reply_chars'))} out")
-    if kind == "answer":
-        return f"✔ answer: {_short(event.get('answer', '(hidden)'), 100)}"
-    if kind == "root":
-        return f"◆ root model replied ({_short(event.get('completion_tokens'))} tokens)"
-    if kind == "document":
-        return f"· document {_short(event.get('name'), 60)} ({_short(event.get('size'))} bytes)"
-    if kind == "run.error":
-        return f"✘ run failed: {_short(event.get('error'), 100)}"
-    if kind == "run.end":
-        return f"■ run ended ({_short(event.get('stopped'), 30)}): {_short(event.get('answer', ''), 80)}"
+    if kind in ROWS:
+        return ROWS[kind](event)
     if kind.startswith("limit.") or kind.endswith((".denied", ".refused", ".rejected")):
         return f"⚠ {_short(kind, 60)}"
-    return f"· {_short(kind, 60)}" + (f" ({_short(event['reason'], 40)})" if kind == "seal" and "reason" in event else "")
+    return f"· {_short(kind, 60)}"
