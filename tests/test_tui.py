@@ -349,3 +349,14 @@ def test_live_tui_under_tmux_prints_the_log(tmp_path: Path, tmux_session) -> Non
     assert verify(logs[0]).status == "intact"
     assert events(logs[0])[-2]["kind"] == "run.error"  # stopped at its next step, and sealed
     assert "the TUI was closed" in events(logs[0])[-2]["error"]
+
+
+def test_tui_in_a_terminal_ends_on_sigterm_with_one_line(three_turns: Path, tmp_path: Path, tmux_session) -> None:
+    """SIGTERM to a TUI in a real terminal: it leaves the screen as it was, prints one line, exits 143."""
+    pid_file = tmp_path / "pid"
+    pane = tmux_session(f"sh -c 'echo $$ > {pid_file}; exec {sys.executable} -m rlm_host tui --replay {three_turns}'")
+    pane.wait_for("The paper")
+    os.kill(int(pid_file.read_text()), 15)
+    shown = pane.wait_for("EXIT=")
+    assert "EXIT=143" in shown and "rlm-host: the TUI stopped on SIGTERM" in shown, shown
+    assert "Traceback" not in shown and "The paper" not in shown  # the app's screen is gone
