@@ -286,8 +286,9 @@ def tui(
 ) -> None:
     """Review a run step by step beside the paper: live (--query/--context) or replayed (--replay).
 
-    Keys: n/p (or the arrows) next/previous step, ]/[ next/previous iteration, Home/End first/last
-    step, PageUp/PageDown, / search, f full outputs, space play/pause, q quit.
+    Keys: n/p (or down/up) next/previous step, ]/[ next/previous iteration, Home/End first/last
+    step, PageUp/PageDown, / search, f full outputs, space play/pause, q quit. Needs a terminal.
+    Live, q stops the run at its next step; the log's path is printed when the TUI ends.
     """
     from .audit import events
     from .tui import RLMApp
