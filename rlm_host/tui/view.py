@@ -85,13 +85,13 @@ class Timeline:
 
 @dataclass
 class View:
-    """Every step of a list of events (``lines``: each step's row and detail, for text checks)."""
+    """Every step of a list of events (``lines``: each step's row and full detail, what `f` shows)."""
 
     steps: list[Step]
 
     @property
     def lines(self) -> list[str]:
-        return [f"{s.row}\n{s.detail()}" for s in self.steps]
+        return [f"{s.row}\n{s.detail(full=True)}" for s in self.steps]
 
 
 def build(events: list[Any]) -> View:
