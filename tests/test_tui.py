@@ -249,6 +249,14 @@ def test_replay_survives_any_event_content() -> None:
     assert "[link=file:///etc/passwd]x[/link]" in lines and "\\x1b]0;PWN" in lines
 
 
+def test_seal_reason_in_the_meter() -> None:
+    """A seal's reason shows in the status (made visible); a log without one still reads finished or failed."""
+    assert build([{"kind": "seal", "reason": "answered"}]).steps[-1].status.status == "finished (answered)"
+    failed = build([{"kind": "run.error", "error": "x"}, {"kind": "seal", "reason": "lm_error\x1b]0;T\x07"}])
+    assert failed.steps[-1].status.status == "failed (lm_error\\x1b]0;T\\x07)"
+    assert build([{"kind": "run.error"}, {"kind": "seal"}]).steps[-1].status.status == "failed"
+
+
 def test_a_failing_tui_keeps_one_visible_line() -> None:
     """An unhandled error in the app sets a non-zero exit and one visible line, not a traceback of its locals."""
 

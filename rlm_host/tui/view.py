@@ -124,8 +124,15 @@ def _advance(status: Status, event: dict[str, Any]) -> Status:
     if kind == "run.error":
         return replace(status, status="failed")
     if (kind == "run.end" and _depth(event) == 1) or kind == "seal":
-        return replace(status, status="failed" if status.status == "failed" else "finished")
+        ended = "failed" if status.status.startswith("failed") else "finished"
+        return replace(status, status=ended + _reason(event))
     return status
+
+
+def _reason(event: dict[str, Any]) -> str:
+    """The seal's reason (answered, interrupted, lm_error ...), when the log records one."""
+    reason = event.get("reason") if event.get("kind") == "seal" else None
+    return f" ({_short(reason, 30)})" if reason else ""
 
 
 def _limits(event: dict[str, Any]) -> str:
