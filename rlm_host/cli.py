@@ -290,16 +290,24 @@ def tui(
     max_iterations: Annotated[int, typer.Option(min=1)] = 20,
     quality: Annotated[bool, typer.Option("--quality", help="Local model only: the 1.5B as root.")] = False,
 ) -> None:
-    """Watch a run step by step beside the paper: live (--query/--context) or replayed (--replay)."""
+    """Review a run step by step beside the paper: live (--query/--context) or replayed (--replay).
+
+    Keys: n/p (or down/up) next/previous step, ]/[ next/previous iteration, Home/End first/last
+    step, PageUp/PageDown, / search, f full outputs, space play/pause, q quit. Needs a terminal.
+    Live, q stops the run at its next step; the log's path is printed when the TUI ends.
+    """
     from .audit import events
     from .tui import RLMApp
     from .tui.live import run_live
 
     if replay is not None:
-        _run_app(RLMApp(events(_existing(replay)), title=replay.name))
+        recorded = events(_existing(replay))
+        _need_terminal()
+        _run_app(RLMApp(recorded, title=replay.name))
         return
     if not query or not context:
         raise ConfigError("tui needs --replay FILE, or --query and --context to run live")
+    _need_terminal()
     app = RLMApp(live=True, title=query)
 
     def start(hook: Any) -> Any:
@@ -308,20 +316,37 @@ def tui(
             return _run_local(query, list(context), policy, quality, shim, limits)
         return _run_remote(query, list(context), policy, model, None, base_url, shim, limits)
 
-    run_live(app, start)
-    _run_app(app)
+    live = run_live(app, start)
+    _run_app(app, after=lambda: _print_log_path(live.log_path()))
 
 
-def _run_app(app: Any) -> None:
+def _need_terminal() -> None:
+    """The TUI reads keys from a terminal; without one it would draw into a pipe and wait for nothing."""
+    if not sys.stdin.isatty() or not (sys.stdout.isatty() or sys.stderr.isatty()):
+        raise ConfigError("the TUI needs a terminal (stdin and stdout); without one, read the run with "
+                          "`rlm-host audit show FILE` or `rlm-host report FILE -o run.html`")
+
+
+def _print_log_path(path: Path | None) -> None:
+    """The live run's log, once the app is gone: where to review it again."""
+    if path is not None:
+        print(visible(f"audit log: {path}"), file=sys.stderr)
+
+
+def _run_app(app: Any, after: Any = None) -> None:
     """Run the TUI; if it failed, one error line and a non-zero exit (never 0 after a crash).
 
-    SIGTERM or SIGHUP end it with 128 + the signal's number, quietly.
+    SIGTERM or SIGHUP end it with 128 + the signal's number and one line saying so. ``after`` runs
+    once the app is gone, however it ended (the live TUI prints its log's path there).
     """
     from .tui.signals import StopOnSignal
 
     with StopOnSignal(app) as stop:
         app.run()
+    if after is not None:
+        after()
     if stop.code:
+        print(f"rlm-host: the TUI stopped on {signal.Signals(stop.code - 128).name}", file=sys.stderr)
         sys.exit(stop.code)
     if app.return_code:
         raise RLMHostError(f"the TUI stopped: {app.failure or 'exit code ' + str(app.return_code)}")

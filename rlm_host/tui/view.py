@@ -1,93 +1,176 @@
-"""What the TUI shows after the first N events: pure data, no Textual, no Docker.
+"""What the TUI shows for each step of a run: pure data, no Textual, no Docker.
 
-Events come from an audit log, whose text fields a model, a cell or a document wrote: every line
-here is made visible by ``sanitize`` (Textual gets it as ``Text``, never markup), and an event whose
-fields are missing or of the wrong type is shown as unreadable rather than stopping the replay.
+A step is one audit event: a one-line row for the timeline, a detail text for the pane beside it,
+and the run's status as of that step (iteration, tokens, cost, sandbox, the paper's notes), so the
+meter and the notes follow whichever step is selected. Events come from an audit log, whose text a
+model, a cell or a document wrote: every string here is made visible by ``sanitize`` (Textual gets
+it as ``Text``, never markup), and an event whose fields are missing or of the wrong type is shown
+as unreadable rather than stopping the replay.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..events import Meter
 from ..report_text import _short
 from ..sanitize import visible
 from .annotations import annotate
+from .detail import detail
 
-CODE_CHARS = 4000  # a cell's code shown in the timeline (the report and the log keep all of it)
+BAD_FIELDS = (TypeError, ValueError, KeyError, AttributeError, OverflowError)
 
 
-@dataclass
-class View:
-    """The timeline lines, the latest annotations, and the meters, after ``shown`` events."""
+@dataclass(frozen=True)
+class Status:
+    """The run as of one step: what the meter and the paper pane show while that step is selected."""
 
-    lines: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    meter: Meter = field(default_factory=Meter)
     iteration: int = 0
+    tokens: int = 0
+    cost: str = "unknown"
     runtime: str = "-"
     limits: str = "-"
     restarts: int = 0
     status: str = "waiting"
+    notes: tuple[str, ...] = ()
 
 
-def build(events: list[dict[str, Any]]) -> View:
-    view = View()
-    for event in events:
-        shown = len(view.lines)
+@dataclass(frozen=True)
+class Step:
+    """One event of the run as the TUI shows it; the detail is rendered when asked (it can be long)."""
+
+    index: int
+    kind: str
+    row: str
+    status: Status
+    event: dict[str, Any] = field(repr=False)
+    starts_iteration: bool = False
+
+    def detail(self, *, full: bool = False) -> str:
+        return detail(self.event, full=full)
+
+
+class Timeline:
+    """The steps so far; ``add`` takes the next event (from a log, or live as the run goes)."""
+
+    def __init__(self) -> None:
+        self.steps: list[Step] = []
+        self._meter = Meter()
+        self._status = Status()
+
+    def add(self, event: object) -> Step:
+        event = event if isinstance(event, dict) else {"kind": "?", "value": event}
         try:
-            _apply(view, event if isinstance(event, dict) else {"kind": "?"})
-        except (TypeError, ValueError, KeyError, AttributeError, OverflowError):
-            del view.lines[shown:]
-            view.lines.append(f"· {_short(_kind(event), 60)} (unreadable event: fields of the wrong type)")
-    return view
+            step = self._step(event)
+        except BAD_FIELDS:
+            step = Step(len(self.steps), "?", f"· {_short(_kind(event), 60)} (unreadable event: fields of the "
+                        "wrong type)", self._status, event)
+        self.steps.append(step)
+        return step
+
+    def _step(self, event: dict[str, Any]) -> Step:
+        kind = _kind(event)
+        row = _row(event)  # first: a bad event changes nothing
+        status = _advance(self._status, event)
+        if kind in {"root", "subcall"}:
+            meter = replace(self._meter)
+            meter.add(event)
+            self._meter = meter
+        self._status = replace(status, tokens=self._meter.tokens, cost=self._meter.cost_text("unknown"))
+        top = kind == "iteration.start" and _depth(event) == 1
+        return Step(len(self.steps), kind, row, self._status, event, starts_iteration=top)
+
+
+@dataclass
+class View:
+    """Every step of a list of events (``lines``: each step's row and full detail, what `f` shows)."""
+
+    steps: list[Step]
+
+    @property
+    def lines(self) -> list[str]:
+        return [f"{s.row}\n{s.detail(full=True)}" for s in self.steps]
+
+
+def build(events: list[Any]) -> View:
+    timeline = Timeline()
+    for event in events:
+        timeline.add(event)
+    return View(timeline.steps)
 
 
 def _kind(event: object) -> str:
     return str(event.get("kind", "?")) if isinstance(event, dict) else "?"
 
 
-def _apply(view: View, event: dict[str, Any]) -> None:
-    kind = _kind(event)
-    line = _line(event)  # first: a bad event changes nothing
-    notes = annotate(event)
-    if kind in {"root", "subcall"}:
-        view.meter.add(event)
-    view.lines.append(line)
+def _depth(event: dict[str, Any]) -> int:
+    depth = event.get("depth", 1)
+    return depth if isinstance(depth, int) else 1
+
+
+def _advance(status: Status, event: dict[str, Any]) -> Status:
+    """The status after ``event``: a new iteration, the sandbox's limits, the run's end, the paper's notes."""
+    kind, notes = _kind(event), annotate(event)
     if notes:
-        view.notes = [visible(n) for n in notes]
-    if kind == "iteration.start":
-        view.iteration = int(event.get("iteration", view.iteration))
-    elif kind in {"run.start", "exec.start"}:
-        view.runtime = visible(event.get("runtime", "-"))
-        limits = event.get("limits") or {}
-        view.limits = visible(f"{limits.get('memory_mb', '?')} MB, {limits.get('cpus', '?')} CPU, "
-                              f"{limits.get('cell_timeout_s', '?')} s/cell")
-        view.status = "running"
-    elif kind == "sandbox.restart":
-        view.restarts += 1
-    elif kind in {"run.end", "seal"}:
-        view.status = "finished"
-    elif kind == "run.error":
-        view.status = "failed"
+        status = replace(status, notes=tuple(visible(n) for n in notes))
+    if kind == "iteration.start" and _depth(event) == 1:
+        return replace(status, iteration=int(event.get("iteration", status.iteration)))
+    if kind in {"run.start", "exec.start"}:
+        return replace(status, runtime=visible(event.get("runtime", "-")), limits=_limits(event), status="running")
+    if kind == "sandbox.restart":
+        return replace(status, restarts=status.restarts + 1)
+    if kind == "run.error":
+        return replace(status, status="failed")
+    if (kind == "run.end" and _depth(event) == 1) or kind == "seal":
+        ended = "failed" if status.status.startswith("failed") else "finished"
+        return replace(status, status=ended + _reason(event))
+    return status
 
 
-def _line(event: dict[str, Any]) -> str:
-    """One step of the timeline, every hostile part made visible (code keeps its line breaks)."""
+def _reason(event: dict[str, Any]) -> str:
+    """The seal's reason (answered, interrupted, lm_error ...), when the log records one."""
+    reason = event.get("reason") if event.get("kind") == "seal" else None
+    return f" ({_short(reason, 30)})" if reason else ""
+
+
+def _limits(event: dict[str, Any]) -> str:
+    limits = event.get("limits") or {}
+    return visible(f"{limits.get('memory_mb', '?')} MB, {limits.get('cpus', '?')} CPU, "
+                   f"{limits.get('cell_timeout_s', '?')} s/cell")
+
+
+def _iteration_row(event: dict[str, Any]) -> str:
+    depth = "" if _depth(event) == 1 else f" (depth {_short(event.get('depth'))})"
+    return f"── iteration {_short(event.get('iteration'))} ──{depth}"
+
+
+def _cell_row(event: dict[str, Any]) -> str:
+    code = event.get("code")
+    first = str(code).strip().split("\n", 1)[0] if code else "(code hidden at this audit level)"
+    return f"▷ cell {_short(event.get('status'), 20)}: {_short(first, 100)}"
+
+
+ROWS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "iteration.start": _iteration_row,
+    "cell": _cell_row,
+    "subcall": lambda e: (f"↳ llm_query → {_short(e.get('model'), 40)}: {_short(e.get('prompt_chars'))} chars in, "
+                          f"{_short(e.get('reply_chars'))} out"),
+    "answer": lambda e: f"✔ answer: {_short(e.get('answer', '(hidden)'), 100)}",
+    "root": lambda e: f"◆ root model replied ({_short(e.get('completion_tokens'))} tokens)",
+    "document": lambda e: f"· document {_short(e.get('name'), 60)} ({_short(e.get('size'))} bytes)",
+    "run.error": lambda e: f"✘ run failed: {_short(e.get('error'), 100)}",
+    "run.end": lambda e: f"■ run ended ({_short(e.get('stopped'), 30)}): {_short(e.get('answer', ''), 80)}",
+    "seal": lambda e: "· seal" + (f" ({_short(e['reason'], 40)})" if "reason" in e else ""),
+}
+
+
+def _row(event: dict[str, Any]) -> str:
+    """The step's one line in the timeline, every hostile part made visible."""
     kind = _kind(event)
-    if kind == "iteration.start":
-        return f"── iteration {_short(event.get('iteration'))} ──"
-    if kind == "cell":
-        code = event.get("code") or "(code hidden at this audit level)"
-        out = f"{event.get('stdout') or ''}{event.get('stderr') or ''}"
-        code = visible(str(code)[:CODE_CHARS], newlines=True)
-        return f"▷ cell {_short(event.get('status'))}:\n{code}\n→ {_short(out, 300) or '(no output)'}"
-    if kind == "subcall":
-        return (f"↳ llm_query → {_short(event.get('model'))}: {_short(event.get('prompt_chars'))} chars in, "
-                f"{_short(event.get('reply_chars'))} out")
-    if kind == "answer":
-        return f"✔ answer: {_short(event.get('answer', '(hidden)'), 200)}"
-    if kind == "root":
-        return f"◆ root model replied ({_short(event.get('completion_tokens'))} tokens)"
-    return f"· {_short(kind)}"
+    if kind in ROWS:
+        return ROWS[kind](event)
+    if kind.startswith("limit.") or kind.endswith((".denied", ".refused", ".rejected")):
+        return f"⚠ {_short(kind, 60)}"
+    return f"· {_short(kind, 60)}"

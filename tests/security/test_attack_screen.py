@@ -216,10 +216,11 @@ def test_tui_replay_in_a_terminal(pane: Pane, tmp_path: Path, evidence: Record) 
     log = hostile_log(tmp_path, EVERYTHING)
     pane.tmux("send-keys", "-t", "s", f"rlm-host tui --replay {log}; echo EXIT=$?", "Enter")
     time.sleep(4)
-    pane.keys(*["n"] * 10)
+    pane.keys(*["n"] * 10, "Home", "n", "n", "f")  # to the cell, its code and output in full
     time.sleep(1)
     screen = pane.tmux("capture-pane", "-p", "-t", "s")
     assert "The paper" in screen and "[@click=app.quit]quit[/]" in screen and "\\x1b]0;PWNED" in screen, screen
+    assert "step 3/8" in screen and "TAIL-MARK" in screen, screen
     assert pane.state()["buffers"] == "" and "PWNED" not in pane.state()["pane"]
     pane.keys("q")
     time.sleep(2)
