@@ -25,6 +25,7 @@ overflow-x:auto;white-space:pre-wrap;margin:6px 0}.ok{color:#17803d}.bad{color:#
 .evidence.active{outline:3px solid #f5b700}table{border-collapse:collapse}td,th{padding:3px 10px;
 border-bottom:1px solid #e4e7ec;text-align:left}
 """
+STYLE = CSS  # the name the index page imports (report_index.py)
 SCRIPT = """
 document.querySelectorAll('.cite').forEach(function (link) {
   link.addEventListener('click', function () {
