@@ -59,7 +59,7 @@ def test_report_in_chromium(tmp_path: Path, docker_ready: str) -> None:
 
 
 def test_report_of_a_missing_log_is_one_line(tmp_path: Path) -> None:
-    """A missing audit log is one clear line and exit 1."""
+    """A missing audit log is one clear line and exit 4 (not found)."""
     proc = subprocess.run([sys.executable, "-m", "rlm_host", "report", str(tmp_path / "nope.jsonl"), "-o",
                            str(tmp_path / "out.html")], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1 and "not found" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 4 and "not found" in proc.stderr and "Traceback" not in proc.stderr
