@@ -302,7 +302,7 @@ class Verdict:
         """One line; the path (a hostile name) is quoted, so it cannot pose as the verdict."""
         where = quoted(path)
         if self.status == "intact":
-            return f"{where}: intact and sealed, {self.lines} lines, run {self.run_id}"
+            return f"{where}: intact and sealed, {self.lines} lines, run {quoted(self.run_id)}"
         if self.status == "unfinished":
             return f"{where}: unfinished: {self.lines} lines verify, {self.reason}"
         return f"{where}: tampered: line {self.bad_line}: {self.reason}"
