@@ -8,6 +8,7 @@ to ``[A-Za-z0-9_-]``), never under a name the log chose. Every cell of the table
 from __future__ import annotations
 
 import html
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,10 +68,13 @@ def _write_report(number: int, summary: RunSummary, folder: Path) -> Path | None
 
 
 def _write(path: Path, text: str) -> None:
+    """Write a page; a link already at that name is refused, never followed to a file elsewhere."""
     try:
-        path.write_text(text, encoding="utf-8")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
     except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}") from exc
+        raise ConfigError(f"cannot write {path}: {exc.strerror}; give -o a file in an existing, writable folder") from exc
 
 
 def _e(value: object) -> str:
