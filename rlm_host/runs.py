@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .audit import Verdict, is_event, load_key, quoted, read_log, verify_lines
+from .audit import Verdict, audit_dir, is_event, load_key, quoted, read_log, verify_lines
 from .errors import AuditReadError, ConfigError, ExitCode, LogNotFound, NoAuditKey
 
 VERIFICATION = {ExitCode.INTACT: "intact", ExitCode.TAMPERED: "tampered", ExitCode.UNFINISHED: "unfinished",
@@ -59,7 +59,7 @@ class RunSummary:
 def find_logs(folder: Path) -> list[Path]:
     """The ``*.jsonl`` files in a folder (not below it), sorted by name; a file stands for itself."""
     if not folder.exists():
-        raise LogNotFound(f"{folder} not found; audit logs are in RLM_HOST_AUDIT_DIR")
+        raise LogNotFound(f"{quoted(folder)} not found; audit logs are in {audit_dir()} (RLM_HOST_AUDIT_DIR)")
     if not folder.is_dir():
         return [folder]
     try:
