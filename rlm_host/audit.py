@@ -72,11 +72,12 @@ def load_key(*, create: bool = True) -> bytes:
             raise ConfigError(f"audit key file {path} (RLM_HOST_AUDIT_KEY_FILE) not found")
         _create_key(path)
     try:
-        return bytes.fromhex(_read_regular(path, KEY_MAX_BYTES).decode("ascii").strip())
+        return bytes.fromhex(_read_regular(path, KEY_MAX_BYTES, "a key").decode("ascii").strip())
     except (AuditReadError, OSError, ValueError) as exc:
-        problem = f"cannot verify: the key file {path} is unreadable or not a hex key ({exc}); set " \
-                  "RLM_HOST_AUDIT_KEY_FILE to the key that wrote the log"
-        raise (NoAuditKey(problem) if not create else ConfigError(problem.removeprefix("cannot verify: "))) from exc
+        if create:
+            raise ConfigError(f"audit key file {path} is unreadable or not a hex key: {exc}") from exc
+        raise NoAuditKey(f"cannot verify: the key file {path} is unreadable or not a hex key ({exc}); set "
+                         "RLM_HOST_AUDIT_KEY_FILE to the key that wrote the log") from exc
 
 
 KEY_MAX_BYTES = 4096
@@ -323,7 +324,7 @@ class Line(NamedTuple):
     problem: str = ""
 
 
-def _read_regular(path: Path, limit: int | None = None) -> bytes:
+def _read_regular(path: Path, limit: int | None = None, what: str = "an audit log") -> bytes:
     """A regular file's bytes; a directory, FIFO, socket or device is refused at once, never waited on."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -335,9 +336,9 @@ def _read_regular(path: Path, limit: int | None = None) -> bytes:
     if not stat.S_ISREG(mode):
         os.close(fd)
         if stat.S_ISDIR(mode):
-            raise NotAnAuditLog(f"{quoted(path)} is a directory, not an audit log; give one .jsonl file, or "
+            raise NotAnAuditLog(f"{quoted(path)} is a directory, not {what}; give one .jsonl file, or "
                                 "`rlm-host audit list DIR` for every log in a folder")
-        raise NotAnAuditLog(f"{quoted(path)} is not a regular file (a FIFO, socket or device), so not an audit log")
+        raise NotAnAuditLog(f"{quoted(path)} is not a regular file (a FIFO, socket or device), so not {what}")
     with os.fdopen(fd, "rb") as file:
         try:
             return file.read() if limit is None else file.read(limit)

@@ -234,3 +234,21 @@ def test_a_seal_that_is_not_ours_never_hangs_or_passes(tmp_path: Path, seal: str
         seal_file.write_text("[" * 50_000)
     verdict = verify(path, KEY)
     assert verdict.status == "broken" and "seal file does not match" in verdict.reason
+
+
+@pytest.mark.parametrize("shape", ["fifo", "directory", "not hex"])
+def test_a_key_file_that_is_no_key_means_cannot_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shape: str) -> None:
+    """RLM_HOST_AUDIT_KEY_FILE at a FIFO, a directory or junk: verify says it cannot verify (exit 5), never blocks."""
+    from rlm_host.errors import ExitCode, NoAuditKey
+
+    path = write_log(tmp_path)
+    key = tmp_path / "key"
+    {"fifo": lambda: os.mkfifo(key), "directory": key.mkdir, "not hex": lambda: key.write_text("zz")}[shape]()
+    monkeypatch.setenv("RLM_HOST_AUDIT_KEY_FILE", str(key))
+    with pytest.raises(NoAuditKey, match="cannot verify: the key file") as caught:
+        verify(path)
+    assert caught.value.exit_code == ExitCode.NO_KEY
+    key_file = tmp_path / "good"
+    key_file.write_text(KEY.hex())
+    monkeypatch.setenv("RLM_HOST_AUDIT_KEY_FILE", str(key_file))
+    assert verify(path).status == "intact"
