@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from .errors import AuditReadError, ConfigError, ExitCode, worst
+from .errors import ConfigError, ExitCode, RLMHostError, worst
 from .report import STYLE, build
 from .runs import RunSummary, find_logs, summarize_all
 from .sanitize import visible
@@ -60,8 +60,8 @@ def _write_report(number: int, summary: RunSummary, folder: Path) -> Path | None
         return None
     try:
         page = build(Path(summary.file))
-    except AuditReadError:
-        return None  # it changed since it was summarized: listed, not linked
+    except RLMHostError:
+        return None  # it changed since it was summarized, or cannot be rendered: listed, not linked
     path = folder / report_name(number, summary)
     _write(path, page)
     return path
