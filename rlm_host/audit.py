@@ -30,8 +30,8 @@ from typing import Any, Literal, NamedTuple
 
 import structlog
 
-from .errors import ConfigError, RLMHostError
-from .sanitize import json_escape
+from .errors import AuditReadError, ConfigError, ExitCode, LogNotFound, NoAuditKey, NotAnAuditLog, RLMHostError
+from .sanitize import json_escape, visible
 from .settings import state_dir
 
 Level = Literal["full", "redacted", "hashes"]
@@ -52,25 +52,35 @@ def audit_dir() -> Path:
     return Path(value).expanduser() if value else state_dir() / "audit"
 
 
+def key_path() -> Path:
+    """Where the chain key is: ``RLM_HOST_AUDIT_KEY_FILE``, else ``audit.key`` in the state directory."""
+    named = os.environ.get("RLM_HOST_AUDIT_KEY_FILE")
+    return Path(named).expanduser() if named else state_dir() / "audit.key"
+
+
 def load_key(*, create: bool = True) -> bytes:
-    """The chain key: the file named by ``RLM_HOST_AUDIT_KEY_FILE``, else ``audit.key``, made on first use.
+    """The chain key, made on first use by a writer.
 
     Readers pass ``create=False``: checking a log with a key made on the spot could only fail, and
-    would leave a key behind that the log was never written with.
+    would leave a key behind that the log was never written with; they get ``NoAuditKey`` instead.
     """
-    named = os.environ.get("RLM_HOST_AUDIT_KEY_FILE")
-    path = Path(named).expanduser() if named else state_dir() / "audit.key"
+    path = key_path()
     if not path.exists():
-        if named:
-            raise ConfigError(f"audit key file {path} (RLM_HOST_AUDIT_KEY_FILE) not found")
         if not create:
-            raise ConfigError(f"no audit key at {path}: verifying needs the key the log was written with; "
-                              "point RLM_HOST_AUDIT_KEY_FILE at that key file")
+            raise NoAuditKey(f"cannot verify: no key at {path}; set RLM_HOST_AUDIT_KEY_FILE to the key that wrote it")
+        if os.environ.get("RLM_HOST_AUDIT_KEY_FILE"):
+            raise ConfigError(f"audit key file {path} (RLM_HOST_AUDIT_KEY_FILE) not found")
         _create_key(path)
     try:
-        return bytes.fromhex(path.read_text().strip())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"audit key file {path} is unreadable or not hex: {exc}") from exc
+        return bytes.fromhex(_read_regular(path, KEY_MAX_BYTES, "a key").decode("ascii").strip())
+    except (AuditReadError, OSError, ValueError) as exc:
+        if create:
+            raise ConfigError(f"audit key file {path} is unreadable or not a hex key: {exc}") from exc
+        raise NoAuditKey(f"cannot verify: the key file {path} is unreadable or not a hex key ({exc}); set "
+                         "RLM_HOST_AUDIT_KEY_FILE to the key that wrote the log") from exc
+
+
+KEY_MAX_BYTES = 4096
 
 
 def _create_key(path: Path) -> None:
@@ -276,7 +286,7 @@ class AuditLog:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The outcome of ``verify``: ``status`` is intact, unfinished or broken."""
+    """The outcome of ``verify``: ``status`` is intact, unfinished or broken (tampered)."""
 
     status: Literal["intact", "unfinished", "broken"]
     lines: int
@@ -284,12 +294,25 @@ class Verdict:
     reason: str = ""
     run_id: str | None = None
 
+    @property
+    def exit_code(self) -> ExitCode:
+        """The verdict's place in the exit-code table (``errors.ExitCode``)."""
+        return {"intact": ExitCode.INTACT, "unfinished": ExitCode.UNFINISHED, "broken": ExitCode.TAMPERED}[self.status]
+
     def summary(self, path: Path) -> str:
+        """One line; the path (a hostile name) is quoted, so it cannot pose as the verdict."""
+        where = quoted(path)
         if self.status == "intact":
-            return f"{path}: intact and sealed, {self.lines} lines, run {self.run_id}"
+            return f"{where}: intact and sealed, {self.lines} lines, run {quoted(self.run_id)}"
         if self.status == "unfinished":
-            return f"{path}: unfinished: {self.lines} lines verify, {self.reason}"
-        return f"{path}: line {self.bad_line}: {self.reason}"
+            return f"{where}: unfinished: {self.lines} lines verify, {self.reason}"
+        return f"{where}: tampered: line {self.bad_line}: {self.reason}"
+
+
+def quoted(value: object) -> str:
+    """A hostile name as one visible, double-quoted string: a quote in it is shown as ``\\x22``, never closes it."""
+    return '"' + visible(value).replace('"', "\\x22") + '"'
+
 
 
 class Line(NamedTuple):
@@ -301,18 +324,37 @@ class Line(NamedTuple):
     problem: str = ""
 
 
+def _read_regular(path: Path, limit: int | None = None, what: str = "an audit log") -> bytes:
+    """A regular file's bytes; a directory, FIFO, socket or device is refused at once, never waited on."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        raise LogNotFound(f"{quoted(path)} not found; audit logs are in {audit_dir()} (RLM_HOST_AUDIT_DIR)") from exc
+    except OSError as exc:
+        raise LogNotFound(f"cannot read {quoted(path)}: {exc.strerror}") from exc
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise NotAnAuditLog(f"{quoted(path)} is a directory, not {what}; give one .jsonl file, or "
+                                "`rlm-host audit list DIR` for every log in a folder")
+        raise NotAnAuditLog(f"{quoted(path)} is not a regular file (a FIFO, socket or device), so not {what}")
+    with os.fdopen(fd, "rb") as file:
+        try:
+            return file.read() if limit is None else file.read(limit)
+        except OSError as exc:
+            raise LogNotFound(f"cannot read {quoted(path)}: {exc.strerror}") from exc
+
+
 def read_records(path: Path) -> Iterator[Line]:
     """Every line of a log, split on ``\\n`` only (the writer's one separator), decoded strictly.
 
-    The only way anything reads a log (verify, show, report, replay): a character that another
-    splitter takes as a line break (U+2028, NEL, \\v ...) stays inside its line. A last line with
-    no ``\\n`` that does not parse is reported as truncated.
+    The only way anything reads a log (verify, show, report, replay, list, diff): a character that
+    another splitter takes as a line break (U+2028, NEL, \\v ...) stays inside its line. A last line
+    with no ``\\n`` that does not parse is reported as truncated. Raises ``LogNotFound`` or
+    ``NotAnAuditLog`` for a path that is no readable regular file.
     """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read audit log {path}: {exc.strerror}") from exc
-    chunks = data.split(b"\n")
+    chunks = _read_regular(path).split(b"\n")
     ends_cleanly = chunks[-1] == b""
     if ends_cleanly:
         chunks.pop()
@@ -321,6 +363,36 @@ def read_records(path: Path) -> Iterator[Line]:
         if record is None and number == len(chunks) and not ends_cleanly:
             problem = "truncated mid-line"
         yield Line(number, raw, record, problem)
+
+
+def read_log(path: Path) -> list[Line]:
+    """The lines of an audit log, or ``NotAnAuditLog`` when no line is an audit event.
+
+    A log with some lines edited is still a log (verify names the first bad one); a file none of
+    whose lines has the shape of an event (an empty, text, binary or other JSON file) is not.
+    """
+    lines = list(read_records(path))
+    if not lines:
+        raise NotAnAuditLog(f"{quoted(path)} is empty, so not an audit log (a run that never wrote a line, or another file)")
+    if not any(is_event(line.record) for line in lines):
+        raise NotAnAuditLog(f"{quoted(path)} is not an audit log: no line is an audit event (a JSON object with seq, "
+                            f"run_id, kind, prev and hash); line 1 {_what(lines[0])}")
+    return lines
+
+
+def is_event(record: dict[str, Any] | None) -> bool:
+    """Whether a parsed line has the shape every audit event has (not whether its hash holds)."""
+    if not isinstance(record, dict):
+        return False
+    fields = (record.get("run_id"), record.get("kind"), record.get("prev"), record.get("hash"))
+    seq = record.get("seq")
+    return isinstance(seq, int) and not isinstance(seq, bool) and all(isinstance(f, str) for f in fields)
+
+
+def _what(line: Line) -> str:
+    if line.problem == "edited: not valid UTF-8":
+        return "is binary data (not UTF-8)"
+    return "is not JSON" if line.record is None else "is JSON without those fields"
 
 
 def _parse(raw: bytes) -> tuple[dict[str, Any] | None, str]:
@@ -337,9 +409,16 @@ def _parse(raw: bytes) -> tuple[dict[str, Any] | None, str]:
 
 
 def verify(path: Path, key: bytes | None = None) -> Verdict:
-    """Check every line's sequence, chain and keyed hash; then the seal."""
-    key = key if key is not None else load_key(create=False)
-    lines = list(read_records(path))
+    """Check every line's sequence, chain and keyed hash; then the seal.
+
+    The log is read first (``LogNotFound``, ``NotAnAuditLog``), then the key (``NoAuditKey``):
+    nothing is created or changed.
+    """
+    return verify_lines(path, read_log(path), key if key is not None else load_key(create=False))
+
+
+def verify_lines(path: Path, lines: list[Line], key: bytes) -> Verdict:
+    """``verify`` over lines already read by ``read_log`` (a caller that reads once, checks once)."""
     seqs = [line.record.get("seq") if line.record else None for line in lines]
     prev, run_id = GENESIS, None
     for line in lines:
@@ -408,5 +487,27 @@ def _sealed(path: Path, records: list[dict], run_id: str | None) -> Verdict:
 
 
 def events(path: Path) -> list[dict[str, Any]]:
-    """The parseable records of a log, in order (for show, report and replay), from the one reader."""
-    return [line.record for line in read_records(path) if line.record is not None]
+    """The parseable records of a log, in order (for show, report and replay), from the one reader.
+
+    Raises ``LogNotFound`` or ``NotAnAuditLog`` (see ``read_log``), so no reader shows an empty run.
+    """
+    return [line.record for line in read_log(path) if line.record is not None]
+
+
+# The event families a log holds (docs/audit.md); `audit show --kind` takes one of these or a kind in one.
+KIND_FAMILIES = ("answer", "cell", "document", "exec", "iteration", "kernel", "limit", "progress", "root",
+                 "rpc", "run", "sandbox", "seal", "subcall")
+
+
+def check_kind(kind: str) -> str:
+    """A ``--kind`` value, or a ConfigError listing the families it can be."""
+    if kind.split(".")[0] not in KIND_FAMILIES:
+        raise ConfigError(f"unknown event kind {kind!r}: use one of {', '.join(KIND_FAMILIES)} "
+                          "(or a kind in one, e.g. subcall.denied)")
+    return kind
+
+
+def of_kind(event: dict[str, Any], kinds: list[str]) -> bool:
+    """Whether an event is of one of ``kinds``: the kind itself, or one in its family (``limit`` ⊃ ``limit.pids``)."""
+    kind = event.get("kind")
+    return isinstance(kind, str) and any(kind == k or kind.startswith(k + ".") for k in kinds)

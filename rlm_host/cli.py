@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .settings import LM_TIMEOUT_S, __version__
-from .errors import ConfigError, RLMHostError
+from .errors import ConfigError, ExitCode, RLMHostError
 from .sanitize import json_line, safe_text, visible
 
 if TYPE_CHECKING:  # the CLI imports the heavy modules only in the commands that use them
@@ -258,16 +258,19 @@ def _run_local(query: str, context: list[Path], policy: str, quality: bool, prog
 
 @app.command()
 def report(
-    file: Annotated[Path, typer.Argument(help="An audit log (.jsonl).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the HTML page.")],
+    file: Annotated[Path, typer.Argument(help="An audit log (.jsonl), or a folder of them.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the HTML page (for a folder: the index).")],
 ) -> None:
     """Write one self-contained HTML page for reviewing a run (no network fetches).
 
+    For a folder: each run's report beside OUTPUT, and OUTPUT an index linking them; exit as `audit verify` would.
     A log that does not verify still gets its page, with a warning first; the exit code says why:
     1 tampered, 2 unfinished, 5 no key to verify it.
     """
     from .report import render
 
+    if file.is_dir():
+        _report_folder(file, output)
     made = render(_existing(file))
     try:
         output.write_text(made.html, encoding="utf-8")
@@ -277,6 +280,14 @@ def report(
     if made.exit_code:
         print(visible(f"rlm-host: warning: {made.problem}; the page says so first"), file=sys.stderr)
         raise typer.Exit(made.exit_code)
+
+
+def _report_folder(folder: Path, output: Path) -> None:
+    from .report_index import write_index
+
+    index = write_index(folder, output)
+    print(visible(f"wrote {output}: {len(index.summaries)} run(s), {len(index.reports)} report(s) beside it"))
+    raise typer.Exit(index.exit_code)
 
 
 @app.command()
@@ -363,36 +374,113 @@ class _Hooked:
 
 
 @audit_app.command("verify")
-def audit_verify(file: Annotated[Path, typer.Argument(help="An audit log (.jsonl).")]) -> None:
-    """Check the keyed hash chain and the seal: exit 0 intact, 1 broken (first bad line), 2 unfinished."""
-    from .audit import verify
+def audit_verify(path: Annotated[Path, typer.Argument(help="An audit log (.jsonl), or a folder of them.")]) -> None:
+    """Check the keyed hash chain and the seal; a folder: every log in it, then a tally.
 
-    verdict = verify(_existing(file))
-    print(visible(verdict.summary(file)))
-    raise typer.Exit({"intact": 0, "broken": 1, "unfinished": 2}[verdict.status])
+    Exit 0 intact and sealed, 1 tampered, 2 unfinished, 3 not an audit log, 4 not found or unreadable,
+    5 no key to verify with; for a folder, the gravest of its logs'. Reads only: creates no file.
+    """
+    from .audit import verify
+    from .errors import worst
+    from .runs import find_logs, summarize_all, tally
+
+    if not path.is_dir():
+        verdict = verify(path)
+        print(visible(verdict.summary(path)))
+        raise typer.Exit(verdict.exit_code)
+    summaries = summarize_all(find_logs(path))
+    for summary in summaries:
+        print(visible(summary.verdict))
+    print(visible(tally(summaries)))
+    raise typer.Exit(worst(s.exit_code for s in summaries))
 
 
 @audit_app.command("show")
 def audit_show(
     file: Annotated[Path, typer.Argument(help="An audit log (.jsonl).")],
-    kind: Annotated[Optional[list[str]], typer.Option(help="Only events of this kind (prefix, e.g. cell, subcall, limit); repeatable.")] = None,
+    kind: Annotated[Optional[list[str]], typer.Option(help="Only events of this kind or family (run, document, "
+                                                           "iteration, root, cell, subcall, limit ...); repeatable.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the events as JSON lines.")] = False,
 ) -> None:
-    """A readable timeline of a run (it works on unfinished logs too)."""
-    from .audit import events
+    """A readable timeline of a run (unfinished logs too); exits with the log's verification (see `verify`).
+
+    A log that is not intact and sealed gets one line on stderr saying so after the timeline.
+    """
+    from .audit import check_kind, events, of_kind
     from .report_text import render_timeline
 
-    chosen = [e for e in events(_existing(file)) if not kind or any(e.get("kind", "").startswith(k) for k in kind)]
+    kinds = [check_kind(k) for k in kind or []]
+    chosen = [e for e in events(file) if not kinds or of_kind(e, kinds)]
     if as_json:
         for event in chosen:
             print(json_line(event))
     else:
         render_timeline(chosen, Console(soft_wrap=True))
+    raise typer.Exit(_verification(file))
+
+
+def _verification(file: Path) -> int:
+    """The log's exit code from the table; anything but intact is one line on stderr."""
+    from .audit import verify
+    from .errors import NoAuditKey
+
+    try:
+        verdict = verify(file)
+    except NoAuditKey as exc:
+        print(f"rlm-host: {visible(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    if verdict.status != "intact":
+        print(f"rlm-host: {visible(verdict.summary(file))}", file=sys.stderr)
+    return verdict.exit_code
+
+
+@audit_app.command("list")
+def audit_list(
+    folder: Annotated[Optional[Path], typer.Argument(help="A folder of audit logs (default: RLM_HOST_AUDIT_DIR).")] = None,
+    status: Annotated[Optional[list[str]], typer.Option(help="Only runs with this status (answered, last_resort, "
+                                                             "failed, exec, unfinished) or verification (intact, "
+                                                             "tampered, no-key ...); repeatable.")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Only runs started on or after this date (YYYY-MM-DD[THH:MM]).")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Only runs started before the end of this date (YYYY-MM-DD[THH:MM]).")] = None,
+    grep: Annotated[Optional[str], typer.Option(help="Only runs whose query, answer, run id or file name has this text.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run.")] = False,
+) -> None:
+    """One line per run: when, status, verification, cost, denials, limits hit, seal reason, file, query."""
+    from .audit import audit_dir
+    from .runs import HEADER, check_status, find_logs, keep, line, parse_when, summarize_all
+
+    filters = {"statuses": [check_status(s) for s in status or []],
+               "since": parse_when(since) if since else None,
+               "until": parse_when(until, end_of_day=True) if until else None, "grep": grep}
+    shown = [s for s in summarize_all(find_logs(folder or audit_dir())) if keep(s, **filters)]
+    if not as_json:
+        print(HEADER)
+    for summary in shown:
+        print(json_line(summary.to_json()) if as_json else visible(line(summary)))
+
+
+@audit_app.command("diff")
+def audit_diff(
+    a: Annotated[Path, typer.Argument(help="An audit log (.jsonl).")],
+    b: Annotated[Path, typer.Argument(help="Another run's audit log, of the same query.")],
+) -> None:
+    """What differs between two runs of the same query: code, sub-calls, answers, costs.
+
+    Exits with the graver of the two logs' verifications (0 when both are intact), not with whether they differ.
+    """
+    from .diff import compare
+    from .errors import worst
+
+    for text in compare(a, b):
+        print(visible(text))
+    raise typer.Exit(worst((_verification(a), _verification(b))))
 
 
 def _existing(file: Path) -> Path:
-    if not file.is_file():
-        raise ConfigError(f"audit log {file} not found; logs are in RLM_HOST_AUDIT_DIR (default ~/.local/state/rlm-host/audit)")
+    """The path, once it reads as an audit log (else a one-line error with its exit code, 3 or 4)."""
+    from .audit import read_log
+
+    read_log(file)
     return file
 
 
@@ -478,12 +566,21 @@ def main(argv: list[str] | None = None) -> None:
     except RLMHostError as exc:
         if _state["debug"]:
             raise
-        _error(str(exc), 1)
+        _error(str(exc), exc.exit_code)
     except ClickException as exc:  # a usage error can quote the hostile option value
-        _error(f"{exc.format_message()} (see --help)", exc.exit_code)
+        if not exc.format_message():  # no arguments: the help was the answer
+            sys.exit(_click_code(exc))
+        _error(f"{exc.format_message()} (see --help)", _click_code(exc))
     except Abort:
         _error("aborted", 1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_code(exc: Exception) -> int:
+    """Usage errors exit 64 (EX_USAGE), so that 2 only ever means an unfinished audit log."""
+    from typer._click.exceptions import UsageError
+
+    return ExitCode.USAGE if isinstance(exc, UsageError) else getattr(exc, "exit_code", 1)
 
 
 def _error(message: str, code: int) -> None:

@@ -2,11 +2,16 @@
 
 Errors from docker, jupyter_client, openai and the OS are caught where they enter and
 re-raised as one of these, ``from`` the original. Each message says what went
-wrong and what to do; the CLI prints it as one line.
+wrong and what to do; the CLI prints it as one line and exits with the error's ``exit_code``
+(1 unless the error is one of the audit readers' below; ``ExitCode`` is their table).
 
     RLMHostError
     ├── ConfigError            bad input from the user: a policy, a file, an argument
-    │   └── PolicyError        a policy file that does not validate
+    │   ├── PolicyError        a policy file that does not validate
+    │   └── AuditReadError     an audit log that cannot be read as one (exit 3, 4 or 5)
+    │       ├── NotAnAuditLog  a directory, FIFO, empty, text or binary file (exit 3)
+    │       ├── LogNotFound    no such file, or unreadable (exit 4)
+    │       └── NoAuditKey     no key here to check the log with (exit 5)
     ├── DockerUnavailable      no Docker Engine reachable
     ├── ImageError             the kernel image is missing, stale or failed to build
     ├── LMError                the LM endpoint refused, failed or could not be reached
@@ -17,9 +22,39 @@ wrong and what to do; the CLI prints it as one line.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """What the audit-reading commands exit with (verify, show, report, tui --replay, list, diff).
+
+    Scripts rely on it, so 2 means only "unfinished": click's usage errors exit 64 (EX_USAGE).
+    """
+
+    INTACT = 0  # chain intact, log sealed
+    TAMPERED = 1  # chain broken, a line edited, forged, removed, or the seal does not match
+    UNFINISHED = 2  # chain intact up to the last line, no seal
+    NOT_A_LOG = 3  # a directory, FIFO, device, empty, text or binary file
+    NOT_FOUND = 4  # no such file, or it cannot be read
+    NO_KEY = 5  # cannot verify: the key the log was written with is not here
+    USAGE = 64  # a wrong option or argument
+
+
+# The order in which one outcome outweighs another, for a command over many logs.
+SEVERITY = (ExitCode.INTACT, ExitCode.UNFINISHED, ExitCode.NOT_A_LOG, ExitCode.NOT_FOUND, ExitCode.NO_KEY,
+            ExitCode.TAMPERED)
+
+
+def worst(codes: Iterable[int]) -> int:
+    """The exit code of a command over many logs: the gravest of theirs (tampered above all)."""
+    return max(codes, key=SEVERITY.index, default=ExitCode.INTACT)
+
 
 class RLMHostError(Exception):
     """Base of every error rlm-host raises on purpose."""
+
+    exit_code: int = 1
 
 
 class ConfigError(RLMHostError):
@@ -28,6 +63,28 @@ class ConfigError(RLMHostError):
 
 class PolicyError(ConfigError):
     """A policy failed to load or validate."""
+
+
+class AuditReadError(ConfigError):
+    """A path given as an audit log cannot be read as one; ``exit_code`` says how (see ``ExitCode``)."""
+
+
+class NotAnAuditLog(AuditReadError):
+    """The path is there but is no audit log (a directory, FIFO, empty, text or binary file)."""
+
+    exit_code = ExitCode.NOT_A_LOG
+
+
+class LogNotFound(AuditReadError):
+    """No file at the path, or it cannot be read."""
+
+    exit_code = ExitCode.NOT_FOUND
+
+
+class NoAuditKey(AuditReadError):
+    """The key the log was chained with is not on this machine: the log cannot be verified."""
+
+    exit_code = ExitCode.NO_KEY
 
 
 class DockerUnavailable(RLMHostError):

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import log_cap
 from .errors import ConfigError, RLMHostError
 
 if TYPE_CHECKING:
@@ -181,15 +182,18 @@ def serve(model: LocalModel, path: Path, *, n_ctx: int = 8192, threads: int | No
     port = free_port()
     log_path = state_dir() / "local-lm" / f"{model.name}-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_cap.prune(log_path.parent)
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--model_alias", model.name,
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
            "--n_threads", str(threads or os.cpu_count() or 2)]
     progress(f"starting the local model server ({model.name}) on 127.0.0.1:{port}")
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    relay = log_cap.start_relay(log_path, detach=detach)  # the log is capped: see log_cap.py
+    with relay.stdin:
+        proc = subprocess.Popen(cmd, stdout=relay.stdin, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=detach)
     server = Server(proc.pid, port, model.name, str(path), str(log_path))
     _CHILDREN[proc.pid] = proc
+    _RELAYS[proc.pid] = relay
     _wait_up(server, proc, timeout_s)
     return server
 
@@ -199,6 +203,7 @@ def _wait_up(server: Server, proc: subprocess.Popen, timeout_s: float) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             _CHILDREN.pop(proc.pid, None)
+            _reap_relay(proc.pid)
             raise LocalModelError(f"the local model server exited with code {proc.returncode}: {_tail(server.log)}")
         if _answers(server):
             return
@@ -224,6 +229,18 @@ def _tail(path: str, lines: int = 8) -> str:
 
 
 _CHILDREN: dict[int, subprocess.Popen] = {}  # servers this process started, reaped on stop
+_RELAYS: dict[int, subprocess.Popen] = {}  # their log relays, by server pid: they end when the server does
+
+
+def _reap_relay(pid: int) -> None:
+    relay = _RELAYS.pop(pid, None)
+    if relay is None:
+        return
+    try:
+        relay.wait(timeout=5)  # the server's end of the pipe is closed: the relay is at end of file
+    except subprocess.TimeoutExpired:
+        relay.kill()
+        relay.wait()
 
 
 def stop(server: Server, grace_s: float = 10) -> None:
@@ -236,6 +253,7 @@ def stop(server: Server, grace_s: float = 10) -> None:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+        _reap_relay(server.pid)
         return
     try:
         os.kill(server.pid, signal.SIGTERM)

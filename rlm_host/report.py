@@ -14,8 +14,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .audit import Verdict, load_key, read_records, verify
-from .errors import ConfigError, RLMHostError
+from .audit import Verdict, events, load_key, verify
+from .errors import ExitCode, NoAuditKey
 from .report_html import e
 from .report_sections import (Story, answer, audit_level, comparison, documents, failure, limits, overview,
                               story, usage)
@@ -37,8 +37,9 @@ document.querySelectorAll('.cite').forEach(function (link) {
 });
 document.body.dataset.iterations = String(document.querySelectorAll('.iteration').length);
 """
-# Exit codes of the audit-reading commands, by what verification found (see docs/audit.md).
-EXIT_CODES = {"intact": 0, "broken": 1, "unfinished": 2, "unverified": 5}
+# What verification found, in the audit commands' exit-code table (errors.ExitCode, docs/audit.md).
+EXIT_CODES = {"intact": ExitCode.INTACT, "broken": ExitCode.TAMPERED, "unfinished": ExitCode.UNFINISHED,
+              "unverified": ExitCode.NO_KEY}
 
 
 def _csp_hash(source: str) -> str:
@@ -58,7 +59,7 @@ class Report:
     problem: str  # one line: what failed and where; "" when intact
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         """The audit commands' exit code for what verification found."""
         return EXIT_CODES[self.status]
 
@@ -70,10 +71,7 @@ def build(path: Path) -> str:
 
 def render(path: Path) -> Report:
     """The page, with the verification outcome that decides its warning and the command's exit code."""
-    records = [line.record for line in read_records(path)
-               if line.record is not None and isinstance(line.record.get("kind"), str)]  # the one reader
-    if not records:
-        raise RLMHostError(f"{path} is not an audit log: no line of it is an audit event; nothing to report")
+    records = [record for record in events(path) if isinstance(record.get("kind"), str)]  # the one reader
     status, summary, bad_line = _check(path)
     problem = "" if status == "intact" else summary
     s = story(records)
@@ -93,8 +91,8 @@ def _check(path: Path) -> tuple[str, str, int]:
     """Verify the log: its status, one line saying so (what failed and where), and the first bad line."""
     try:
         key = load_key(create=False)
-    except ConfigError as exc:
-        return "unverified", f"cannot verify: {exc}", 0
+    except NoAuditKey as exc:
+        return "unverified", str(exc), 0
     verdict: Verdict = verify(path, key)
     status = {"intact": "intact", "unfinished": "unfinished"}.get(verdict.status, "broken")
     return status, verdict.summary(path), verdict.bad_line or 0

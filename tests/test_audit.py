@@ -124,7 +124,7 @@ def test_levels_keep_or_hash_text(tmp_path: Path) -> None:
 
 
 def test_cli_verify_and_show(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`audit verify` exits 0/1/2 with one line; `audit show` filters by kind and prints JSON."""
+    """`audit verify` exits 0 intact, 1 tampered, 4 not found, with one line; `audit show` filters by kind and prints JSON."""
     key_file = tmp_path / "key"
     key_file.write_text(KEY.hex())
     env = {**os.environ, "RLM_HOST_AUDIT_KEY_FILE": str(key_file)}
@@ -142,9 +142,9 @@ def test_cli_verify_and_show(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     lines = path.read_text().splitlines()
     rewrite(path, lines[:2] + lines[3:])
     bad = cli("verify", str(path))
-    assert bad.returncode == 1 and "line 3: removed" in bad.stdout
+    assert bad.returncode == 1 and "tampered: line 3: removed" in bad.stdout
     missing = cli("verify", str(tmp_path / "nope.jsonl"))
-    assert missing.returncode == 1 and "not found" in missing.stderr
+    assert missing.returncode == 4 and "not found" in missing.stderr
 
 
 SEPARATORS = ["\u2028", "\u2029", "\x85", "\v", "\f", "\x1c", "\x1d", "\x1e", "\r", "\r\n", "\x9b", "\u202e",
@@ -191,14 +191,14 @@ def test_reader_names_invalid_utf8_and_blank_lines(tmp_path: Path) -> None:
 
 
 def test_verify_with_no_key_says_so_and_makes_none(tmp_path: Path) -> None:
-    """`audit verify` in a fresh HOME names the missing key and the variable to set; it creates no key."""
+    """`audit verify` in a fresh HOME says it cannot verify, names the key and the variable, exits 5; it creates no key."""
     path = write_log(tmp_path)
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RLM_HOST_", "XDG_"))}
     proc = subprocess.run([sys.executable, "-m", "rlm_host", "audit", "verify", str(path)], capture_output=True,
                           text=True, env={**env, "HOME": str(home)}, timeout=60)
-    assert proc.returncode == 1 and "RLM_HOST_AUDIT_KEY_FILE" in proc.stderr, proc
-    assert len(proc.stderr.strip().splitlines()) == 1 and "no audit key" in proc.stderr
+    assert proc.returncode == 5 and "RLM_HOST_AUDIT_KEY_FILE" in proc.stderr, proc
+    assert len(proc.stderr.strip().splitlines()) == 1 and "cannot verify: no key at" in proc.stderr
     assert not any(p.name == "audit.key" for p in home.rglob("*"))
 
 
@@ -234,3 +234,21 @@ def test_a_seal_that_is_not_ours_never_hangs_or_passes(tmp_path: Path, seal: str
         seal_file.write_text("[" * 50_000)
     verdict = verify(path, KEY)
     assert verdict.status == "broken" and "seal file does not match" in verdict.reason
+
+
+@pytest.mark.parametrize("shape", ["fifo", "directory", "not hex"])
+def test_a_key_file_that_is_no_key_means_cannot_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shape: str) -> None:
+    """RLM_HOST_AUDIT_KEY_FILE at a FIFO, a directory or junk: verify says it cannot verify (exit 5), never blocks."""
+    from rlm_host.errors import ExitCode, NoAuditKey
+
+    path = write_log(tmp_path)
+    key = tmp_path / "key"
+    {"fifo": lambda: os.mkfifo(key), "directory": key.mkdir, "not hex": lambda: key.write_text("zz")}[shape]()
+    monkeypatch.setenv("RLM_HOST_AUDIT_KEY_FILE", str(key))
+    with pytest.raises(NoAuditKey, match="cannot verify: the key file") as caught:
+        verify(path)
+    assert caught.value.exit_code == ExitCode.NO_KEY
+    key_file = tmp_path / "good"
+    key_file.write_text(KEY.hex())
+    monkeypatch.setenv("RLM_HOST_AUDIT_KEY_FILE", str(key_file))
+    assert verify(path).status == "intact"

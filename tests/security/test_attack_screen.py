@@ -196,14 +196,14 @@ def test_verify_and_error_lines(pane: Pane, tmp_path: Path, evidence: Record) ->
     hostile = "".join(ATTACKS[n] for n in ("OSC 0 sets the window title", "OSC 52 writes the clipboard",
                                           "CSI clears the screen and homes the cursor", "C1 CSI (U+009B) clears the screen",
                                           "bidi override reverses the text"))
-    (folder / f"x{hostile}.jsonl").mkdir()  # not a file: "audit log ... not found"
+    (folder / f"x{hostile}.jsonl").mkdir()  # not a file: "... is a directory, not an audit log", exit 3
     (tmp_path / "arg").write_text(hostile + "[bold]")
     screen = pane.run(f"rlm-host audit show {folder}/*")
-    assert "rlm-host: error: audit log" in screen and "\\x1b]0;PWNED-TITLE" in screen
-    pane.unharmed(screen, exit_code=1)
+    assert "is a directory, not an audit log" in screen and "\\x1b]0;PWNED-TITLE" in screen
+    pane.unharmed(screen, exit_code=3)
     arg = f'"$(cat {tmp_path}/arg)"'
-    for command, code in ((f"exec - --policy {arg}", 1), (f"report {arg} -o {tmp_path}/r.html", 1), (arg, 2),
-                          (f"--{arg}", 2), (f"audit verify {arg}", 1)):
+    for command, code in ((f"exec - --policy {arg}", 1), (f"report {arg} -o {tmp_path}/r.html", 4), (arg, 64),
+                          (f"--{arg}", 64), (f"audit verify {arg}", 4)):
         screen = pane.run(f"rlm-host {command} </dev/null")
         assert "rlm-host: error:" in screen and "\\x1b]0;PWNED" in screen, (command, screen[-2000:])
         pane.unharmed(screen, exit_code=code)
