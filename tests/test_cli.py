@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from rlm_host.audit import events, verify
 from rlm_host.engine import docker_client
 from rlm_host.settings import OWNER_LABEL, SESSION_LABEL, image_tag
 
@@ -85,10 +86,15 @@ def test_docker_unreachable_is_one_line() -> None:
     assert doctor.returncode == 1 and "dockerd" in doctor.stdout
 
 
-def test_missing_image_is_one_line(docker_ready: str) -> None:
-    """A missing kernel image names the command that builds it."""
-    env = {"RLM_HOST_IMAGE": "rlm-host-kernel:does-not-exist"}
-    one_line_error(cli("exec", "-", stdin="1\n", env=env), "rlm-host image build")
+def test_missing_image_is_one_line(tmp_path: Path, docker_ready: str) -> None:
+    """A missing kernel image names the command that builds it; the line ends with the sealed log's path."""
+    env = {"RLM_HOST_IMAGE": "rlm-host-kernel:does-not-exist", "RLM_HOST_AUDIT_DIR": str(tmp_path)}
+    proc = cli("exec", "-", stdin="1\n", env=env)
+    one_line_error(proc, "rlm-host image build")
+    log = next(tmp_path.glob("*.jsonl"))
+    assert proc.stderr.strip().endswith(f"(audit log: {log})")
+    assert verify(log).status == "intact" and events(log)[-1]["reason"] == "exec_error"
+    assert "ImageError" in next(e["error"] for e in events(log) if e["kind"] == "exec.error")
 
 
 def test_debug_shows_the_traceback() -> None:
