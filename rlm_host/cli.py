@@ -35,6 +35,8 @@ audit_app = typer.Typer(no_args_is_help=True, help="Verify and read audit logs."
 app.add_typer(audit_app, name="audit")
 local_app = typer.Typer(no_args_is_help=True, help="The embedded local model (Qwen2.5-Coder via llama-cpp-python).")
 app.add_typer(local_app, name="local-lm")
+policy_app = typer.Typer(no_args_is_help=True, help="The packaged security policies: list them, print one to copy.")
+app.add_typer(policy_app, name="policy")
 err = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False}
 
@@ -85,7 +87,7 @@ def doctor(
     policy: Annotated[Optional[list[str]], typer.Option(help="With --cis: policy name or YAML file; repeatable "
                                                              "(default: standard and strict).")] = None,
 ) -> None:
-    """Check Docker, runtimes, the image and leftovers; print the fix for each problem."""
+    """Check Docker, runtimes, the image and leftovers; print the command that fixes each problem."""
     from .doctor import reap_all, run_checks
 
     if cis:
@@ -96,12 +98,15 @@ def doctor(
         print(f"reaped {containers} container(s) and {dirs} session dir(s)")
     checks = run_checks()
     table = Table(show_header=True, header_style="bold")
-    for column in ("check", "status", "detail", "fix"):
+    for column in ("check", "status", "detail"):
         table.add_column(column)
     for check in checks:
         status = Text("ok", "green") if check.ok else (Text("fail", "red") if check.required else Text("warn", "yellow"))
-        table.add_row(safe_text(check.name), status, safe_text(check.detail), safe_text(check.fix))
+        table.add_row(safe_text(check.name), status, safe_text(check.detail))
     Console().print(table)
+    for check in checks:  # after the table, one unwrapped plain line each: a command to copy as it is
+        if check.fix:
+            print(visible(f"fix ({check.name}): {check.fix}"))
     if any(not c.ok and c.required for c in checks):
         raise typer.Exit(1)
 
@@ -431,6 +436,29 @@ def _existing(file: Path) -> Path:
     if not file.is_file():
         raise ConfigError(f"audit log {file} not found; logs are in RLM_HOST_AUDIT_DIR (default ~/.local/state/rlm-host/audit)")
     return file
+
+
+@policy_app.command("list")
+def policy_list() -> None:
+    """The packaged policies (name, runtime, audit level, description) and seccomp profiles."""
+    from .policy import available_policies, load_policy, policies_dir
+
+    for name in available_policies():
+        loaded = load_policy(name)
+        print(visible(f"{name:<24}{loaded.runtime:<7}audit {loaded.audit_level:<10}{loaded.description}"))
+    for profile in sorted(policies_dir().glob("*.json")):
+        print(visible(f"{profile.name:<24}seccomp profile"))
+    print("print one with `rlm-host policy show NAME`; copy and edit it: "
+          "`rlm-host policy show standard > my.yaml`, then `--policy my.yaml`")
+
+
+@policy_app.command("show")
+def policy_show(name: Annotated[str, typer.Argument(help="A packaged policy (standard, strict) or profile "
+                                                         "(seccomp-standard.json).")]) -> None:
+    """Print a packaged policy's YAML (or a profile's JSON) as shipped, to read or to copy and edit."""
+    from .policy import packaged_text
+
+    sys.stdout.write(packaged_text(name))
 
 
 @local_app.command("fetch")
