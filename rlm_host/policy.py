@@ -38,6 +38,7 @@ MAX_POLICY_CHARS = 64 * 1024
 MAX_FLOW_DEPTH = 32
 MAX_SECCOMP_BYTES = 1 << 20  # ours is about 20 KB; a bigger "profile" is a mistake (or /dev/zero)
 # How an installed user finds the packaged files (``policies/`` exists only in a checkout).
+MAX_NAMED = 5  # unknown keys named in the one line; the rest are counted
 SEE_STANDARD = "see the keys with `rlm-host policy show standard`"
 COPY_ONE = "copy one with `rlm-host policy show standard > my.yaml`"
 _SHOWN = reprlib.Repr()  # a bad value quoted in one short line, however big (YAML aliases nest cheaply)
@@ -286,12 +287,13 @@ def _first_error(exc: ValidationError) -> str:
 def _unknown_keys(locations: list[tuple]) -> str:
     """``unknown key 'limits.memroy_mb' (did you mean 'limits.memory_mb'?)``, for each one."""
     parts = []
-    for loc in locations:
+    for loc in locations[:MAX_NAMED]:
         known = _known_keys(loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(str(loc[-1])[:64], known, n=1, cutoff=0.6)
         hint = f" (did you mean '{_dotted((*loc[:-1], close[0]))}'?)" if close else ""
         parts.append(f"'{_SHOWN.repr(_dotted(loc))[1:-1]}'{hint}")
-    return f"unknown key{'s' if len(parts) > 1 else ''} {', '.join(parts)}"
+    more = f" and {len(locations) - MAX_NAMED} more" if len(locations) > MAX_NAMED else ""
+    return f"unknown key{'s' if len(locations) > 1 else ''} {', '.join(parts)}{more}"
 
 
 def _known_keys(parent: tuple) -> list[str]:
