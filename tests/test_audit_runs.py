@@ -17,7 +17,8 @@ import yaml
 
 from rlm_host.engine import docker_client
 
-from rlm_host.audit import events, verify
+from rlm_host.audit import SEAL_REASONS, AuditError, AuditLog, FsyncWriter, events, seal_reason, verify
+from rlm_host.errors import ConfigError, LMError, SessionClosed
 from rlm_host.lm import LMClient
 from rlm_host.policy import parse_policy, policies_dir
 from rlm_host.rlm import RLM
@@ -223,3 +224,32 @@ def test_exec_seals_done_and_interrupted(tmp_path: Path, docker_ready: str) -> N
     child.send_signal(signal.SIGINT)
     returncode, _out, lines = ended(child, log, "interrupted")
     assert returncode == 130 and lines == [f"audit log: {log}"]
+
+
+def test_a_signal_mid_line_waits_until_the_line_is_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C arriving while a line is being written lands after it: the seal then continues the chain."""
+    key = b"k" * 32
+    log = AuditLog("signalled", "full", directory=tmp_path, key=key)
+    write = FsyncWriter.msg
+
+    def interrupted(self: FsyncWriter, line: str) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # numbered and chained, not yet written
+        time.sleep(0.05)
+        write(self, line)
+
+    monkeypatch.setattr(FsyncWriter, "info", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        log.record("cell", {"code": "print(1)"})
+    monkeypatch.undo()
+    log.seal("interrupted")
+    assert [e["kind"] for e in events(log.path)] == ["cell", "seal"]
+    assert verify(log.path, key=key).status == "intact" and events(log.path)[-1]["reason"] == "interrupted"
+
+
+@pytest.mark.parametrize(("exc", "reason"), [
+    (KeyboardInterrupt(), "interrupted"), (SystemExit(143), "terminated"), (LMError("x", status=401, attempts=1), "lm_error"),
+    (SessionClosed("x"), "sandbox_error"), (AuditError("x"), "audit_error"), (ConfigError("x"), "error"),
+    (ValueError("x"), "error")])
+def test_seal_reason_follows_the_exception(exc: BaseException, reason: str) -> None:
+    """Which exception ended a run decides its seal reason, and only from the host's own error tree."""
+    assert seal_reason(exc) == reason and reason in SEAL_REASONS
