@@ -41,7 +41,7 @@ from report import RESULTS, write_results  # bench/report.py
 
 from rlm_host import local_lm
 from rlm_host.lm import LMClient
-from rlm_host.rlm import CHARS_PER_TOKEN
+from rlm_host.results import CHARS_PER_TOKEN
 
 N_CTX = 8192                 # the servers' window (local_lm.serve's default)
 ANSWER_TOKENS = 64           # room kept for the direct answer

@@ -36,7 +36,6 @@ from rlm_host.lm import LMClient  # noqa: E402
 from rlm_host.policy import load_policy  # noqa: E402
 from rlm_host.rpc import Broker, Budget, Subcalls  # noqa: E402
 from rlm_host.sandbox import DockerSandbox  # noqa: E402
-from rlm_host.sandbox.docker_sandbox import sandbox_uid  # noqa: E402
 
 TIMED_CELL = """
 import time, json
@@ -64,7 +63,7 @@ def with_sandbox(latency_s: float, calls: int, code: str) -> tuple[str, Recorder
         events = Recorder()
         subcalls = Subcalls(LMClient(base_url=lm.base_url), "sub", Budget(policy.subcalls), on_event=events)
         with DockerSandbox.start(policy) as sandbox:
-            broker = Broker(sandbox.rpc_socket_path, subcalls, uid=sandbox_uid(policy),
+            broker = Broker(sandbox.rpc_socket_path, subcalls, uid=sandbox.rpc_socket_owner,
                             max_frame_bytes=policy.subcalls.max_frame_bytes).start()
             try:
                 result = sandbox.execute(code, timeout=600)

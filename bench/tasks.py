@@ -9,7 +9,7 @@ The one place for filler text in the benchmarks and the real-model tests.
   truncated prompt's prefix repeats across tasks (llama.cpp reuses it). The same Python build gives
   the same tasks; ``filler_info()`` records its version, size and SHA-256 with the results.
 - Sizes are in tokens at the project's estimate of 4 characters per token
-  (``rlm_host.rlm.CHARS_PER_TOKEN``): "8K" is 8,192 tokens (32 KiB of text), "1M" 1,048,576 tokens
+  (``rlm_host.results.CHARS_PER_TOKEN``): "8K" is 8,192 tokens (32 KiB of text), "1M" 1,048,576 tokens
   (4 MiB), "10M" 40 MiB.
 - S-NIAH (RULER's single needle): "The secret access key for project <Name> is <KEY>." on its own
   line at a seeded random depth; correct when the exact key appears in the answer.
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from rlm_host.rlm import CHARS_PER_TOKEN
+from rlm_host.results import CHARS_PER_TOKEN
 
 SIZES = {"8K": 8 * 1024, "32K": 32 * 1024, "128K": 128 * 1024, "1M": 1024 ** 2, "10M": 10 * 1024 ** 2}
 SKIP_DIRS = {"site-packages", "test", "tests", "idle_test", "__pycache__"}

@@ -1,8 +1,15 @@
 """rlm-host: Recursive Language Models on a security-hardened sandbox.
 
 The public names are listed in ``__all__``; everything else is private to its
-module and may change.
+module and may change. Names resolve on first use (PEP 562), so importing the
+package, or the CLI, does not import openai, docker and jupyter_client: only
+the commands that need them do.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     ConfigError,
@@ -15,13 +22,28 @@ from .errors import (
     SandboxError,
     SessionClosed,
 )
-from .lm import LMClient, PriceTable
-from .policy import Policy, load_policy
-from .results import CellError, ExecutionResult, RLMResult
-from .rlm import RLM
-from .sandbox import DockerSandbox, Sandbox, WarmPool
+from .settings import __version__ as __version__
 
-from .settings import __version__
+if TYPE_CHECKING:
+    from .lm import LMClient, PriceTable
+    from .policy import Policy, load_policy
+    from .results import CellError, ExecutionResult, RLMResult
+    from .rlm import RLM
+    from .sandbox import DockerSandbox, Sandbox, WarmPool
+
+_HOMES = {
+    "CellError": ".results",
+    "DockerSandbox": ".sandbox",
+    "ExecutionResult": ".results",
+    "LMClient": ".lm",
+    "Policy": ".policy",
+    "PriceTable": ".lm",
+    "RLM": ".rlm",
+    "RLMResult": ".results",
+    "Sandbox": ".sandbox",
+    "WarmPool": ".sandbox",
+    "load_policy": ".policy",
+}
 
 __all__ = [
     "CellError",
@@ -45,3 +67,17 @@ __all__ = [
     "WarmPool",
     "load_policy",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module the first time the name is used, then keep it."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'rlm_host' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -149,7 +149,6 @@ def exec_cell(
     from .audit import AuditLog
     from .documents import ingest
     from .policy import load_policy
-    from .sandbox import StagedDocument
 
     loaded = load_policy(policy)
     if timeout is not None:
@@ -161,25 +160,24 @@ def exec_cell(
         ingested = ingest(list(context or []), Path(scratch), policy=loaded, progress=_dim)
         for path, why in ingested.skipped:
             _skipped(path, why)
-        staged = [StagedDocument(d.name, d.text_path, d.pages) for d in ingested.documents]
         audit = AuditLog(uuid.uuid4().hex[:12], loaded.audit_level)
         audit("exec.start", {"policy": loaded.name, "policy_sha256": loaded.sha256, "runtime": loaded.runtime,
                              "host_version": __version__, "limits": loaded.limits.model_dump(),
                              "documents": [{"name": d.name, "sha256": d.sha256, "size": d.size, "text_sha256": d.text_sha256,
                                             "chars": d.chars} for d in ingested.documents]})
         with _log_path_said():
-            result = _exec_logged(loaded, staged, code, audit)
+            result = _exec_logged(loaded, ingested.documents, code, audit)
     _say_log(audit.path)
     _print_exec_result(result, loaded, audit.path)
 
 
-def _exec_logged(policy: Policy, staged: list[Any], code: str, audit: Any) -> ExecutionResult:
+def _exec_logged(policy: Policy, documents: list[Any], code: str, audit: Any) -> ExecutionResult:
     """Run the cell, record it, and seal the log with how it ended."""
     from .sandbox import DockerSandbox
 
     result = None
     try:
-        with DockerSandbox.start(policy, staged, on_event=audit) as sandbox:
+        with DockerSandbox.start(policy, documents, on_event=audit) as sandbox:
             result = sandbox.execute(code)
             audit("cell", {"code": code, "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
                            **result.model_dump(mode="json", exclude={"error"}),
@@ -335,15 +333,22 @@ def report(
     file: Annotated[Path, typer.Argument(help="An audit log (.jsonl).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the HTML page.")],
 ) -> None:
-    """Write one self-contained HTML page for reviewing a run (no network fetches)."""
-    from .report import build
+    """Write one self-contained HTML page for reviewing a run (no network fetches).
 
-    page = build(_existing(file))
+    A log that does not verify still gets its page, with a warning first; the exit code says why:
+    1 tampered, 2 unfinished, 5 no key to verify it.
+    """
+    from .report import render
+
+    made = render(_existing(file))
     try:
-        output.write_text(page, encoding="utf-8")
+        output.write_text(made.html, encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot write {output}: {exc.strerror}") from exc
-    print(visible(f"wrote {output} ({len(page) / 1024:.0f} KB)"))
+    print(visible(f"wrote {output} ({len(made.html) / 1024:.0f} KB)"))
+    if made.exit_code:
+        print(visible(f"rlm-host: warning: {made.problem}; the page says so first"), file=sys.stderr)
+        raise typer.Exit(made.exit_code)
 
 
 @app.command()

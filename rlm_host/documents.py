@@ -13,7 +13,6 @@ skipped and listed in ``Ingested.skipped`` so one stray binary does not stop a f
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import os
 import re
@@ -25,6 +24,7 @@ from pathlib import Path, PurePath
 from .audit import audit_dir
 from .errors import ConfigError
 from .policy import Policy
+from .sandbox.document import Document, Marks, TextCount
 from .sandbox.ingest_box import IngestBox, Job, Parsed, Refused, Result
 from .settings import cache_dir, runtime_dir, state_dir
 
@@ -68,33 +68,11 @@ LIMIT_CODES = frozenset({"memory", "timeout", "text_too_big"})
 NO_RESULT = ("the ingestion sandbox returned no usable result", "try again; if it persists, convert it to text")
 
 
-@dataclass(frozen=True)
-class SourceDocument:
-    """One input ready to stage: its name, its staged UTF-8 text, and where it came from.
-
-    ``size`` and ``sha256`` are of the original bytes exactly as the host copied them;
-    ``text_bytes``, ``text_sha256`` and ``chars`` of ``text_path`` (the host's own copy of
-    the text the sandbox reads, chars as the kernel decodes it); ``pages`` holds, for a
-    PDF, the offset in characters where each page starts.
-    """
-
-    name: str
-    source: Path
-    text_path: Path
-    size: int
-    sha256: str
-    kind: str
-    pages: tuple[int, ...] = ()
-    text_bytes: int = 0
-    text_sha256: str = ""
-    chars: int = 0
-
-
 @dataclass
 class Ingested:
     """The documents, in input order, and the files inside folders that were skipped, with why."""
 
-    documents: list[SourceDocument] = field(default_factory=list)
+    documents: list[Document] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
@@ -128,6 +106,7 @@ class _Copy:
     size: int
     sha256: str
     chars: int
+    marks: Marks
 
 
 @dataclass
@@ -162,16 +141,17 @@ def ingest(inputs: Sequence[Path], workdir: Path, *, policy: Policy, image: str 
     return _assemble(items, results)
 
 
-def stage_text(text: str, workdir: Path) -> SourceDocument:
+def stage_text(text: str, workdir: Path) -> Document:
     """The caller's own text (not a document): written as UTF-8 and staged, no parsing needed."""
     _make_workdir(workdir)
     data = text.encode("utf-8", "replace")  # a lone surrogate becomes '?'
     path = _new_file(workdir, "context.txt")
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "wb") as out:
         out.write(data)
-    digest = hashlib.sha256(data).hexdigest()
-    chars = len(data.decode("utf-8", "replace"))
-    return SourceDocument("context.txt", path, path, len(data), digest, "text", (), len(data), digest, chars)
+    digest, counter = hashlib.sha256(data).hexdigest(), TextCount()
+    counter.feed(data)
+    chars, marks = counter.close()
+    return Document("context.txt", path, chars, (), path, len(data), digest, "text", len(data), digest, marks)
 
 
 # --- what is staged: never a link, never rlm-host's state ----------------------------------------
@@ -337,8 +317,8 @@ def _copy_open(fd: int, seen: os.stat_result, path: Path, name: str, kind: str, 
     _refuse_unparseable_size(kind, info.st_size, context.policy)
     dest = _new_file(context.workdir, name)
     meter = _Meter(f"copying {name}", info.st_size, context.progress)
-    sha256, chars = _copy_exact(fd, info.st_size, dest, meter)
-    return _Copy(path, _display(name), kind, dest, info.st_size, sha256, chars)
+    sha256, chars, marks = _copy_exact(fd, info.st_size, dest, meter)
+    return _Copy(path, _display(name), kind, dest, info.st_size, sha256, chars, marks)
 
 
 def _refuse_unparseable_size(kind: str, size: int, policy: Policy) -> None:
@@ -353,13 +333,14 @@ def _refuse_unparseable_size(kind: str, size: int, policy: Policy) -> None:
                         f"ingest.memory_mb to parse a {kind.upper()} file", FIX_LIMIT, limit=True)
 
 
-def _copy_exact(fd: int, size: int, dest: Path, meter: _Meter) -> tuple[str, int]:
-    """Exactly ``size`` bytes from ``fd`` to ``dest``: their sha256 and their characters as UTF-8.
+def _copy_exact(fd: int, size: int, dest: Path, meter: _Meter) -> tuple[str, int, Marks]:
+    """Exactly ``size`` bytes from ``fd`` to ``dest``: their sha256, their characters as UTF-8 and
+    the checkpoints quotes start from (counted once, here).
 
     A file that ends early changed while it was read; bytes past ``size`` (appended since the
     fstat) are never read, so what is hashed is what the sandbox reads.
     """
-    digest, chars = hashlib.sha256(), _CharCount()
+    digest, chars = hashlib.sha256(), TextCount()
     with os.fdopen(os.open(dest, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "wb") as out:
         remaining = size
         while remaining:
@@ -372,21 +353,7 @@ def _copy_exact(fd: int, size: int, dest: Path, meter: _Meter) -> tuple[str, int
             _write(out, chunk, dest.parent)
             remaining -= len(chunk)
             meter.advance(len(chunk))
-    return digest.hexdigest(), chars.close()
-
-
-class _CharCount:
-    """Characters of UTF-8 bytes as the kernel decodes them (``errors="replace"``)."""
-
-    def __init__(self) -> None:
-        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self.count = 0
-
-    def feed(self, data: bytes) -> None:
-        self.count += len(self.decoder.decode(data))
-
-    def close(self) -> int:
-        return self.count + len(self.decoder.decode(b"", final=True))
+    return (digest.hexdigest(), *chars.close())
 
 
 class _Meter:
@@ -526,7 +493,7 @@ def _copy_in_folder(folder: Path, relative: PurePath, fd_info: tuple[int, os.sta
 # --- parsing in the sandbox, and what comes back -------------------------------------------------
 
 
-def _parse(copies: list[_Copy], policy: Policy, image: str | None, context: _Context) -> dict[int, SourceDocument | _Rejected]:
+def _parse(copies: list[_Copy], policy: Policy, image: str | None, context: _Context) -> dict[int, Document | _Rejected]:
     """Each copy's document (or rejection), parsed in one ingestion container."""
     with IngestBox(policy, image, context.progress) as box:
         results = box.run([Job(copy.copy, copy.kind) for copy in copies])
@@ -535,7 +502,7 @@ def _parse(copies: list[_Copy], policy: Policy, image: str | None, context: _Con
 
 
 def _outcome(box: IngestBox, index: int, copy: _Copy, result: Result | None,
-             context: _Context) -> SourceDocument | _Rejected:
+             context: _Context) -> Document | _Rejected:
     if isinstance(result, Refused):
         return _refusal(result, context.policy)
     if result is None or not _plausible(copy, result):
@@ -564,33 +531,33 @@ def _plausible(copy: _Copy, result: Parsed) -> bool:
     return converted == result.converted and pages_ok and (result.converted or result.encoding == "utf-8")
 
 
-def _document(box: IngestBox, index: int, copy: _Copy, result: Parsed, context: _Context) -> SourceDocument:
+def _document(box: IngestBox, index: int, copy: _Copy, result: Parsed, context: _Context) -> Document:
     """The staged document: the host's copy of the sandbox's text (or the original, when it was UTF-8)."""
     if result.converted:
-        text_path, text_bytes, text_sha256, chars = _copy_text(box, index, copy.name, context)
+        text_path, text_bytes, text_sha256, chars, marks = _copy_text(box, index, copy.name, context)
     else:
-        text_path, text_bytes, text_sha256, chars = copy.copy, copy.size, copy.sha256, copy.chars
+        text_path, text_bytes, text_sha256, chars, marks = copy.copy, copy.size, copy.sha256, copy.chars, copy.marks
     pages = tuple(result.pages)
     if pages and (pages[0] != 0 or any(b <= a for a, b in zip(pages, pages[1:])) or pages[-1] > chars):
         raise _Rejected(*NO_RESULT)
-    return SourceDocument(copy.name, copy.path, text_path, copy.size, copy.sha256, copy.kind, pages,
-                          text_bytes, text_sha256, chars)
+    return Document(copy.name, text_path, chars, pages, copy.path, copy.size, copy.sha256, copy.kind,
+                    text_bytes, text_sha256, marks)
 
 
-def _copy_text(box: IngestBox, index: int, name: str, context: _Context) -> tuple[Path, int, str, int]:
+def _copy_text(box: IngestBox, index: int, name: str, context: _Context) -> tuple[Path, int, str, int, Marks]:
     opened = box.text(index)
     if opened is None:
         raise _Rejected(*NO_RESULT)
     fd, size = opened
     try:
         dest = _new_file(context.workdir, name)
-        sha256, chars = _copy_exact(fd, size, dest, _Meter(f"copying the text of {name}", size, context.progress))
+        sha256, chars, marks = _copy_exact(fd, size, dest, _Meter(f"copying the text of {name}", size, context.progress))
     finally:
         os.close(fd)
-    return dest, size, sha256, chars
+    return dest, size, sha256, chars, marks
 
 
-def _notes(document: SourceDocument, result: Parsed, progress: Callable[[str], None]) -> None:
+def _notes(document: Document, result: Parsed, progress: Callable[[str], None]) -> None:
     """What the user should know about a document that loaded: its encoding, blank pages, unparsed JSON."""
     if result.encoding in ENCODING_NAMES:
         progress(f"{document.name} is not UTF-8: read it as {ENCODING_NAMES[result.encoding]}, staging a UTF-8 copy")
@@ -603,14 +570,14 @@ def _notes(document: SourceDocument, result: Parsed, progress: Callable[[str], N
 # --- putting it together in input order -----------------------------------------------------------
 
 
-def _assemble(items: list[_Input], results: dict[int, SourceDocument | _Rejected]) -> Ingested:
+def _assemble(items: list[_Input], results: dict[int, Document | _Rejected]) -> Ingested:
     ingested, index = Ingested(), 0
     for item in items:
         usable = 0
         for copy in item.copies:
             outcome = results[index]
             index += 1
-            if isinstance(outcome, SourceDocument):
+            if isinstance(outcome, Document):
                 ingested.documents.append(outcome)
                 usable += 1
             elif not item.folder:

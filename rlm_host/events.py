@@ -6,11 +6,16 @@ a dict of JSON-friendly fields. Parts take a hook and never know where events go
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+if TYPE_CHECKING:
+    from .results import ExecutionResult
 
 EventHook = Callable[[str, dict[str, Any]], None]
 
@@ -54,3 +59,386 @@ class Meter:
 
     def cost_text(self, unknown: str = "cost unknown") -> str:
         return f"${self.cost:.4f}" if self.cost_known else unknown
+
+
+# -- the catalogue: every kind an audit log can hold, declared once -------------------------------
+#
+# Each kind is a frozen dataclass: its fields, in the order they are written, and a docstring whose
+# first line says when it happens. Producers build one and send it (``Kind(...).to(hook)``); readers
+# match on ``Kind.kind``. The audit log is a file format: tests/test_events.py pins every kind's field
+# names, and docs/audit.md's table of kinds is generated from this list (scripts/event_catalogue.py).
+
+CATALOGUE: dict[str, type[Event]] = {}
+
+
+class Event:
+    """Base of the catalogue's kinds."""
+
+    kind: ClassVar[str]
+    producer: ClassVar[str]
+
+    def fields(self) -> dict[str, Any]:
+        """The event's fields, in declaration order (shallow: nested records stay as they are)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    def to(self, hook: EventHook) -> None:
+        """Send this event to ``hook``."""
+        hook(self.kind, self.fields())
+
+
+E = TypeVar("E", bound=Event)
+
+
+def declared(kind: str, producer: str) -> Callable[[type[E]], type[E]]:
+    """Register a kind under its name (once) as a frozen dataclass."""
+    def register(cls: type[E]) -> type[E]:
+        if kind in CATALOGUE:
+            raise ValueError(f"event kind {kind!r} is declared twice")
+        cls.kind, cls.producer = kind, producer
+        frozen = dataclass(frozen=True)(cls)
+        CATALOGUE[kind] = frozen
+        return frozen
+    return register
+
+
+@declared("progress", "documents.py, rlm.py")
+class Progress(Event):
+    """A line of progress worth keeping (ingestion, long steps)."""
+
+    message: str
+
+
+@declared("document", "rlm.py")
+class DocumentLoaded(Event):
+    """A document was ingested and staged: the original's size and hash, the staged text's size, hash, characters."""
+
+    name: str
+    type: str
+    size: int | None
+    sha256: str
+    text_bytes: int | None
+    text_sha256: str
+    chars: int | None
+    pages: int
+
+
+@declared("document.skipped", "rlm.py")
+class DocumentSkipped(Event):
+    """A file inside a folder was not used, and why."""
+
+    path: str
+    reason: str
+
+
+@declared("run.start", "rlm.py")
+class RunStart(Event):
+    """A root (depth 1) or child run begins: its query, models, policy and limits.
+
+    A run on the embedded model adds ``local_model`` (name and sha256 of each model) and ``quality``.
+    """
+
+    run: str
+    depth: int
+    query: str
+    model: str
+    sub_model: str
+    policy: str
+    policy_sha256: str
+    runtime: str
+    audit_level: str
+    host_version: str
+    limits: dict[str, Any]
+    subcall_budget: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def fields(self) -> dict[str, Any]:
+        fields = super().fields()
+        info = fields.pop("info")
+        return {**fields, **{name: value for name, value in info.items() if name not in fields}}
+
+
+@declared("iteration.start", "rlm.py")
+class IterationStart(Event):
+    """The root model is asked for its next turn."""
+
+    iteration: int
+    depth: int
+
+
+@declared("root", "rlm.py")
+class RootReply(Event):
+    """The root model replied: the last prompt message, the reply, tokens, cost, latency, retries."""
+
+    model: str
+    prompt: str
+    response: str
+    messages: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
+    latency_s: float
+    retries: int
+    depth: int
+
+
+@declared("cell", "rlm.py, cli.py (exec)")
+class Cell(Event):
+    """A cell ran in the sandbox: its code (and hash), what it printed and returned, its status and why."""
+
+    iteration: int
+    depth: int
+    status: str
+    code: str
+    code_sha256: str
+    stdout: str
+    stderr: str
+    result: str
+    error: str | None
+    reason: str | None
+    chars: int
+    duration_ms: float
+    truncated: bool
+    restarted: bool
+
+    @classmethod
+    def of(cls, code: str, result: ExecutionResult, *, iteration: int, depth: int, chars: int) -> Cell:
+        """The event of ``code`` and its result; ``chars`` is how much of its output the model was shown."""
+        return cls(iteration=iteration, depth=depth, status=result.status, code=code,
+                   code_sha256=hashlib.sha256(code.encode()).hexdigest(), stdout=result.stdout, stderr=result.stderr,
+                   result=result.result or "", error=result.error.name if result.error else None,
+                   reason=result.reason, chars=chars, duration_ms=result.duration_ms, truncated=result.truncated,
+                   restarted=result.restarted)
+
+
+@declared("kernel.rebind_refused", "rlm.py")
+class RebindRefused(Event):
+    """The cell tried to rebind a protected name (``context``, ``llm_query``, ...); the kernel refused."""
+
+    iteration: int
+    message: str
+
+
+@declared("subcall", "rpc.py")
+class Subcall(Event):
+    """An ``llm_query`` was answered: prompt, reply, their sizes, tokens, cost, latency, retries."""
+
+    model: str
+    prompt: str
+    response: str
+    prompt_chars: int
+    reply_chars: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
+    latency_s: float
+    retries: int
+    depth: int
+
+
+@declared("subcall.denied", "rpc.py")
+class SubcallDenied(Event):
+    """A sub-call was refused by the budget (calls, tokens, cost, prompt size); the cell got an error."""
+
+    reason: str
+
+
+@declared("subcall.failed", "rpc.py")
+class SubcallFailed(Event):
+    """The model endpoint failed a sub-call; the cell got an error."""
+
+    error: str
+
+
+@declared("subcall.depth_fallback", "rpc.py")
+class DepthFallback(Event):
+    """``rlm_query`` at the depth limit was served as an ``llm_query``."""
+
+    depth: int
+    max_depth: int
+
+
+@declared("subcall.child_rlm", "rpc.py")
+class ChildRLM(Event):
+    """``rlm_query`` started a child RLM in a sandbox of its own."""
+
+    depth: int
+    text_chars: int
+
+
+@declared("answer", "rpc.py")
+class AnswerGiven(Event):
+    """The cell called ``answer(...)``: the text and the citations as the model gave them."""
+
+    answer: str
+    chars: int
+    citations: list[dict[str, Any]]
+
+
+@declared("rpc.connection_refused", "rpc.py")
+class ConnectionRefused(Event):
+    """The broker refused a connection from the kernel (too many at once)."""
+
+    reason: str
+
+
+@declared("rpc.frame_rejected", "rpc.py")
+class FrameRejected(Event):
+    """A frame from the kernel was refused (too big, not JSON, not a known request); the connection ends."""
+
+    code: str
+    message: str
+
+
+@declared("rpc.internal_error", "rpc.py")
+class InternalError(Event):
+    """Serving a request failed on the host; the cell got an error and the broker goes on."""
+
+    error: str
+
+
+@declared("sandbox.start", "sandbox/docker_sandbox.py")
+class SandboxStart(Event):
+    """A sandbox is ready: container, runtime, image (name, id, content hash), session, queue and boot time."""
+
+    container: str
+    runtime: str
+    image: str
+    image_id: str
+    image_content_hash: str | None
+    session: str
+    queued_ms: float
+    boot_ms: float
+
+
+@declared("sandbox.start_refused", "sandbox/docker_sandbox.py")
+class SandboxStartRefused(Event):
+    """A started container failed the fail-closed check and was removed before any code ran."""
+
+    error: str
+
+
+@declared("sandbox.restart", "sandbox/docker_sandbox.py")
+class SandboxRestart(Event):
+    """The kernel was replaced (after a timeout, OOM, death or pids limit); variables are lost."""
+
+    reason: str
+
+
+@declared("sandbox.stop", "sandbox/docker_sandbox.py")
+class SandboxStop(Event):
+    """The sandbox was closed and its container removed."""
+
+    restarts: int
+
+
+@declared("sandbox.remove_failed", "sandbox/docker_sandbox.py")
+class SandboxRemoveFailed(Event):
+    """Removing a container failed after every retry (it is labelled: ``rlm-host doctor --reap``)."""
+
+    container: str
+    error: str
+
+
+@declared("limit.cell_timeout", "sandbox/docker_sandbox.py")
+class CellTimeout(Event):
+    """A cell ran past its time limit and was interrupted."""
+
+    limit_s: float
+
+
+@declared("limit.session_lifetime", "sandbox/docker_sandbox.py")
+class SessionLifetime(Event):
+    """The session's lifetime ran out during a cell; the session was closed."""
+
+    limit_s: float
+
+
+@declared("limit.pids", "sandbox/docker_sandbox.py")
+class PidsLimit(Event):
+    """The cell hit the process limit; the kernel was restarted."""
+
+    limit: int
+
+
+@declared("limit.oom", "sandbox/docker_sandbox.py")
+class OutOfMemory(Event):
+    """The kernel ran out of memory and was killed; it was restarted."""
+
+    exit_code: int | None
+
+
+@declared("limit.killed", "sandbox/docker_sandbox.py")
+class KernelDied(Event):
+    """The kernel died for another reason; it was restarted."""
+
+    exit_code: int | None
+
+
+@declared("limit.max_iterations", "rlm.py")
+class MaxIterations(Event):
+    """The root model used every turn without answering: it is asked for a last-resort answer."""
+
+    iterations: int
+
+
+@declared("limit.wall_time", "rlm.py")
+class WallTime(Event):
+    """The run's wall-clock limit passed: the root model is asked for a last-resort answer."""
+
+    iterations: int
+
+
+@declared("run.end", "rlm.py")
+class RunEnd(Event):
+    """A run finished: how it stopped, the answer, citations and quoted evidence, usage, cost, comparison."""
+
+    run: str
+    depth: int
+    stopped: str
+    iterations: int
+    answer: str
+    fallback: bool
+    citations: list[dict[str, Any]]
+    evidence: list[str]
+    usage: list[dict[str, Any]]
+    cost_usd: float | None
+    comparison: dict[str, Any]
+    subcalls: dict[str, Any]
+
+
+@declared("run.error", "rlm.py, tui/live.py")
+class RunError(Event):
+    """The run failed (the model endpoint, the sandbox, the host): the exception's type and message."""
+
+    error: str
+
+
+@declared("exec.start", "cli.py (exec)")
+class ExecStart(Event):
+    """``rlm-host exec`` begins: the policy, limits and each document's name, hashes, size and characters."""
+
+    policy: str
+    policy_sha256: str
+    runtime: str
+    host_version: str
+    limits: dict[str, Any]
+    documents: list[dict[str, Any]]
+
+
+@declared("exec.error", "cli.py (exec)")
+class ExecError(Event):
+    """``rlm-host exec`` failed: the exception's type and message."""
+
+    error: str
+
+
+@declared("seal", "audit.py")
+class Seal(Event):
+    """The last line of a log: how many lines it has and why the run ended (its hash is also written beside the log).
+
+    ``reason`` is one of ``audit.SEAL_REASONS`` (docs/audit.md, "How a run ends"); logs written before
+    it existed have none.
+    """
+
+    lines: int
+    reason: str

@@ -2,9 +2,10 @@
 
 The kernel builds ``context`` from the staged documents (``rlm_kernel.documents.load_documents``):
 each file decoded as UTF-8 with errors replaced, joined with ``SEPARATOR``. This module lays the
-same files out the same way without ever holding one whole: a single streaming pass counts each
-file's characters and keeps a checkpoint (characters so far, byte position) every ``CHUNK`` bytes;
-a quote then decodes from the nearest checkpoint only. It uses the kernel's own ``Document`` and
+same files out the same way without ever holding one whole: ingestion counted each file's characters
+and kept a checkpoint (characters so far, byte position) every ``MARK_EVERY`` bytes while it copied
+(a document given as a bare path is counted here, once); a quote then decodes from the nearest
+checkpoint only. It uses the kernel's own ``Document`` and
 ``document_at``, so an offset maps to the same document and page on both sides; and nothing the
 kernel says about the text is ever read: a quote is what the host's copy holds at those offsets.
 """
@@ -16,24 +17,25 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from pathlib import Path
 
-from rlm_kernel.documents import SEPARATOR, Document, document_at
+from rlm_kernel.contract import SEPARATOR
+from rlm_kernel.documents import Document as Span
+from rlm_kernel.documents import document_at
 
-from .sandbox.session_dir import StagedDocument
+from .sandbox.document import Document, Marks, count_file
 
-CHUNK = 1 << 18  # bytes between checkpoints: a quote decodes at most this much before its start
 QUOTE_CHARS = 300  # the most of a span a quote holds
 
 
 class Layout:
     """Where each staged document lies in ``context``; counted once, on first use."""
 
-    def __init__(self, documents: Sequence[StagedDocument] = ()) -> None:
+    def __init__(self, documents: Sequence[Document] = ()) -> None:
         self.staged = list(documents)
-        self._documents: list[Document] | None = None
-        self._marks: list[list[tuple[int, int]]] = []
+        self._documents: list[Span] | None = None
+        self._marks: list[Marks] = []
 
     @property
-    def documents(self) -> list[Document]:
+    def documents(self) -> list[Span]:
         """The documents with their spans in ``context`` and absolute page starts (as the kernel has them)."""
         if self._documents is None:
             self._documents = self._lay_out()
@@ -44,7 +46,7 @@ class Layout:
         """The length of ``context``."""
         return self.documents[-1].end if self.documents else 0
 
-    def locate(self, offset: int) -> Document | None:
+    def locate(self, offset: int) -> Span | None:
         """The document holding ``offset`` (None between documents or past the end)."""
         return document_at(self.documents, offset) if 0 <= offset <= self.chars else None
 
@@ -60,14 +62,15 @@ class Layout:
             pos += len(piece)
         return "".join(pieces)
 
-    def _lay_out(self) -> list[Document]:
-        documents, offset = [], 0
+    def _lay_out(self) -> list[Span]:
+        documents: list[Span] = []
+        offset = 0
         for doc in self.staged:
             if documents:
                 offset += len(SEPARATOR)
-            chars, size, marks = _count(doc.path)
+            chars, size, marks = _counted(doc)
             self._marks.append(marks)
-            documents.append(Document(doc.name, size, offset, offset + chars, tuple(offset + p for p in doc.pages)))
+            documents.append(Span(doc.name, size, offset, offset + chars, tuple(offset + p for p in doc.pages)))
             offset += chars
         return documents
 
@@ -77,23 +80,17 @@ class Layout:
         doc = self.documents[index]
         if pos >= doc.end:  # in the separator after this document
             return SEPARATOR[pos - doc.end: stop - doc.end]
-        return _read(self.staged[index].path, self._marks[index], pos - doc.start, min(stop, doc.end) - pos)
+        return _read(self.staged[index].text_path, self._marks[index], pos - doc.start, min(stop, doc.end) - pos)
 
 
-def _count(path: Path) -> tuple[int, int, list[tuple[int, int]]]:
-    """Characters and bytes of a file as the kernel decodes it, and a checkpoint per chunk."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    chars = size = 0
-    marks = [(0, 0)]
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            size += len(chunk)
-            chars += len(decoder.decode(chunk))
-            marks.append((chars, size - len(decoder.getstate()[0])))  # pending bytes belong to the next char
-    return chars + len(decoder.decode(b"", final=True)), size, marks
+def _counted(doc: Document) -> tuple[int, int, Marks]:
+    """Characters, bytes and checkpoints of a staged text: as ingestion counted them, else counted now."""
+    if doc.chars is not None and doc.text_bytes is not None and doc.marks:
+        return doc.chars, doc.text_bytes, doc.marks
+    return count_file(doc.text_path)
 
 
-def _read(path: Path, marks: list[tuple[int, int]], start: int, count: int) -> str:
+def _read(path: Path, marks: Marks, start: int, count: int) -> str:
     """``count`` characters from character ``start`` of a file, decoded from the checkpoint before it."""
     chars, byte = marks[bisect_right([m[0] for m in marks], start) - 1]
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

@@ -1,30 +1,30 @@
 """One self-contained HTML page for reviewing a run, built from its audit log.
 
-No network fetches: the CSS, the small script and the chart (inline SVG) are in the page. Text
-the audit level kept is shown; text it replaced by a digest is shown as that digest.
+It loads nothing: a Content-Security-Policy meta allows only the page's own stylesheet and script
+(by hash), so not even text that escaped its escaping could fetch or run anything. A log that does
+not verify (tampered, unfinished, or no key to check it) gets a warning page first: what failed and
+on which line, then the content as found, marked untrusted. ``render`` says which, so ``report``
+can exit with the audit commands' code for it.
 """
 
 from __future__ import annotations
 
-import html
+import base64
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from .audit import Verdict, events, verify
-from .errors import RLMHostError
-from .sanitize import visible
+from .audit import Verdict, load_key, read_records, verify
+from .errors import ConfigError, RLMHostError
+from .report_html import e
+from .report_sections import (Story, answer, audit_level, comparison, documents, failure, limits, overview,
+                              story, usage)
+from .report_style import STYLE
+from .report_timeline import exec_cell, timeline
 
-CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
-header{background:#1d2330;color:#fff;padding:16px 28px}header h1{margin:0;font-size:20px}
-main{padding:12px 28px;max-width:1100px}section{background:#fff;border:1px solid #dde1e8;border-radius:6px;
-margin:14px 0;padding:12px 16px}h2{font-size:16px;margin:4px 0 10px}pre{background:#f1f3f6;padding:8px;
-overflow-x:auto;white-space:pre-wrap;margin:6px 0}.ok{color:#17803d}.bad{color:#b42318}.warn{color:#b54708}
-.iteration{border-left:4px solid #4b6bfb;padding-left:10px;margin:12px 0}.meta{color:#5b6475;font-size:12px}
-.sub{margin-left:18px;color:#33415c}.cite{cursor:pointer;color:#4b6bfb;text-decoration:underline}
-.evidence.active{outline:3px solid #f5b700}table{border-collapse:collapse}td,th{padding:3px 10px;
-border-bottom:1px solid #e4e7ec;text-align:left}
-"""
+__all__ = ["STYLE", "Report", "build", "render"]
+_e = e  # the name other pages (the index of many runs) escape with
+
 SCRIPT = """
 document.querySelectorAll('.cite').forEach(function (link) {
   link.addEventListener('click', function () {
@@ -37,124 +37,110 @@ document.querySelectorAll('.cite').forEach(function (link) {
 });
 document.body.dataset.iterations = String(document.querySelectorAll('.iteration').length);
 """
+# Exit codes of the audit-reading commands, by what verification found (see docs/audit.md).
+EXIT_CODES = {"intact": 0, "broken": 1, "unfinished": 2, "unverified": 5}
+
+
+def _csp_hash(source: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode() + "'"
+
+
+CSP = (f"default-src 'none'; style-src {_csp_hash(STYLE)}; script-src {_csp_hash(SCRIPT)}; img-src 'none'; "
+       "base-uri 'none'; form-action 'none'")
+
+
+@dataclass(frozen=True)
+class Report:
+    """A report page and what verifying its log found: ``status`` is intact, broken, unfinished or unverified."""
+
+    html: str
+    status: str
+    problem: str  # one line: what failed and where; "" when intact
+
+    @property
+    def exit_code(self) -> int:
+        """The audit commands' exit code for what verification found."""
+        return EXIT_CODES[self.status]
 
 
 def build(path: Path) -> str:
     """The report page for the audit log at ``path``."""
-    records = [r for r in events(path) if isinstance(r.get("kind"), str)]  # the one reader
+    return render(path).html
+
+
+def render(path: Path) -> Report:
+    """The page, with the verification outcome that decides its warning and the command's exit code."""
+    records = [line.record for line in read_records(path)
+               if line.record is not None and isinstance(line.record.get("kind"), str)]  # the one reader
     if not records:
-        raise RLMHostError(f"audit log {path} has no readable events; nothing to report")
+        raise RLMHostError(f"{path} is not an audit log: no line of it is an audit event; nothing to report")
+    status, summary, bad_line = _check(path)
+    problem = "" if status == "intact" else summary
+    s = story(records)
+    body = "".join(_content(s, records))
+    warning = _warning(status, problem, bad_line)
+    trust = " class='untrusted'" if status in {"broken", "unverified"} else ""
+    title = {"broken": "TAMPERED: ", "unverified": "UNVERIFIED: ", "unfinished": "UNFINISHED: "}.get(status, "")
+    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\"><meta name='referrer' content='no-referrer'>"
+            f"<title>{title}rlm-host {'exec' if s.shape == 'exec' else 'run'} {e(s.start.get('run_id', ''))}</title>"
+            f"<style>{STYLE}</style></head><body data-status='{status}'>{warning}{_header(path, s)}"
+            f"<main{trust}>{_chain(status, summary)}{body}</main><script>{SCRIPT}</script></body></html>")
+    return Report(page, status, problem)
+
+
+def _check(path: Path) -> tuple[str, str, int]:
+    """Verify the log: its status, one line saying so (what failed and where), and the first bad line."""
     try:
-        verdict: Verdict | None = verify(path)
-    except RLMHostError:
-        verdict = None
-    start = next((r for r in records if r["kind"] in {"run.start", "exec.start"}), records[0])
-    end = next((r for r in reversed(records) if r["kind"] == "run.end" and r.get("depth", 1) == 1), None)
-    body = [_header(path, start), _verdict(path, verdict), _answer(start, end), _timeline(records),
-            _limits(records), _comparison(end)]
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>rlm-host run "
-            f"{_e(start.get('run_id', ''))}</title><style>{CSS}</style></head><body>"
-            f"{''.join(body)}<script>{SCRIPT}</script></body></html>")
+        key = load_key(create=False)
+    except ConfigError as exc:
+        return "unverified", f"cannot verify: {exc}", 0
+    verdict: Verdict = verify(path, key)
+    status = {"intact": "intact", "unfinished": "unfinished"}.get(verdict.status, "broken")
+    return status, verdict.summary(path), verdict.bad_line or 0
 
 
-def _e(value: Any) -> str:
-    """HTML-escaped, with controls, bidi overrides and lone surrogates shown as visible escapes."""
-    return html.escape(visible(value, newlines=True))
+def _content(s: Story, records: list[dict]) -> list[str]:
+    if s.shape == "exec":
+        return [failure(s, records), overview(s, records), audit_level(s), documents(s, records),
+                exec_cell(records), limits(records)]
+    return [failure(s, records), answer(s), overview(s, records), audit_level(s), documents(s, records),
+            usage(s, records), timeline(records), limits(records), comparison(s.end)]
 
 
-def _text(record: dict, name: str) -> str:
-    """A text field, or its digest when the audit level kept only that."""
-    if name in record:
-        value = record[name]
-        return value if isinstance(value, str) else str(value)
-    if f"{name}_digest" in record:
-        d = record[f"{name}_digest"]
-        return f"[{d.get('bytes')} bytes, sha256 {str(d.get('sha256'))[:16]}…: hidden at this audit level]"
-    return ""
+def _warning(status: str, problem: str, bad_line: int) -> str:
+    """The warning that comes first on a page whose log does not verify."""
+    if status == "intact":
+        return ""
+    if status == "unfinished":
+        return ("<section id='warning' class='unfinished' role='alert'><h2>Unfinished log: the record may be "
+                f"incomplete</h2><p>{e(problem)}</p><p>Every line below verifies, but the run did not seal its log: it "
+                "did not finish, is still running, or its end was cut off.</p></section>")
+    head = "This log failed verification" if status == "broken" else "This log could not be verified"
+    return (f"<section id='warning' role='alert'><h2 class='bad'>⚠ {head}: do not trust what it says</h2>"
+            f"<p><b>{e(problem)}</b></p><p>{_prefix(status, bad_line)}Everything below is shown as found in the "
+            "file and may be edited, forged, reordered or cut. It is marked untrusted.</p></section>")
 
 
-def _header(path: Path, start: dict) -> str:
-    models = f"root {_e(start.get('model', '-'))}, sub {_e(start.get('sub_model', '-'))}"
-    return (f"<header><h1>rlm-host run {_e(start.get('run_id', ''))}</h1><div class='meta'>{_e(path.name)} · "
-            f"{models} · policy {_e(start.get('policy', '-'))} ({_e(start.get('runtime', '-'))}, audit "
-            f"{_e(start.get('audit_level', '-'))}) · rlm-host {_e(start.get('host_version', '-'))}</div></header><main>")
+def _prefix(status: str, bad_line: int) -> str:
+    """How much of a tampered log still verifies: the lines before the first bad one are what the run wrote."""
+    if status != "broken" or bad_line < 1:
+        return ""
+    if bad_line == 1:
+        return "No line of it verifies. "
+    return f"Lines 1 to {bad_line - 1} verify; from line {bad_line} on nothing can be trusted. "
 
 
-def _verdict(path: Path, verdict: Verdict | None) -> str:
-    if verdict is None:
-        return "<section id='verify'><h2>Chain</h2><p class='warn'>not verified: the audit key is not available here</p></section>"
-    css = {"intact": "ok", "unfinished": "warn", "broken": "bad"}[verdict.status]
-    return (f"<section id='verify'><h2>Chain</h2><p class='{css}' data-status='{verdict.status}'>"
-            f"{_e(verdict.summary(path))}</p></section>")
+def _header(path: Path, s: Story) -> str:
+    start = s.start
+    what = "rlm-host exec (one cell)" if s.shape == "exec" else "rlm-host run"
+    return (f"<header><h1>{what} {e(start.get('run_id', ''))}</h1><div class='meta'>{e(path.name)} · "
+            f"policy {e(start.get('policy', '-'))} ({e(start.get('runtime', '-'))}, audit "
+            f"{e(s.level)}) · rlm-host {e(start.get('host_version', '-'))}</div></header>")
 
 
-def _answer(start: dict, end: dict | None) -> str:
-    query = _text(start, "query")
-    if end is None:
-        return f"<section id='answer'><h2>Question</h2><p>{_e(query)}</p><p class='warn'>no answer: the run did not finish</p></section>"
-    links, quotes = [], []
-    for n, (cite, evidence) in enumerate(zip(end.get("citations", []), end.get("evidence", [""] * 99)), 1):
-        where = " ".join(str(cite.get(k)) for k in ("document", "start", "end", "page") if cite.get(k) is not None)
-        links.append(f"<span class='cite' data-target='evidence-{n}'>[{n}] {_e(where)}</span>")
-        quotes.append(f"<pre class='evidence' id='evidence-{n}'>[{n}] {_e(evidence or '(evidence text not recorded)')}</pre>")
-    fallback = " <span class='warn'>(last-resort answer)</span>" if end.get("fallback") else ""
-    return (f"<section id='answer'><h2>Question</h2><p>{_e(query)}</p><h2>Answer{fallback}</h2>"
-            f"<pre>{_e(_text(end, 'answer'))}</pre><p>{' '.join(links) or 'no citations'}</p>{''.join(quotes)}</section>")
-
-
-def _timeline(records: list[dict]) -> str:
-    parts, open_iteration = ["<section id='timeline'><h2>Timeline</h2>"], False
-    for record in records:
-        kind = record["kind"]
-        if kind == "iteration.start":
-            if open_iteration:
-                parts.append("</div>")
-            depth = f" (child RLM, depth {record['depth']})" if record.get("depth", 1) > 1 else ""
-            parts.append(f"<div class='iteration' data-iteration='{_e(record['iteration'])}'>"
-                         f"<h3>Iteration {_e(record['iteration'])}{depth}</h3>")
-            open_iteration = True
-        elif kind == "root":
-            parts.append(f"<div class='meta'>root model: {_e(record.get('prompt_tokens'))} + "
-                         f"{_e(record.get('completion_tokens'))} tokens, {_e(record.get('latency_s'))} s</div>")
-        elif kind == "cell":
-            parts.append(f"<div class='meta'>cell <b class='{'ok' if record.get('status') == 'ok' else 'bad'}'>"
-                         f"{_e(record.get('status'))}</b> in {_e(record.get('duration_ms'))} ms</div>"
-                         f"<pre class='code'>{_e(_text(record, 'code'))}</pre>"
-                         f"<pre class='output'>{_e((_text(record, 'stdout') + _text(record, 'stderr'))[:4000])}</pre>")
-        elif kind == "subcall":
-            cost = record.get("cost_usd")
-            parts.append(f"<div class='sub'>↳ sub-call {_e(record.get('model'))}: {_e(record.get('prompt_chars'))} "
-                         f"chars in, {_e(record.get('reply_chars'))} out, {_e(record.get('prompt_tokens'))}+"
-                         f"{_e(record.get('completion_tokens'))} tokens, "
-                         f"{'$%.5f' % cost if cost is not None else 'cost unknown'}</div>")
-    if open_iteration:
-        parts.append("</div>")
-    parts.append("</section>")
-    return "".join(parts)
-
-
-def _limits(records: list[dict]) -> str:
-    noted = [r for r in records if r["kind"].startswith(("limit.", "subcall.denied", "rpc.", "kernel.", "sandbox.restart"))]
-    rows = "".join(f"<tr><td>{_e(r['seq'])}</td><td>{_e(r['kind'])}</td><td>"
-                   f"{_e(r.get('reason') or r.get('message') or r.get('code') or r.get('limit_s') or '')}</td></tr>"
-                   for r in noted)
-    return (f"<section id='limits'><h2>Limits and denials ({len(noted)})</h2>"
-            f"{'<table>' + rows + '</table>' if rows else '<p>none</p>'}</section>")
-
-
-def _comparison(end: dict | None) -> str:
-    if end is None or "comparison" not in end:
-        return "</main>"
-    cmp = end["comparison"]
-    stuffed, used = max(cmp["input_tokens"], 1), cmp["rlm_tokens"]
-    width = 600
-    bar = lambda value: max(2, int(width * value / max(stuffed, used)))  # noqa: E731
-    cost = end.get("cost_usd")
-    svg = (f"<svg width='{width + 320}' height='70' role='img' aria-label='token comparison'>"
-           f"<rect x='200' y='5' width='{bar(stuffed)}' height='24' fill='#98a2b3'/>"
-           f"<text x='0' y='22'>whole input in one prompt</text><text x='{205 + bar(stuffed)}' y='22'>{stuffed:,}</text>"
-           f"<rect x='200' y='38' width='{bar(used)}' height='24' fill='#4b6bfb'/>"
-           f"<text x='0' y='55'>this RLM run</text><text x='{205 + bar(used)}' y='55'>{used:,}</text></svg>")
-    return (f"<section id='comparison'><h2>Tokens and cost</h2>{svg}<p>{_e(cmp['saved_pct'])}% "
-            f"{'less' if cmp['saved_pct'] >= 0 else 'more'} ({_e(cmp['method'])}); cost "
-            f"{'$%.5f' % cost if cost is not None else 'unknown'}</p></section></main>")
+def _chain(status: str, summary: str) -> str:
+    """The verification line of a log that verifies (one that does not gets the warning instead)."""
+    if status != "intact":
+        return ""
+    return f"<section id='verify'><h2>Chain</h2><p class='ok' data-status='{status}'>{e(summary)}</p></section>"

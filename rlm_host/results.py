@@ -7,11 +7,16 @@ host, engine or channel raises (see ``errors.py``).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
+if TYPE_CHECKING:
+    from .lm import Completion
+    from .sandbox.document import Document
+
 Status = Literal["ok", "error", "timeout", "oom", "killed"]
+CHARS_PER_TOKEN = 4  # the documented estimate when no tokenizer is at hand
 
 
 class CellError(BaseModel):
@@ -107,3 +112,24 @@ class RLMResult(BaseModel):
     events: list[dict[str, Any]] = Field(default_factory=list)
     audit_log: str | None = None
     duration_s: float = 0.0
+
+
+def usage_of(calls: list[Completion], role: str) -> list[ModelUsage]:
+    """Calls, tokens and cost per model, in the order the models were first called."""
+    by_model: dict[str, ModelUsage] = {}
+    for call in calls:
+        usage = by_model.setdefault(call.model, ModelUsage(model=call.model, role=role))
+        usage.calls += 1
+        usage.prompt_tokens += call.usage.prompt_tokens
+        usage.completion_tokens += call.usage.completion_tokens
+        usage.cost_usd = None if usage.cost_usd is None or call.cost_usd is None else usage.cost_usd + call.cost_usd
+    return list(by_model.values())
+
+
+def compare(query: str, documents: list[Document], usage: list[ModelUsage]) -> Comparison:
+    """The run's tokens against the estimate for the query and every document in one prompt."""
+    chars = len(query) + sum(doc.chars if doc.chars is not None else doc.text_path.stat().st_size for doc in documents)
+    stuffed = max(1, chars // CHARS_PER_TOKEN)
+    used = sum(u.total_tokens for u in usage)
+    return Comparison(input_tokens=stuffed, rlm_tokens=used, saved_pct=round(100 * (1 - used / stuffed), 1),
+                      method=f"estimate: {CHARS_PER_TOKEN} characters per token")

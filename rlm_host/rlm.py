@@ -10,52 +10,28 @@ then one last call asks for the best answer from what was found.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
+import functools
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .audit import AuditError, AuditLog, seal_reason
 from .errors import ConfigError
+from . import events
 from .events import EventHook, Recorder
 from .lm import Completion, LMClient, PriceTable
 from .parsing import code_blocks, final_answer, same_code, unclosed_block
 from .policy import Policy, load_policy
-from .results import Citation, Comparison, ExecutionResult, ModelUsage, RLMResult, Step
+from .prompts import (DESCRIBE_CELL, LAST_CALL, NUDGE_NO_CODE, NUDGE_REPEAT, NUDGE_UNCLOSED, default_system_prompt,
+                      example_turns, next_step)
+from .results import Citation, ExecutionResult, RLMResult, Step, compare, usage_of
 from .rpc import Broker, Budget, Evidence, Subcalls
 from .documents import Ingested, ingest, stage_text
-from .sandbox import DockerSandbox, StagedDocument
+from .sandbox import Document, DockerSandbox, Sandbox, SandboxFactory
 from .settings import LM_TIMEOUT_S, __version__
-from .sandbox.docker_sandbox import sandbox_uid
-
-CHARS_PER_TOKEN = 4  # the documented estimate when no tokenizer is at hand
-DESCRIBE_CELL = "import rlm_kernel.documents as _d; print(_d.describe(context, documents)); del _d"
-NUDGE_NO_CODE = ("Your reply had no ```python code block. Reply with exactly one ```python block "
-                 "that makes progress, or call answer(...) in one.")
-NUDGE_UNCLOSED = ("Your code block was cut off before its closing ```. Write a shorter cell in one "
-                  "complete ```python block.")
-NUDGE_REPEAT = ("You already ran exactly this code; its output is above. Do something different, "
-                "or call answer(...) with what you found.")
-LAST_CALL = ("You have run out of turns. From what you found so far, write your best final answer now, "
-             "as plain text, with the offsets or document names of your evidence. Do not write code.")
-
-
-def example_turns() -> list[dict[str, str]]:
-    """A worked example as earlier turns: small models copy a conversation better than a description."""
-    text = resources.files("rlm_host").joinpath("prompts/rlm_example.json").read_text(encoding="utf-8")
-    return json.loads(text)
-
-
-def default_system_prompt() -> str:
-    """The root model's instructions, from ``rlm_host/prompts/rlm_system.txt``."""
-    return resources.files("rlm_host").joinpath("prompts/rlm_system.txt").read_text(encoding="utf-8")
-
 
 @dataclass
 class _Shared:
@@ -97,6 +73,7 @@ class RLM:
         run_info: dict[str, Any] | None = None,
         few_shot: bool = True,
         audit_dir: Path | None = None,
+        sandbox_factory: SandboxFactory | None = None,
     ) -> None:
         if max_iterations < 1:
             raise ConfigError(f"max_iterations must be at least 1 (got {max_iterations})")
@@ -124,6 +101,7 @@ class RLM:
         self.temperature = temperature
         self.output_chars = output_chars
         self.image = image
+        self.sandbox_factory = sandbox_factory or functools.partial(DockerSandbox.start, image=image)
         self.on_event = on_event
         self.system_prompt = system_prompt or default_system_prompt()
         self.run_info = run_info or {}
@@ -171,12 +149,12 @@ class RLM:
                 f"'{self.sub_model}' is unknown: add it to a prices file (RLM_HOST_PRICES) or remove max_cost_usd")
 
 
-def _seal_failed(audit: AuditLog, events: Recorder, exc: BaseException) -> None:
+def _seal_failed(audit: AuditLog, record: Recorder, exc: BaseException) -> None:
     """Record why the run failed and seal the log with that reason, if the log can still take it."""
     reason = seal_reason(exc)
     try:
         if reason not in ("interrupted", "terminated"):
-            events("run.error", {"error": f"{type(exc).__name__}: {exc}"})
+            record("run.error", {"error": f"{type(exc).__name__}: {exc}"})
         audit.seal(reason)
     except AuditError:
         if not isinstance(exc, AuditError):
@@ -187,7 +165,7 @@ def _seal_failed(audit: AuditLog, events: Recorder, exc: BaseException) -> None:
 class _Run:
     """One root conversation over one sandbox (a child RLM is another _Run)."""
 
-    def __init__(self, rlm: RLM, shared: _Shared, query: str, documents: list[StagedDocument],
+    def __init__(self, rlm: RLM, shared: _Shared, query: str, documents: list[Document],
                  depth: int, run_id: str | None = None) -> None:
         self.rlm, self.shared, self.query, self.documents, self.depth = rlm, shared, query, documents, depth
         self.run_id = run_id or uuid.uuid4().hex[:12]
@@ -198,33 +176,32 @@ class _Run:
         self.started = time.monotonic()
 
     def execute(self) -> RLMResult:
-        self.emit("run.start", {"run": self.run_id, "depth": self.depth, "query": self.query,
-                                "model": self.rlm.model, "sub_model": self.rlm.sub_model,
-                                "policy": self.rlm.policy.name, "policy_sha256": self.rlm.policy.sha256,
-                                "runtime": self.rlm.policy.runtime, "audit_level": self.rlm.policy.audit_level,
-                                "host_version": __version__, "limits": self.rlm.policy.limits.model_dump(),
-                                "subcall_budget": self.rlm.policy.subcalls.model_dump(), **self.rlm.run_info})
-        with DockerSandbox.start(self.rlm.policy, self.documents, image=self.rlm.image,
-                                 on_event=self.emit) as sandbox:
+        policy = self.rlm.policy
+        events.RunStart(run=self.run_id, depth=self.depth, query=self.query, model=self.rlm.model,
+                        sub_model=self.rlm.sub_model, policy=policy.name, policy_sha256=policy.sha256,
+                        runtime=policy.runtime, audit_level=policy.audit_level, host_version=__version__,
+                        limits=policy.limits.model_dump(), subcall_budget=policy.subcalls.model_dump(),
+                        info=self.rlm.run_info).to(self.emit)
+        with self.rlm.sandbox_factory(self.rlm.policy, self.documents, on_event=self.emit) as sandbox:
             subcalls = Subcalls(self.rlm.sub_lm, self.rlm.sub_model, self.shared.budget, depth=self.depth,
                                 child=self._child, max_tokens=self.rlm.sub_max_tokens,
                                 evidence=self.evidence, on_event=self.emit)
-            broker = Broker(sandbox.rpc_socket_path, subcalls, uid=sandbox_uid(self.rlm.policy),
+            broker = Broker(sandbox.rpc_socket_path, subcalls, uid=sandbox.rpc_socket_owner,
                             max_frame_bytes=self.rlm.policy.subcalls.max_frame_bytes, on_event=self.emit).start()
             try:
                 result = self._loop(sandbox, subcalls)
             finally:
                 broker.close()
                 self.shared.sub_calls.extend(subcalls.completions)
-        self.emit("run.end", {"run": self.run_id, "depth": self.depth, "stopped": result.stopped,
-                              "iterations": result.iterations, "answer": result.answer, "fallback": result.fallback,
-                              "citations": [c.model_dump(exclude_none=True, exclude={"text"}) for c in result.citations],
-                              "evidence": [c.text or "" for c in result.citations],
-                              "usage": [u.model_dump() for u in result.usage], "cost_usd": result.cost_usd,
-                              "comparison": result.comparison.model_dump(), "subcalls": result.subcalls})
+        events.RunEnd(run=self.run_id, depth=self.depth, stopped=result.stopped, iterations=result.iterations,
+                      answer=result.answer, fallback=result.fallback,
+                      citations=[c.model_dump(exclude_none=True, exclude={"text"}) for c in result.citations],
+                      evidence=[c.text or "" for c in result.citations], usage=[u.model_dump() for u in result.usage],
+                      cost_usd=result.cost_usd, comparison=result.comparison.model_dump(),
+                      subcalls=result.subcalls).to(self.emit)
         return result
 
-    def _loop(self, sandbox: DockerSandbox, subcalls: Subcalls) -> RLMResult:
+    def _loop(self, sandbox: Sandbox, subcalls: Subcalls) -> RLMResult:
         description = sandbox.execute(DESCRIBE_CELL).stdout.strip()
         self.messages = [{"role": "system", "content": self.rlm.system_prompt}, *self.rlm.examples,
                          {"role": "user", "content": f"Question: {self.query}\n\n{description}\n\n"
@@ -233,7 +210,7 @@ class _Run:
         for iteration in range(1, self.rlm.max_iterations + 1):
             if self._out_of_time():
                 return self._last_call(sandbox, subcalls, "wall_time", iteration - 1)
-            self.emit("iteration.start", {"iteration": iteration, "depth": self.depth})
+            events.IterationStart(iteration, self.depth).to(self.emit)
             reply = self._root(self.messages)
             step = Step(iteration=iteration, reply=reply)
             self.steps.append(step)
@@ -246,7 +223,7 @@ class _Run:
                 return self._finish(subcalls, "final", iteration, final, [])
         return self._last_call(sandbox, subcalls, "max_iterations", self.rlm.max_iterations)
 
-    def _act(self, sandbox: DockerSandbox, step: Step, last_code: str | None) -> str | None:
+    def _act(self, sandbox: Sandbox, step: Step, last_code: str | None) -> str | None:
         """Run the reply's code (or say why not); return the code that ran last."""
         blocks = code_blocks(step.reply)
         if not blocks:
@@ -263,18 +240,13 @@ class _Run:
         result = sandbox.execute(code)
         step.status, step.duration_ms = result.status, result.duration_ms
         step.output = self._format(result)
-        self.emit("cell", {"iteration": step.iteration, "depth": self.depth, "status": result.status,
-                           "code": code, "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
-                           "stdout": result.stdout, "stderr": result.stderr, "result": result.result or "",
-                           "error": result.error.name if result.error else None, "reason": result.reason,
-                           "chars": len(step.output), "duration_ms": result.duration_ms,
-                           "truncated": result.truncated, "restarted": result.restarted})
+        events.Cell.of(code, result, iteration=step.iteration, depth=self.depth, chars=len(step.output)).to(self.emit)
         if result.error is not None and result.error.name == "ProtectedNameError":
-            self.emit("kernel.rebind_refused", {"iteration": step.iteration, "message": result.error.value})
-        self._tell(f"Output of your cell:\n{step.output}{_next_step(code, result, self.query)}")
+            events.RebindRefused(step.iteration, result.error.value).to(self.emit)
+        self._tell(f"Output of your cell:\n{step.output}{next_step(code, result, self.query)}")
         return code
 
-    def _final(self, sandbox: DockerSandbox, reply: str) -> str | None:
+    def _final(self, sandbox: Sandbox, reply: str) -> str | None:
         found = final_answer(reply)
         if found is None:
             return None
@@ -288,18 +260,18 @@ class _Run:
         completion = self.rlm.lm.complete(messages, model=self.rlm.model, max_tokens=self.rlm.root_max_tokens,
                                           temperature=self.rlm.temperature, stop=self.rlm.root_stop)
         self.shared.root_calls.append(completion)
-        self.emit("root", {"model": completion.model, "prompt": messages[-1]["content"], "response": completion.text,
-                           "messages": len(messages), "prompt_tokens": completion.usage.prompt_tokens,
-                           "completion_tokens": completion.usage.completion_tokens,
-                           "cost_usd": completion.cost_usd, "latency_s": round(completion.latency_s, 4),
-                           "retries": completion.retries, "depth": self.depth})
+        events.RootReply(model=completion.model, prompt=messages[-1]["content"], response=completion.text,
+                         messages=len(messages), prompt_tokens=completion.usage.prompt_tokens,
+                         completion_tokens=completion.usage.completion_tokens, cost_usd=completion.cost_usd,
+                         latency_s=round(completion.latency_s, 4), retries=completion.retries,
+                         depth=self.depth).to(self.emit)
         if self.rlm.root_stop and unclosed_block(completion.text):
             return completion.text.rstrip() + "\n```"  # the stop sequence ate the closing fence
         return completion.text
 
-    def _last_call(self, sandbox: DockerSandbox, subcalls: Subcalls, why: str, iterations: int) -> RLMResult:
+    def _last_call(self, sandbox: Sandbox, subcalls: Subcalls, why: str, iterations: int) -> RLMResult:
         """One more call for the best answer; a reply that is code calling answer() still counts."""
-        self.emit("limit." + why, {"iterations": iterations})
+        (events.WallTime if why == "wall_time" else events.MaxIterations)(iterations).to(self.emit)
         reply = self._root([*self.messages, {"role": "user", "content": LAST_CALL}])
         blocks = code_blocks(reply)
         if blocks and "answer(" in blocks[-1]:
@@ -313,22 +285,20 @@ class _Run:
                 citations: list[Citation], *, fallback: bool = False) -> RLMResult:
         self.shared.sub_calls.extend(subcalls.completions)
         subcalls.completions.clear()
-        usage = _usage(self.shared.root_calls, "root") + _usage(self.shared.sub_calls, "sub")
+        usage = usage_of(self.shared.root_calls, "root") + usage_of(self.shared.sub_calls, "sub")
         costs = [u.cost_usd for u in usage]
         return RLMResult(
             run_id=self.run_id, query=self.query, answer=answer, citations=citations, stopped=stopped,
             fallback=fallback, iterations=iterations, usage=usage,
             cost_usd=None if None in costs else round(sum(costs), 6),
-            comparison=_compare(self.query, self.documents, usage), subcalls=self.shared.budget.snapshot(),
+            comparison=compare(self.query, self.documents, usage), subcalls=self.shared.budget.snapshot(),
             trajectory=self.steps, events=list(self.shared.events.events),
             duration_s=round(time.monotonic() - self.started, 3))
 
     def _child(self, question: str, text: str, depth: int) -> str:
         """rlm_query: a child RLM on ``text`` in its own sandbox, sharing this run's budget."""
         with tempfile.TemporaryDirectory(prefix="rlm-host-child-") as scratch:
-            path = Path(scratch) / "context.txt"
-            path.write_text(text, encoding="utf-8")
-            child = _Run(self.rlm, self.shared, question, [StagedDocument("context.txt", path)], depth)
+            child = _Run(self.rlm, self.shared, question, [stage_text(text, Path(scratch))], depth)
             return child.execute().answer
 
     def _tell(self, text: str) -> None:
@@ -351,46 +321,8 @@ class _Run:
         return limit is not None and time.monotonic() - self.started > limit
 
 
-def _next_step(code: str, result: ExecutionResult, question: str) -> str:
-    """A one-line reminder of the method's next step, which small models otherwise skip."""
-    if not result.ok:
-        return "\n\nFix the error: write a corrected cell (define any missing variable first)."
-    searched, shown = "search(" in code or "grep(" in code, result.stdout.count("Hit(")
-    # several hits for a how-many question: something to count, not one sentence that states the number
-    if searched and shown >= 3 and _AGGREGATE.search(question):
-        pattern = _SEARCHED.search(code)
-        literal = f"r{pattern[1]}{pattern[2]}{pattern[1]}" if pattern else 'r"..."'
-        return ("\n\nsearch() stops at max_results hits, so it cannot count. Next: count every match in Python:\n"
-                f"import re\nn = len(re.findall({literal}, context, re.IGNORECASE))\nprint(n)\n"
-                "Then answer(str(n)).")
-    if "llm_query" in code:
-        return "\n\nNext: Step 3, answer with the hit as citation."
-    if searched and not shown:
-        word = _key_word(question, code)
-        return ("\n\nNothing found. Search again with one or two key words from the question "
-                "(a name or a noun)" + (f", e.g. search(r\"{word}\")." if word else "."))
-    if searched:
-        return "\n\nNext: Step 2, read the text around the best hit with llm_query."
-    return ""
-
-
-# a question that counts ("total" and "average" are left out: "the total fee" is one value to find)
-_AGGREGATE = re.compile(r"\b(how many|how often|number of|count)\b", re.IGNORECASE)
-_SEARCHED = re.compile(r"""(?:search|grep)\(\s*r?(["'])(.+?)\1""")  # the quote and the pattern of a search
-_STOP_WORDS = frozenset("what which when where who whom whose why how does did have has the this that these those "
-                        "there their with from into about text document documents give exact number".split())
-
-
-def _key_word(question: str, code: str) -> str | None:
-    """The question's likeliest search term the code has not tried: a name first, else the longest word."""
-    tokens = re.findall(r"[A-Za-z][A-Za-z0-9_-]{3,}", question)
-    fresh = [(i, w) for i, w in enumerate(tokens) if w.lower() not in _STOP_WORDS and w.lower() not in code.lower()]
-    names = [w for i, w in fresh if i > 0 and w[0].isupper()]  # capitalised mid-sentence
-    return max(names or [w for _, w in fresh], key=len, default=None)
-
-
 def _ingest(context: str | Path | list[str | Path] | None, scratch: Path, emit: EventHook, *,
-            policy: Policy, image: str | None) -> list[StagedDocument]:
+            policy: Policy, image: str | None) -> list[Document]:
     """Documents for the sandbox: files and folders parsed in the ingestion sandbox, text as it is."""
     if context is None:
         return []
@@ -399,14 +331,12 @@ def _ingest(context: str | Path | list[str | Path] | None, scratch: Path, emit: 
     else:
         inputs = [context] if isinstance(context, Path) else [Path(p) for p in context]
         ingested = ingest(inputs, scratch, policy=policy, image=image,
-                          progress=lambda message: emit("progress", {"message": message}))
+                          progress=lambda message: events.Progress(message).to(emit))
     for path, why in ingested.skipped:
-        emit("document.skipped", {"path": str(path), "reason": why})
+        events.DocumentSkipped(str(path), why).to(emit)
     for doc in ingested.documents:
-        emit("document", {"name": doc.name, "type": doc.kind, "size": doc.size, "sha256": doc.sha256,
-                          "text_bytes": doc.text_bytes, "text_sha256": doc.text_sha256, "chars": doc.chars,
-                          "pages": len(doc.pages)})
-    return [StagedDocument(doc.name, doc.text_path, doc.pages) for doc in ingested.documents]
+        events.DocumentLoaded(**doc.provenance()).to(emit)
+    return ingested.documents
 
 
 def _clip(text: str, limit: int) -> str:
@@ -414,23 +344,3 @@ def _clip(text: str, limit: int) -> str:
         return text
     head, tail = text[: limit * 3 // 4], text[-limit // 4:]
     return f"{head}\n[... {len(text) - len(head) - len(tail):,} characters cut ...]\n{tail}"
-
-
-def _usage(calls: list[Completion], role: str) -> list[ModelUsage]:
-    by_model: dict[str, ModelUsage] = {}
-    for call in calls:
-        usage = by_model.setdefault(call.model, ModelUsage(model=call.model, role=role))
-        usage.calls += 1
-        usage.prompt_tokens += call.usage.prompt_tokens
-        usage.completion_tokens += call.usage.completion_tokens
-        usage.cost_usd = None if usage.cost_usd is None or call.cost_usd is None else usage.cost_usd + call.cost_usd
-    return list(by_model.values())
-
-
-def _compare(query: str, documents: list[StagedDocument], usage: list[ModelUsage]) -> Comparison:
-    chars = len(query) + sum(doc.path.stat().st_size for doc in documents)
-    stuffed = max(1, chars // CHARS_PER_TOKEN)
-    used = sum(u.total_tokens for u in usage)
-    return Comparison(input_tokens=stuffed, rlm_tokens=used, saved_pct=round(100 * (1 - used / stuffed), 1),
-                      method=f"estimate: {CHARS_PER_TOKEN} characters (bytes) per token")
-

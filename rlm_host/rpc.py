@@ -24,12 +24,13 @@ import structlog
 
 from .audit import AuditError
 from .errors import LMError
+from . import events
 from .events import EventHook, null_hook
 from .lm import Completion, LMClient
 from .policy import SubcallBudget
 from .quotes import Layout
 from .results import Citation as Cited
-from .sandbox.session_dir import StagedDocument
+from .sandbox.document import Document
 from .wire import (HEADER, Answer, Citation, FrameError, LLMQuery, LLMQueryBatched, Query, RLMQuery, decode, encode,
                    error_reply, frame_size, ok_reply, parse_request)
 
@@ -92,7 +93,7 @@ class Evidence:
     (a claim that disagrees is refused); a document or page cited alone must exist.
     """
 
-    def __init__(self, documents: Sequence[StagedDocument] = ()) -> None:
+    def __init__(self, documents: Sequence[Document] = ()) -> None:
         self.layout = Layout(documents)
         self.documents = {doc.name: doc for doc in documents}
 
@@ -179,12 +180,11 @@ class Subcalls:
         self.budget.record(completion)
         with self._lock:
             self.completions.append(completion)
-        self.emit("subcall", {"model": completion.model, "prompt": query.prompt(), "response": completion.text,
-                              "prompt_chars": len(query.prompt()),
-                              "reply_chars": len(completion.text), "prompt_tokens": completion.usage.prompt_tokens,
-                              "completion_tokens": completion.usage.completion_tokens,
-                              "cost_usd": completion.cost_usd, "latency_s": round(completion.latency_s, 4),
-                              "retries": completion.retries, "depth": self.depth})
+        events.Subcall(model=completion.model, prompt=query.prompt(), response=completion.text,
+                       prompt_chars=len(query.prompt()), reply_chars=len(completion.text),
+                       prompt_tokens=completion.usage.prompt_tokens, completion_tokens=completion.usage.completion_tokens,
+                       cost_usd=completion.cost_usd, latency_s=round(completion.latency_s, 4),
+                       retries=completion.retries, depth=self.depth).to(self.emit)
         return completion.text
 
     def _batch(self, items: list[Query]) -> list[str]:
@@ -196,10 +196,10 @@ class Subcalls:
 
     def _rlm(self, request: RLMQuery) -> str:
         if self.child is None or self.depth >= self.budget.limits.max_depth:
-            self.emit("subcall.depth_fallback", {"depth": self.depth, "max_depth": self.budget.limits.max_depth})
+            events.DepthFallback(self.depth, self.budget.limits.max_depth).to(self.emit)
             self.budget.admit([len(request.prompt())])
             return self._call(request)
-        self.emit("subcall.child_rlm", {"depth": self.depth + 1, "text_chars": len(request.text)})
+        events.ChildRLM(self.depth + 1, len(request.text)).to(self.emit)
         return self.child(request.question, request.text, self.depth + 1)
 
     def _answer(self, request: Answer) -> str:
@@ -208,8 +208,8 @@ class Subcalls:
                 raise FrameError("bad_citation", f"answer: citation {number}: {problem}; cite what search() found")
         with self._lock:
             self.answer = request
-        self.emit("answer", {"answer": request.text, "chars": len(request.text),
-                             "citations": [c.model_dump(exclude_none=True) for c in request.citations]})
+        events.AnswerGiven(request.text, len(request.text),
+                           [c.model_dump(exclude_none=True) for c in request.citations]).to(self.emit)
         return "recorded"
 
 
@@ -263,7 +263,7 @@ class Broker:
                 if not crowded:
                     self._connections.add(conn)
             if crowded:
-                self.emit("rpc.connection_refused", {"reason": f"more than {MAX_CONNECTIONS} connections"})
+                events.ConnectionRefused(f"more than {MAX_CONNECTIONS} connections").to(self.emit)
                 _shutdown(conn)
                 continue
             threading.Thread(target=self._serve, args=(conn,), name="rlm-rpc-conn", daemon=True).start()
@@ -310,16 +310,16 @@ class Broker:
                 _send(conn, reply)
                 return False
         except BudgetExceeded as exc:
-            self.emit("subcall.denied", {"reason": str(exc)})
+            events.SubcallDenied(str(exc)).to(self.emit)
             reply = error_reply(request_id, "budget_exhausted", str(exc))
         except LMError as exc:
-            self.emit("subcall.failed", {"error": str(exc)})
+            events.SubcallFailed(str(exc)).to(self.emit)
             reply = error_reply(request_id, "lm_error", str(exc))
         except AuditError:
             return _refuse_unaudited(conn, request_id)
         except Exception as exc:  # noqa: BLE001 - the broker must survive anything
             log.exception("rpc handler failed")
-            self.emit("rpc.internal_error", {"error": f"{type(exc).__name__}: {exc}"})
+            events.InternalError(f"{type(exc).__name__}: {exc}").to(self.emit)
             reply = error_reply(request_id, "internal", f"the host failed to serve the request ({type(exc).__name__})")
         return _send(conn, reply)
 
@@ -335,7 +335,7 @@ class Broker:
 
     def _reject(self, code: str, message: str) -> None:
         self.rejected += 1
-        self.emit("rpc.frame_rejected", {"code": code, "message": message[:200]})
+        events.FrameRejected(code, message[:200]).to(self.emit)
 
 
 def _refuse_unaudited(conn: socket.socket, request_id: Any) -> bool:

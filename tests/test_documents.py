@@ -24,6 +24,7 @@ import pytest
 from pdf_fixtures import scanned_pdf, text_pdf
 from rlm_host import documents
 from rlm_host.documents import ingest, stage_text
+from rlm_host.sandbox.document import TextCount
 from rlm_host.errors import ConfigError
 from rlm_host.policy import load_policy
 from rlm_kernel import ingest as kernel
@@ -380,7 +381,7 @@ def test_copy_takes_exactly_the_size_fstat_said(tmp_path: Path) -> None:
             more.write(b"b" * 1000)  # appended after the size was taken
         dest = tmp_path / "copy"
         dest.touch()
-        digest, chars = documents._copy_exact(fd, 1000, dest, documents._Meter("x", 1000, print))
+        digest, chars, _marks = documents._copy_exact(fd, 1000, dest, documents._Meter("x", 1000, print))
     finally:
         os.close(fd)
     assert dest.read_bytes() == b"a" * 1000 and digest == hashlib.sha256(b"a" * 1000).hexdigest() and chars == 1000
@@ -404,10 +405,10 @@ def test_copy_of_a_file_that_shrank_is_refused(tmp_path: Path) -> None:
 def test_characters_are_counted_as_the_kernel_decodes() -> None:
     """Invalid UTF-8 split across reads counts as the kernel's errors='replace' decoding does."""
     data = "é✓".encode() + b"\xff\xfe" + "z".encode() + "€".encode()[:2]
-    counter = documents._CharCount()
+    counter = TextCount()
     for index in range(len(data)):
         counter.feed(data[index:index + 1])
-    assert counter.close() == len(data.decode("utf-8", "replace"))
+    assert counter.close()[0] == len(data.decode("utf-8", "replace"))
 
 
 def test_text_context_is_staged_without_parsing(tmp_path: Path) -> None:

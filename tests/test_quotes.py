@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 import pytest
 
-from rlm_host import quotes
+from rlm_host.sandbox import document
 from rlm_host.quotes import QUOTE_CHARS, Layout
 from rlm_host.rpc import Evidence
-from rlm_host.sandbox import StagedDocument
+from rlm_host.sandbox import Document
+from rlm_host.sandbox.document import MARK_EVERY, TextCount
 from rlm_host.wire import Citation
+from rlm_kernel.contract import manifest_entry, write_manifest
 from rlm_kernel.documents import load_documents
 
 
 def stage(tmp_path: Path, files: dict[str, bytes], pages: dict[str, tuple[int, ...]] | None = None
-          ) -> tuple[list[StagedDocument], str, list]:
+          ) -> tuple[list[Document], str, list]:
     """Write the files, and the kernel's view of them (its loader over a manifest), side by side."""
     docs_dir = tmp_path / "docs"
     docs_dir.mkdir()
@@ -26,9 +27,9 @@ def stage(tmp_path: Path, files: dict[str, bytes], pages: dict[str, tuple[int, .
         path = docs_dir / f"{index:05d}.doc"
         path.write_bytes(data)
         page_starts = (pages or {}).get(name, ())
-        staged.append(StagedDocument(name, path, page_starts))
-        entries.append({"name": name, "file": path.name, "size": len(data), "pages": list(page_starts)})
-    (docs_dir / "manifest.json").write_text(json.dumps({"documents": entries}))
+        staged.append(Document(name, path, pages=page_starts))
+        entries.append(manifest_entry(name, path.name, len(data), None, page_starts))
+    write_manifest(docs_dir, entries)
     context, documents = load_documents(docs_dir)
     return staged, context, documents
 
@@ -65,7 +66,7 @@ def test_invalid_bytes_are_replaced_as_the_kernel_does(tmp_path: Path) -> None:
 
 def test_checkpoints_decode_like_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With checkpoints every few bytes, split multi-byte and invalid sequences still quote right."""
-    monkeypatch.setattr(quotes, "CHUNK", 7)
+    monkeypatch.setattr(document, "MARK_EVERY", 7)
     rng = random.Random(3)
     data = b"".join(rng.choice([b"a", "é".encode(), "東".encode(), "🙂".encode(), b"\xff", b"\xe2\x82", b"\n"])
                     for _ in range(3000))
@@ -85,6 +86,28 @@ def test_quotes_are_capped_and_end_at_context(tmp_path: Path) -> None:
     assert layout.quote(len(context) + 10, len(context) + 20) == ""
 
 
+def test_documents_counted_at_ingestion_are_laid_out_without_a_read(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Documents whose characters and checkpoints ingestion counted are laid out without opening a file,
+    as the kernel lays them out, and quote exactly."""
+    files = {**FILES, "big.txt": ("x" * 998 + "é\n").encode() * 1500}  # 1.5 MB: several checkpoints
+    plain, context, documents = stage(tmp_path, files, {"a.txt": (0, 100)})
+    counted = []
+    for doc in plain:
+        counter = TextCount()
+        counter.feed(doc.text_path.read_bytes())
+        chars, marks = counter.close()
+        counted.append(Document(doc.name, doc.text_path, chars, doc.pages, text_bytes=counter.bytes, marks=marks))
+    opened: list[object] = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda path, *a, **k: opened.append(path) or real_open(path, *a, **k))
+    layout = Layout(counted)
+    assert layout.documents == documents and layout.chars == len(context) and opened == []
+    big = documents[-1]
+    for start in (big.start, big.start + MARK_EVERY - 3, big.end - 40):
+        assert layout.quote(start, start + 40) == context[start:start + 40]
+
+
 def test_a_big_file_is_never_read_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A quote near the end of a large file reads one checkpoint's worth, not the file."""
     staged, context, _ = stage(tmp_path, {"big": ("x" * 1000 + "\n").encode() * 3000})  # 3 MB
@@ -100,7 +123,7 @@ def test_a_big_file_is_never_read_whole(tmp_path: Path, monkeypatch: pytest.Monk
         return _Proxy(handle, handle_read)
     monkeypatch.setattr("builtins.open", counting_open)
     assert layout.quote(len(context) - 10, len(context)) == context[-10:]
-    assert reads and all(0 < size <= 1 << 16 for size in reads) and len(reads) <= quotes.CHUNK // (1 << 16) + 2
+    assert reads and all(0 < size <= 1 << 16 for size in reads) and len(reads) <= MARK_EVERY // (1 << 16) + 2
 
 
 class _Proxy:

@@ -224,6 +224,28 @@ def test_depth_two_starts_a_child_sandbox(lm: ScriptedLM) -> None:
     assert verify(Path(result.audit_log)).status == "intact"  # the child's events are in the parent's chain
 
 
+def test_the_controller_gets_every_sandbox_from_its_factory(lm: ScriptedLM) -> None:
+    """RLM(sandbox_factory=...) decides where the root and each child run: here every session runs under
+    strict (gVisor) although the RLM's policy is standard, and the run still answers and verifies."""
+    from rlm_host.audit import verify
+    from rlm_host.policy import load_policy
+    from rlm_host.sandbox import DockerSandbox
+
+    started = []
+
+    def on_gvisor(policy, documents=(), *, on_event=None):  # a backend choice the controller does not see
+        started.append((policy.name, [d.name for d in documents]))
+        return DockerSandbox.start(load_policy("strict"), documents, on_event=on_event)
+
+    lm.script("root", [cell("print(rlm_query('What is the fee?', context[-400:]))"),
+                       cell("answer('child: EUR 48,500')"), cell("answer('parent: EUR 48,500')")])
+    result = make_rlm(lm, max_depth=2, sandbox_factory=on_gvisor).complete("What is the fee?", [DOC])
+    assert result.answer == "parent: EUR 48,500" and "child: EUR 48,500" in result.trajectory[0].output
+    assert started == [("standard", ["clauses.txt"]), ("standard", ["context.txt"])]
+    assert {e["runtime"] for e in result.events if e["kind"] == "sandbox.start"} == {"runsc"}
+    assert verify(Path(result.audit_log)).status == "intact"
+
+
 def test_depth_one_falls_back_to_llm_query(lm: ScriptedLM) -> None:
     """With the default depth 1, rlm_query is an llm_query (no second sandbox)."""
     lm.script("root", [cell("print(rlm_query('What is the fee?', context[-400:]))"), cell("answer('x')")])

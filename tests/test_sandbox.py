@@ -149,12 +149,12 @@ def test_warm_pool_hands_each_sandbox_out_once(policy: Policy, tmp_path: Path) -
 
 def test_pages_reach_the_kernel(shared_sandbox: DockerSandbox, tmp_path: Path) -> None:
     """Page starts staged with a document give each search hit its page number."""
-    from rlm_host.sandbox import StagedDocument
+    from rlm_host.sandbox import Document
 
     text = "page one text\n\fpage two has the needle\n\fpage three"
     doc = tmp_path / "paged.txt"
     doc.write_text(text)
     pages = (0, text.index("page two"), text.index("page three"))
-    shared_sandbox.attach_documents([StagedDocument("report.pdf", doc, pages)])
+    shared_sandbox.attach_documents([Document("report.pdf", doc, pages=pages)])
     result = shared_sandbox.execute("h = search('needle')[0]\nprint(h.document, h.page, documents[0].page_at(0))")
     assert result.stdout == "report.pdf 2 1\n", result

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from rlm_host.errors import ConfigError, SandboxError
-from rlm_host.sandbox.session_dir import SessionDir, StagedDocument, check_documents
+from rlm_host.sandbox.document import Document
+from rlm_host.sandbox.session_dir import SessionDir, check_documents
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def test_a_symlinked_document_is_refused_before_staging(tmp_path: Path) -> None:
     link = tmp_path / "notes.txt"
     link.symlink_to(secret)
     with pytest.raises(ConfigError, match="symbolic link"):
-        check_documents([StagedDocument.of(link)])
+        check_documents([Document.of(link)])
 
 
 def test_staging_never_follows_a_link_swapped_in_after_the_check(session: SessionDir, tmp_path: Path) -> None:
@@ -34,11 +35,11 @@ def test_staging_never_follows_a_link_swapped_in_after_the_check(session: Sessio
     secret.write_text("host secret")
     doc = tmp_path / "doc.txt"
     doc.write_text("the document")
-    check_documents([StagedDocument.of(doc)])
+    check_documents([Document.of(doc)])
     doc.unlink()
     doc.symlink_to(secret)
     with pytest.raises(SandboxError, match="links are never followed"):
-        session.stage_documents([StagedDocument.of(doc)])
+        session.stage_documents([Document.of(doc)])
     assert not (session.docs / "00000.doc").exists()
 
 
@@ -48,8 +49,28 @@ def test_staged_copy_or_link_holds_the_named_file(session: SessionDir, tmp_path:
     doc = tmp_path / "doc.txt"
     doc.write_text("the document\n")
     doc.chmod(mode)
-    session.stage_documents([StagedDocument.of(doc)])
+    session.stage_documents([Document.of(doc)])
     staged = session.docs / "00000.doc"
     assert staged.read_text() == "the document\n"
     assert (staged.stat().st_ino == doc.stat().st_ino) == bool(mode & 0o004)
     assert staged.stat().st_mode & 0o777 == 0o644  # readable by the sandbox uid, writable by no one else
+
+
+GOLDEN_MANIFEST = (b'{"documents": [{"name": "notes \\u00e9.txt", "file": "00000.doc", "size": 9, "chars": 8, "pages": []}, '
+                   b'{"name": "report.pdf", "file": "00001.doc", "size": 6, "chars": 6, "pages": [0, 3]}]}')
+
+
+def test_the_manifest_is_a_fixed_format_the_kernel_reads(session: SessionDir, tmp_path: Path) -> None:
+    """Staging writes the manifest's documented bytes (name, file, size, chars, pages), and the kernel's loader
+    reads them back as the same documents."""
+    from rlm_kernel.documents import load_documents
+
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    first.write_text("héllo ok", encoding="utf-8")
+    second.write_text("p1 p2\n")
+    session.stage_documents([Document("notes é.txt", first, 8), Document("report.pdf", second, 6, (0, 3))])
+    assert (session.docs / "manifest.json").read_bytes() == GOLDEN_MANIFEST
+    context, documents = load_documents(session.docs)
+    assert context == "héllo ok\n\np1 p2\n"
+    assert [(d.name, d.size, d.start, d.end, d.pages) for d in documents] == [
+        ("notes é.txt", 9, 0, 8, ()), ("report.pdf", 6, 10, 16, (10, 13))]

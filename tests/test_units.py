@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 import rlm_host
 import rlm_kernel
@@ -12,10 +16,25 @@ from rlm_kernel.documents import load_documents
 from rlm_kernel.output_limit import MARK, OutputLimiter
 
 
-def test_public_names_are_short_and_sorted() -> None:
-    """The package exports a short, sorted list of names, all importable."""
-    assert rlm_host.__all__ == sorted(rlm_host.__all__)
-    assert all(hasattr(rlm_host, name) for name in rlm_host.__all__)
+PUBLIC = ["CellError", "ConfigError", "DockerSandbox", "DockerUnavailable", "ExecutionResult", "ImageError",
+          "KernelStartError", "LMClient", "LMError", "Policy", "PolicyError", "PriceTable", "RLM", "RLMHostError",
+          "RLMResult", "Sandbox", "SandboxError", "SessionClosed", "WarmPool", "load_policy"]
+
+
+def test_public_names_are_the_agreed_list() -> None:
+    """The package exports exactly the agreed, sorted names, each importable; an unknown name is an AttributeError."""
+    assert rlm_host.__all__ == PUBLIC == sorted(PUBLIC)
+    assert all(getattr(rlm_host, name).__name__ == name for name in rlm_host.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        rlm_host.Nope  # noqa: B018
+
+
+def test_the_front_door_is_light() -> None:
+    """Importing the package and the CLI loads none of openai, docker, jupyter_client or textual."""
+    heavy = ("openai", "docker", "jupyter_client", "textual", "zmq")
+    probe = f"import sys, rlm_host, rlm_host.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
 
 
 def test_output_cap_keeps_head_and_marks_the_rest() -> None:

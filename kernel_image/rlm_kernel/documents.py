@@ -13,14 +13,15 @@ wider characters) and about 2N for a moment while it is decoded.
 
 from __future__ import annotations
 
-import json
 import os
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DOCS_DIR = Path(os.environ.get("RLM_DOCS_DIR", "/docs"))
-SEPARATOR = "\n\n"
+from . import contract
+from .contract import SEPARATOR
+
+DOCS_DIR = Path(os.environ.get("RLM_DOCS_DIR", contract.DOCS_DIR))
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,9 @@ def document_at(documents: list[Document], offset: int) -> Document | None:
 
 def load_documents(docs_dir: Path = DOCS_DIR) -> tuple[str, list[Document]]:
     """Read every document the manifest lists; return the text and the spans."""
-    manifest = docs_dir / "manifest.json"
-    if not manifest.is_file():
+    entries = contract.read_manifest(docs_dir)
+    if not entries:
         return "", []
-    entries = json.loads(manifest.read_text(encoding="utf-8"))["documents"]
     parts: list[str] = []
     documents: list[Document] = []
     offset = 0

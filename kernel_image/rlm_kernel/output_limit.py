@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .contract import OUTPUT_CAP_ENV
+
 from .streams import valid
 
 MARK = "\n[... output limit reached in the sandbox: the rest of this cell's output is dropped ...]\n"
@@ -54,6 +56,6 @@ class OutputLimiter:
 def cap_from_env(default: int = 1 << 20) -> int:
     """The limit the host chose (``RLM_OUTPUT_CAP``), with headroom over its own cap."""
     try:
-        return 2 * int(os.environ["RLM_OUTPUT_CAP"])
+        return 2 * int(os.environ[OUTPUT_CAP_ENV])
     except (KeyError, ValueError):
         return default

@@ -22,7 +22,8 @@ import struct
 import threading
 from typing import Any
 
-SOCKET_PATH = "/session/rpc.sock"
+from .contract import SOCKET_PATH
+
 HEADER = struct.Struct(">I")
 MAX_REPLY_BYTES = 64 * 1024 * 1024
 REFUSAL_WAIT_S = 2.0

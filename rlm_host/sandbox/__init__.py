@@ -1,9 +1,9 @@
 """Sandboxes: where model-written code runs. See ``base.Sandbox`` for the interface."""
 
-from .base import Sandbox
+from .base import Sandbox, SandboxFactory
 from .container import reap
 from .docker_sandbox import DockerSandbox
 from .pool import WarmPool
-from .session_dir import StagedDocument
+from .document import Document
 
-__all__ = ["DockerSandbox", "Sandbox", "StagedDocument", "WarmPool", "reap"]
+__all__ = ["Document", "DockerSandbox", "Sandbox", "SandboxFactory", "WarmPool", "reap"]

@@ -22,7 +22,10 @@ from ..errors import KernelStartError, SandboxError
 from ..policy import Policy
 from ..settings import CONTENT_HASH_LABEL, OWNER_LABEL, POLICY_LABEL, SESSION_LABEL
 from .start_check import differences
-from .session_dir import CHANNEL_PORTS, CONNECTION_FILE, CONTAINER_DOCS, CONTAINER_IO, KERNEL_PREFIX, SessionDir
+from rlm_kernel.contract import DOCS_DIR as CONTAINER_DOCS
+from rlm_kernel.contract import OUTPUT_CAP_ENV
+
+from .session_dir import CHANNEL_PORTS, CONNECTION_FILE, CONTAINER_IO, KERNEL_PREFIX, SessionDir
 
 MB = 1024 * 1024
 SECOND_NS = 10**9
@@ -82,7 +85,7 @@ def create_args(policy: Policy, image: str, session: SessionDir) -> dict:
             Ulimit(name="fsize", soft=limits.fsize_mb * MB, hard=limits.fsize_mb * MB),
             Ulimit(name="core", soft=0, hard=0),
         ],
-        "environment": {**ENVIRONMENT, "RLM_OUTPUT_CAP": str(limits.output_cap_bytes)},
+        "environment": {**ENVIRONMENT, OUTPUT_CAP_ENV: str(limits.output_cap_bytes)},
         # what reaches the container's own stdout is bounded on the host's disk too
         "log_config": LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
         "hostname": "sandbox",

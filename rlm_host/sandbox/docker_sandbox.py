@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from .. import events
 from ..errors import ConfigError, KernelStartError, SandboxError, SessionClosed
 from ..image import require_image
 from ..policy import Policy
@@ -25,7 +26,8 @@ from .base import Sandbox
 from .container import Container, image_content_hash
 from .kernel import CellRun, KernelChannel, Outcome
 from .output import OutputCollector
-from .session_dir import SessionDir, StagedDocument, check_documents, new_session_id
+from .document import Document
+from .session_dir import SessionDir, check_documents, new_session_id
 
 INSTALL_CELL = "import rlm_kernel as _k; _k.install(get_ipython()); del _k"
 LOAD_CELL = "import rlm_kernel as _k; _k.load(get_ipython()); del _k"
@@ -56,7 +58,7 @@ class DockerSandbox(Sandbox):
         self.restarts = 0
         self._image = image or require_image()
         self._dir = SessionDir(self.session_id, sandbox_uid(policy))
-        self._documents: list[StagedDocument] = []
+        self._documents: list[Document] = []
         self._container: Container | None = None
         self._channel: KernelChannel | None = None
         self._started_at = time.monotonic()
@@ -64,10 +66,10 @@ class DockerSandbox(Sandbox):
         self._emit = on_event or (lambda _kind, _fields: None)
 
     @classmethod
-    def start(cls, policy: Policy, documents: Iterable[str | Path | StagedDocument] = (), *,
+    def start(cls, policy: Policy, documents: Iterable[str | Path | Document] = (), *,
               image: str | None = None, on_event: EventHook | None = None) -> "DockerSandbox":
         """Create the session directory, start the container and load the documents."""
-        documents = [StagedDocument.of(d) for d in documents]
+        documents = [Document.of(d) for d in documents]
         check_documents(documents)
         sandbox = cls(policy, image=image, on_event=on_event)
         try:
@@ -89,12 +91,16 @@ class DockerSandbox(Sandbox):
         return self._dir.rpc_socket
 
     @property
+    def rpc_socket_owner(self) -> int:
+        return self._dir.uid
+
+    @property
     def container_id(self) -> str | None:
         return self._container.id if self._container else None
 
-    def attach_documents(self, documents: Iterable[str | Path | StagedDocument]) -> None:
+    def attach_documents(self, documents: Iterable[str | Path | Document]) -> None:
         """Give a started (pooled) sandbox its documents; its lifetime starts now."""
-        self._documents = [StagedDocument.of(d) for d in documents]
+        self._documents = [Document.of(d) for d in documents]
         check_documents(self._documents)
         self._started_at = time.monotonic()
         if self._documents:
@@ -122,13 +128,9 @@ class DockerSandbox(Sandbox):
             return self._result("error", run, started, reason="the kernel aborted the cell without running it")
         return self._result("error" if run.error else "ok", run, started, reason=_lost(run))
 
-    def interrupt(self) -> None:
-        self._check_open()
-        self._container.interrupt()
-
     def restart(self, reason: str) -> None:
         self._check_open()
-        self._emit("sandbox.restart", {"reason": reason})
+        events.SandboxRestart(reason).to(self._emit)
         self._stop_kernel()
         self.restarts += 1
         self._boot()
@@ -142,7 +144,7 @@ class DockerSandbox(Sandbox):
         finally:
             self._dir.remove()
             _OPEN.discard(self)
-            self._emit("sandbox.stop", {"restarts": self.restarts})
+            events.SandboxStop(self.restarts).to(self._emit)
 
     def alive(self) -> bool:
         return not self._closed and self._container is not None and self._alive()
@@ -154,11 +156,11 @@ class DockerSandbox(Sandbox):
         with _BOOT_SLOTS:
             began = time.monotonic()
             self._boot_kernel()
-        self._emit("sandbox.start", {"container": self._container.id, "runtime": self.policy.runtime,
-                                     "image": self._image, "image_id": self._container.image_id,
-                                     "image_content_hash": image_content_hash(self._container.image_id),
-                                     "session": self.session_id, "queued_ms": round((began - queued) * 1000, 1),
-                                     "boot_ms": round((time.monotonic() - began) * 1000, 1)})
+        events.SandboxStart(container=self._container.id, runtime=self.policy.runtime, image=self._image,
+                            image_id=self._container.image_id,
+                            image_content_hash=image_content_hash(self._container.image_id), session=self.session_id,
+                            queued_ms=round((began - queued) * 1000, 1),
+                            boot_ms=round((time.monotonic() - began) * 1000, 1)).to(self._emit)
 
     def _boot_kernel(self) -> None:
         """Start the container, wait for the kernel's sockets and first answer, install the runtime."""
@@ -167,7 +169,7 @@ class DockerSandbox(Sandbox):
         try:
             self._container.start()
         except SandboxError as exc:  # refused by the engine, or by the start check: on record either way
-            self._emit("sandbox.start_refused", {"error": str(exc)})
+            events.SandboxStartRefused(str(exc)).to(self._emit)
             raise
         deadline = time.monotonic() + self.policy.limits.start_timeout_s
         self._wait_for_sockets(deadline)
@@ -213,7 +215,7 @@ class DockerSandbox(Sandbox):
         try:
             container.remove()
         except SandboxError as exc:
-            self._emit("sandbox.remove_failed", {"container": container.id, "error": str(exc)})
+            events.SandboxRemoveFailed(container.id, str(exc)).to(self._emit)
             raise
 
     def _alive(self) -> bool:
@@ -230,7 +232,7 @@ class DockerSandbox(Sandbox):
                             "start a new session")
 
     def _end_of_lifetime(self, run: CellRun, started: float) -> ExecutionResult:
-        self._emit("limit.session_lifetime", {"limit_s": self.policy.limits.session_lifetime_s})
+        events.SessionLifetime(self.policy.limits.session_lifetime_s).to(self._emit)
         result = self._result("killed", run, started, restarted=False,
                               reason=f"session lifetime of {self.policy.limits.session_lifetime_s:g}s "
                                      "reached during the cell; the session is closed")
@@ -239,7 +241,7 @@ class DockerSandbox(Sandbox):
 
     def _on_timeout(self, run: CellRun, started: float, limit: float) -> ExecutionResult:
         grace = self.policy.limits.interrupt_grace_s
-        self._emit("limit.cell_timeout", {"limit_s": limit})
+        events.CellTimeout(limit).to(self._emit)
         self._container.interrupt()
         outcome = self._channel.collect(run, time.monotonic() + grace, self._alive)
         if outcome is Outcome.IDLE and not self._container.pids_limit_hit():
@@ -265,14 +267,14 @@ class DockerSandbox(Sandbox):
             status = "killed"
             reason = (f"the kernel died (exit code {state.exit_code}); "
                       "the sandbox was restarted and variables are lost")
-        self._emit(f"limit.{status}", {"exit_code": state.exit_code})
+        (events.OutOfMemory if status == "oom" else events.KernelDied)(state.exit_code).to(self._emit)
         self.restart(reason)
         return self._result(status, run, started, restarted=True, reason=reason, ended=ended)
 
     def _on_pids_limit(self, run: CellRun, started: float) -> ExecutionResult:
         reason = (f"the process limit ({self.policy.limits.pids}) was reached; the sandbox was "
                   "restarted to clear leftover processes and variables are lost")
-        self._emit("limit.pids", {"limit": self.policy.limits.pids})
+        events.PidsLimit(self.policy.limits.pids).to(self._emit)
         ended = time.monotonic()
         self.restart(reason)
         return self._result("killed", run, started, restarted=True, reason=reason, ended=ended)

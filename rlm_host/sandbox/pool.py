@@ -18,7 +18,7 @@ import structlog
 from ..errors import RLMHostError
 from ..policy import Policy
 from .docker_sandbox import DockerSandbox
-from .session_dir import StagedDocument
+from .document import Document
 
 log = structlog.get_logger(__name__)
 
@@ -39,7 +39,7 @@ class WarmPool:
         self._thread = threading.Thread(target=self._fill, name="rlm-host-pool", daemon=True)
         self._thread.start()
 
-    def acquire(self, documents: Iterable[str | Path | StagedDocument] = (), *, wait: float = 0.0) -> DockerSandbox:
+    def acquire(self, documents: Iterable[str | Path | Document] = (), *, wait: float = 0.0) -> DockerSandbox:
         """A started sandbox with these documents; starts one cold if none is ready in ``wait`` s."""
         sandbox = self._take(wait)
         if sandbox is None:

@@ -27,14 +27,15 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlm_kernel.contract import IO_DIR as CONTAINER_IO
+from rlm_kernel.contract import RPC_SOCKET, manifest_entry, write_manifest
+
 from ..errors import ConfigError, SandboxError
 from ..settings import runtime_dir
+from .document import Document
 
 KERNEL_PREFIX = "kernel"
 CONNECTION_FILE = "kernel.json"
-RPC_SOCKET = "rpc.sock"
-CONTAINER_IO = "/session"
-CONTAINER_DOCS = "/docs"
 CHANNEL_PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
 # io/'s own filesystem: room for the connection file and sockets, nothing to run, nothing to hoard
 IO_TMPFS_OPTIONS = "size=1m,nr_inodes=64,mode=0700"
@@ -44,21 +45,6 @@ MNT_DETACH = 0x2
 
 def new_session_id() -> str:
     return secrets.token_hex(6)
-
-
-@dataclass(frozen=True)
-class StagedDocument:
-    """A document as the sandbox sees it: a display name, a UTF-8 text file, page start offsets."""
-
-    name: str
-    path: Path
-    pages: tuple[int, ...] = ()
-
-    @classmethod
-    def of(cls, item: "str | Path | StagedDocument") -> "StagedDocument":
-        if isinstance(item, StagedDocument):
-            return item
-        return cls(Path(item).name, Path(item))
 
 
 @dataclass
@@ -116,17 +102,14 @@ class SessionDir:
             if entry.name != RPC_SOCKET:
                 _clear(entry)
 
-    def stage_documents(self, documents: list[StagedDocument]) -> None:
+    def stage_documents(self, documents: list[Document]) -> None:
         """Place the documents in ``docs/`` and write the manifest the kernel reads."""
         entries = []
         for index, doc in enumerate(documents):
             dest = self.docs / f"{index:05d}.doc"
-            place_file(doc.path, dest)
-            entries.append({"name": doc.name, "file": dest.name, "size": dest.stat().st_size,
-                            "pages": list(doc.pages)})
-        manifest = self.docs / "manifest.json"
-        manifest.write_text(json.dumps({"documents": entries}))
-        manifest.chmod(0o644)
+            place_file(doc.text_path, dest)
+            entries.append(manifest_entry(doc.name, dest.name, dest.stat().st_size, doc.chars, doc.pages))
+        write_manifest(self.docs, entries)
 
     def remove(self) -> None:
         remove_session_dir(self.root)
@@ -136,13 +119,13 @@ class SessionDir:
             os.chown(path, self.uid, self.uid)
 
 
-def check_documents(documents: list[StagedDocument]) -> None:
+def check_documents(documents: list[Document]) -> None:
     """Refuse a missing, linked, unreadable or non-file document before anything starts.
 
     A link is never followed: staging puts exactly the named file in ``docs/``, so a path cannot
     hand the sandbox (or the host's own reading of the staged text) a file somewhere else.
     """
-    for path in (doc.path for doc in documents):
+    for path in (doc.text_path for doc in documents):
         try:
             info = path.lstat()
         except FileNotFoundError:

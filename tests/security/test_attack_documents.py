@@ -22,11 +22,11 @@ import pytest
 from pdf_fixtures import heavy_pdf, text_pdf, zero_stream_pdf
 
 from rlm_host import documents
-from rlm_host.documents import Ingested, SourceDocument, ingest
+from rlm_host.documents import Ingested, ingest
 from rlm_host.engine import docker_client
 from rlm_host.errors import ConfigError
 from rlm_host.policy import Policy, load_policy
-from rlm_host.sandbox import DockerSandbox, StagedDocument
+from rlm_host.sandbox import Document, DockerSandbox
 from rlm_host.sandbox.ingest_box import IngestBox
 from rlm_host.settings import OWNER_LABEL, runtime_dir
 
@@ -337,9 +337,9 @@ def test_file_growing_while_ingested(policy: Policy, tmp_path: Path, monkeypatch
     record(policy, "recorded size and digest equal what the sandbox reads; appended bytes never staged")
 
 
-def in_sandbox(policy: Policy, doc: SourceDocument) -> list[int]:
+def in_sandbox(policy: Policy, doc: Document) -> list[int]:
     """len(context) and the count of appended lines, as a cell in a real sandbox sees them."""
-    with DockerSandbox.start(policy, [StagedDocument(doc.name, doc.text_path, doc.pages)]) as sandbox:
+    with DockerSandbox.start(policy, [doc]) as sandbox:
         out = sandbox.execute("print(len(context), context.count('APPENDED'))")
     return [int(x) for x in out.stdout.split()]
 
@@ -492,7 +492,7 @@ def test_results_that_lie_about_pages(tmp_path: Path, record) -> None:
     """A result whose page offsets are out of order or past the text"""
     from rlm_host.sandbox.ingest_box import Parsed
 
-    copy = documents._Copy(tmp_path / "r.pdf", "r.pdf", "pdf", tmp_path / "c", 10, "0" * 64, 10)
+    copy = documents._Copy(tmp_path / "r.pdf", "r.pdf", "pdf", tmp_path / "c", 10, "0" * 64, 10, ((0, 0),))
     for pages in ([0, 5, 3], [0, 999], [4], []):
         result = Parsed(status="ok", converted=True, encoding="", pages=pages, empty_pages=0, parsed=True)
         assert not documents._plausible(copy, result) or _rejects_pages(copy, result, tmp_path)

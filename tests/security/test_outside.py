@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from rlm_host.cis import HostFacts, check_container, inspect_policy_sandbox
 from rlm_host.cli import app
 from rlm_host.policy import Policy, load_policy
-from rlm_host.sandbox import DockerSandbox, StagedDocument
+from rlm_host.sandbox import Document, DockerSandbox
 
 pytestmark = pytest.mark.docker
 POLICIES = pytest.mark.parametrize("policy_name", ["standard", "strict"], ids=["runc", "runsc"])
@@ -115,7 +115,7 @@ def cepheus_scan(policy: Policy, document: Path) -> object:
     from cepheus.engine import analyze
     from cepheus.models.posture import ContainerPosture
 
-    with DockerSandbox.start(policy, [StagedDocument("cepheus.zip", document)]) as sandbox:
+    with DockerSandbox.start(policy, [Document("cepheus.zip", document)]) as sandbox:
         posture = ContainerPosture.model_validate(enumerate_inside(sandbox))
         analysis = analyze(posture)
         verify_inside(sandbox, analysis)
