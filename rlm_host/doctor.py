@@ -86,6 +86,10 @@ def _lm_endpoint() -> Check:
         return Check("LM endpoint", True, f"OPENAI_BASE_URL={base}, OPENAI_API_KEY {key}", required=False)
     if key == "set":
         return Check("LM endpoint", True, "OpenAI's API (OPENAI_API_KEY set)", required=False)
+    if os.environ.get("RLM_HOST_MODEL"):  # `run` refuses a named model with nothing to serve it
+        return Check("LM endpoint", False, "RLM_HOST_MODEL is set but no endpoint is configured: runs stop "
+                     "with an error; set OPENAI_API_KEY or OPENAI_BASE_URL, or unset RLM_HOST_MODEL for the "
+                     "embedded local model", "unset RLM_HOST_MODEL", required=False)
     return Check("LM endpoint", True, "none configured: runs use the embedded local model", required=False)
 
 
@@ -96,8 +100,8 @@ def _local_model() -> Check:
     from .local_lm import MODELS, verified, models_dir
 
     if importlib.util.find_spec("llama_cpp") is None:
-        return Check("local model", False, "llama-cpp-python not installed (needed without an API key)",
-                     "pip install 'rlm-host[local]' (builds from source, 5-8 min)", required=False)
+        return Check("local model", False, "llama-cpp-python not installed (needed without an API key; "
+                     "it builds from source, 5-8 min)", "pip install 'rlm-host[local]'", required=False)
     model = MODELS["0.5b"]
     if not verified(models_dir() / model.filename, model):
         return Check("local model", False, f"{model.name} not fetched yet", "rlm-host local-lm fetch",

@@ -476,6 +476,11 @@ class ExecError(Event):
 @declared("seal", "audit.py")
 @dataclass(frozen=True)
 class Seal(Event):
-    """The last line of a finished log: how many lines it has (its hash is also written beside the log)."""
+    """The last line of a log: how many lines it has and why the run ended (its hash is also written beside the log).
+
+    ``reason`` is one of ``audit.SEAL_REASONS`` (docs/audit.md, "How a run ends"); logs written before
+    it existed have none.
+    """
 
     lines: int
+    reason: str

@@ -1,12 +1,15 @@
 """Security policies: the one place limits are set.
 
-A policy is a YAML file in ``policies/`` (or any path) loaded into ``Policy``.
-Unknown keys are refused, every number is range-checked, and there is no key
-that gives a container a network: asking for one is refused by name.
+A policy is a packaged YAML file (``rlm-host policy list``; ``policies/`` in a checkout) or any
+path, loaded into ``Policy``. Unknown keys are refused by name with the closest known key, every
+number is range-checked, and there is no key that gives a container a network: asking for one is
+refused by name. A relative ``seccomp`` path is read beside the policy file, else from the packaged
+profiles, so a copy of ``standard.yaml`` (``rlm-host policy show standard > my.yaml``) works anywhere.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import reprlib
@@ -34,6 +37,10 @@ RUNSC_MIN_PIDS = 128
 MAX_POLICY_CHARS = 64 * 1024
 MAX_FLOW_DEPTH = 32
 MAX_SECCOMP_BYTES = 1 << 20  # ours is about 20 KB; a bigger "profile" is a mistake (or /dev/zero)
+# How an installed user finds the packaged files (``policies/`` exists only in a checkout).
+MAX_NAMED = 5  # unknown keys named in the one line; the rest are counted
+SEE_STANDARD = "see the keys with `rlm-host policy show standard`"
+COPY_ONE = "copy one with `rlm-host policy show standard > my.yaml`"
 _SHOWN = reprlib.Repr()  # a bad value quoted in one short line, however big (YAML aliases nest cheaply)
 _SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 2, 60, 60
 
@@ -163,7 +170,7 @@ def load_policy(name_or_path: str | Path) -> Policy:
     except yaml.YAMLError as exc:
         raise PolicyError(f"policy {path} is not valid YAML: {exc}".replace("\n", " ")) from exc
     except RecursionError:
-        raise PolicyError(f"policy {path} nests too deeply to be a policy; see policies/standard.yaml") from None
+        raise PolicyError(f"policy {path} nests too deeply to be a policy; {SEE_STANDARD}") from None
     if not isinstance(raw, dict):
         raise PolicyError(f"policy {path} must be a mapping of keys to values")
     return parse_policy(raw, base_dir=path.parent, source=str(path))
@@ -176,14 +183,14 @@ def _policy_text(path: Path) -> str:
         text = file.read(MAX_POLICY_CHARS + 1)
     if len(text) > MAX_POLICY_CHARS:
         raise PolicyError(f"policy {path} is over {MAX_POLICY_CHARS // 1024} KiB; a policy is a few dozen "
-                          "lines (see policies/standard.yaml)")
+                          f"lines ({SEE_STANDARD})")
     depth = deepest = 0
     for char in text:
         depth += (char in "[{") - (char in "]}")
         deepest = max(deepest, depth)
     if deepest > MAX_FLOW_DEPTH:
         raise PolicyError(f"policy {path} nests [ ] or {{ }} {deepest} deep (at most {MAX_FLOW_DEPTH}); "
-                          "see policies/standard.yaml")
+                          f"{SEE_STANDARD}")
     return text
 
 
@@ -207,23 +214,45 @@ def _resolve(name: str) -> Path:
     path = Path(name).expanduser()
     if path.suffix in {".yaml", ".yml"} or "/" in name:
         if not path.is_file():
-            raise PolicyError(f"policy file {path} not found; give an existing file or one of: "
-                              f"{', '.join(available_policies())}")
+            raise PolicyError(f"policy file {path} not found; give an existing file, or a packaged policy's name "
+                              f"({', '.join(available_policies())}; {COPY_ONE})")
         return path
     shipped = policies_dir() / f"{name}.yaml"
     if not shipped.is_file():
         raise PolicyError(f"unknown policy '{name}'; use one of: {', '.join(available_policies())} "
-                          "or a path to a policy file")
+                          f"or a path to a policy file ({COPY_ONE})")
     return shipped
+
+
+def packaged_text(name: str) -> str:
+    """The text of a packaged policy (``standard``) or profile (``seccomp-standard.json``), for ``policy show``."""
+    names = {p.stem: p for p in policies_dir().glob("*.yaml")} | {p.name: p for p in policies_dir().glob("*.json")}
+    path = names.get(name) or names.get(name.removesuffix(".yaml").removesuffix(".yml"))
+    if path is None:
+        raise PolicyError(f"no packaged policy or profile '{name}'; known: {', '.join(sorted(names))} "
+                          "(`rlm-host policy list`)")
+    return path.read_text(encoding="utf-8")
+
+
+def seccomp_path(policy: Policy, base_dir: Path) -> Path:
+    """Where a policy's profile is: as written (absolute, or beside the policy file), else the packaged
+    profile of that name, so a copied ``standard.yaml`` still finds ``seccomp-standard.json``."""
+    written = base_dir / Path(policy.seccomp or "").expanduser()
+    packaged = policies_dir() / (policy.seccomp or "")
+    if written.exists() or Path(policy.seccomp or "").is_absolute() or not packaged.is_file():
+        return written
+    return packaged
 
 
 def _read_seccomp(policy: Policy, base_dir: Path, source: str) -> str | None:
     if not policy.seccomp:
         return None
-    path = base_dir / policy.seccomp
+    path = seccomp_path(policy, base_dir)
     try:
         if not path.is_file():
-            raise PolicyError(f"{source}: seccomp profile {path} is not a file; name the profile's JSON file")
+            raise PolicyError(f"{source}: seccomp profile {path} is not a file; name a JSON profile by a path "
+                              f"relative to the policy file, an absolute path, or a packaged profile's name "
+                              f"({', '.join(_packaged_profiles())})")
         with path.open(encoding="utf-8") as profile:
             text = profile.read(MAX_SECCOMP_BYTES + 1)
         if len(text) > MAX_SECCOMP_BYTES:
@@ -235,14 +264,48 @@ def _read_seccomp(policy: Policy, base_dir: Path, source: str) -> str | None:
     return text
 
 
+def _packaged_profiles() -> list[str]:
+    return sorted(p.name for p in policies_dir().glob("*.json"))
+
+
 def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "policy"
+    """One line for the most useful error: unknown keys first (a typo also reads as a missing key)."""
+    errors = exc.errors()
+    unknown = [e["loc"] for e in errors if e["type"] == "extra_forbidden"]
+    if unknown:
+        return f"{_unknown_keys(unknown)}; rename or remove {'it' if len(unknown) == 1 else 'them'} ({SEE_STANDARD})"
+    err = errors[0]
+    where = _dotted(err["loc"]) or "policy"
     msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        return f"unknown key '{where}'; remove it (see policies/standard.yaml for the keys)"
     if err["type"] == "missing":
-        return f"missing key '{where}'; add it (see policies/standard.yaml)"
+        return f"missing key '{where}'; add it ({SEE_STANDARD})"
     got = err.get("input")
     shown = "" if isinstance(got, dict) else f" (got {_SHOWN.repr(got)})"
     return f"'{where}': {msg}{shown}"
+
+
+def _unknown_keys(locations: list[tuple]) -> str:
+    """``unknown key 'limits.memroy_mb' (did you mean 'limits.memory_mb'?)``, for each one."""
+    parts = []
+    for loc in locations[:MAX_NAMED]:
+        known = _known_keys(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1])[:64], known, n=1, cutoff=0.6)
+        hint = f" (did you mean '{_dotted((*loc[:-1], close[0]))}'?)" if close else ""
+        parts.append(f"'{_SHOWN.repr(_dotted(loc))[1:-1]}'{hint}")
+    more = f" and {len(locations) - MAX_NAMED} more" if len(locations) > MAX_NAMED else ""
+    return f"unknown key{'s' if len(locations) > 1 else ''} {', '.join(parts)}{more}"
+
+
+def _known_keys(parent: tuple) -> list[str]:
+    """The keys a policy accepts at ``parent`` (``()`` for the top level, ``("limits",)`` ...)."""
+    model: Any = Policy
+    for name in parent:
+        field = model.model_fields.get(str(name)) if isinstance(model, type) else None
+        model = field.annotation if field is not None else None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return []
+    return [name for name, field in model.model_fields.items() if not field.exclude]
+
+
+def _dotted(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc)

@@ -17,7 +17,7 @@ from .sanitize import safe_text, visible
 
 
 def render_result(result: RLMResult, console: Console) -> None:
-    """The answer, its citations, usage and cost, the token comparison, where the log is."""
+    """The answer, its citations, usage and cost, the token comparison (the log's path goes to stderr)."""
     marker = (" (last-resort answer: the model never called answer())", "yellow") if result.fallback else ""
     console.print(Text.assemble(("Answer", "bold"), marker, "\n", safe_text(result.answer, newlines=True), "\n"))
     if result.citations:
@@ -32,8 +32,6 @@ def render_result(result: RLMResult, console: Console) -> None:
                                 f"RLM run: {cmp.rlm_tokens:,}  ({verdict}; ", safe_text(cmp.method), ")"))
     console.print(safe_text(f"stopped: {result.stopped} after {result.iterations} iterations in "
                             f"{result.duration_s:.1f}s · run {result.run_id}", "dim"))
-    if result.audit_log:
-        console.print(safe_text(f"audit log: {result.audit_log} (rlm-host audit verify / report / tui --replay)", "dim"))
 
 
 def _citation(n: int, cite: Citation) -> Text:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from . import audit
 from .audit import Verdict, audit_dir, is_event, load_key, quoted, read_log, verify_lines
 from .errors import AuditReadError, ConfigError, ExitCode, LogNotFound, NoAuditKey
 
@@ -22,8 +23,6 @@ VERIFICATION = {ExitCode.INTACT: "intact", ExitCode.TAMPERED: "tampered", ExitCo
                 ExitCode.NOT_A_LOG: "not-a-log", ExitCode.NOT_FOUND: "unreadable", ExitCode.NO_KEY: "no-key"}
 STATUSES = ("answered", "last_resort", "failed", "exec", "unfinished", "not-a-log")
 # The seal reasons rlm-host writes (docs/audit.md); any other value is shown as "?", never as itself.
-SEAL_REASONS = frozenset({"answered", "last_resort", "interrupted", "terminated", "lm_error", "sandbox_error",
-                          "error", "audit_error", "exec_done", "exec_error"})
 DENIALS = frozenset({"subcall.denied", "kernel.rebind_refused", "rpc.frame_rejected", "rpc.connection_refused",
                      "sandbox.start_refused"})
 QUERY_CHARS = 120
@@ -131,7 +130,7 @@ def _seal_reason(records: list[dict[str, Any]]) -> str | None:
     reason = records[-1].get("reason")
     if reason is None:
         return ""
-    return reason if isinstance(reason, str) and reason in SEAL_REASONS else "?"
+    return reason if isinstance(reason, str) and reason in audit.SEAL_REASONS else "?"
 
 
 def _number(value: object) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -10,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from rlm_host.audit import events, verify
+from rlm_host.doctor import run_checks
 from rlm_host.engine import docker_client
+from rlm_host.policy import policies_dir
 from rlm_host.settings import OWNER_LABEL, SESSION_LABEL, image_tag
 
 pytestmark = pytest.mark.docker
@@ -85,10 +89,15 @@ def test_docker_unreachable_is_one_line() -> None:
     assert doctor.returncode == 1 and "dockerd" in doctor.stdout
 
 
-def test_missing_image_is_one_line(docker_ready: str) -> None:
-    """A missing kernel image names the command that builds it."""
-    env = {"RLM_HOST_IMAGE": "rlm-host-kernel:does-not-exist"}
-    one_line_error(cli("exec", "-", stdin="1\n", env=env), "rlm-host image build")
+def test_missing_image_is_one_line(tmp_path: Path, docker_ready: str) -> None:
+    """A missing kernel image names the command that builds it; the line ends with the sealed log's path."""
+    env = {"RLM_HOST_IMAGE": "rlm-host-kernel:does-not-exist", "RLM_HOST_AUDIT_DIR": str(tmp_path)}
+    proc = cli("exec", "-", stdin="1\n", env=env)
+    one_line_error(proc, "rlm-host image build")
+    log = next(tmp_path.glob("*.jsonl"))
+    assert proc.stderr.strip().endswith(f"(audit log: {log})")
+    assert verify(log).status == "intact" and events(log)[-1]["reason"] == "exec_error"
+    assert "ImageError" in next(e["error"] for e in events(log) if e["kind"] == "exec.error")
 
 
 def test_debug_shows_the_traceback() -> None:
@@ -124,7 +133,8 @@ def test_doctor_reports_and_reaps(docker_ready: str) -> None:
 def test_help_texts() -> None:
     """Every command documents itself."""
     for args in (["--help"], ["exec", "--help"], ["doctor", "--help"], ["image", "build", "--help"],
-                 ["run", "--help"], ["audit", "verify", "--help"], ["local-lm", "serve", "--help"]):
+                 ["run", "--help"], ["audit", "verify", "--help"], ["local-lm", "serve", "--help"],
+                 ["policy", "list", "--help"], ["policy", "show", "--help"]):
         proc = cli(*args)
         assert proc.returncode == 0 and "Usage" in proc.stdout, args
     version = cli("--version")
@@ -140,3 +150,70 @@ def test_usage_and_errors_with_hostile_values_are_one_visible_line(args: list[st
     assert len(lines) == 1 and lines[0].startswith("rlm-host: error: "), proc.stderr
     assert "\x1b" not in proc.stderr and "\u202e" not in proc.stderr and "\x9b" not in proc.stderr
     assert "\\x1b" in proc.stderr
+
+
+def cli_without_endpoint(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """A command run as a user with no endpoint configured (no OPENAI_* or RLM_HOST_MODEL in its environment)."""
+    clean = {k: v for k, v in os.environ.items() if k not in {"OPENAI_API_KEY", "OPENAI_BASE_URL", "RLM_HOST_MODEL"}}
+    return subprocess.run([sys.executable, "-m", "rlm_host", *args], capture_output=True, text=True, timeout=180,
+                          env={**clean, **(env or {})}, cwd=cwd, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize(("args", "env", "named"), [
+    (["--model", "gpt-4o-mini"], {}, "--model gpt-4o-mini"),
+    ([], {"RLM_HOST_MODEL": "gpt-4o-mini"}, "RLM_HOST_MODEL gpt-4o-mini"),
+])
+def test_a_model_without_an_endpoint_is_refused(tmp_path: Path, args: list[str], env: dict, named: str) -> None:
+    """--model (or RLM_HOST_MODEL) with no endpoint never falls back to the embedded model: one line, how to fix."""
+    proc = cli_without_endpoint("run", "-q", "x", "--context", "README.md", *args,
+                                env={**env, "RLM_HOST_AUDIT_DIR": str(tmp_path)})
+    one_line_error(proc, f"{named} needs an endpoint")
+    assert all(hint in proc.stderr for hint in ("OPENAI_API_KEY", "--base-url", "OPENAI_BASE_URL", "embedded local model"))
+    assert "local-lm" not in proc.stderr and list(tmp_path.iterdir()) == []  # nothing started, nothing recorded
+
+
+def test_policy_list_and_show_from_any_folder(tmp_path: Path) -> None:
+    """`policy list` names the packaged policies; `policy show` prints the shipped YAML from any working directory."""
+    listed = cli_without_endpoint("policy", "list", cwd=tmp_path)
+    assert listed.returncode == 0 and listed.stdout.split()[:2] == ["standard", "runc"], listed
+    assert "strict" in listed.stdout and "seccomp-standard.json" in listed.stdout
+    shown = cli_without_endpoint("policy", "show", "standard", cwd=tmp_path)
+    assert shown.returncode == 0 and shown.stdout.startswith("# standard") and "memory_mb:" in shown.stdout
+    bad = cli_without_endpoint("policy", "show", "lenient", cwd=tmp_path)
+    one_line_error(bad, "no packaged policy or profile 'lenient'")
+
+
+def test_a_copied_and_edited_policy_runs(tmp_path: Path, docker_ready: str) -> None:
+    """`policy show standard > my.yaml`, edited, runs a cell from its own folder; a typo in it is named."""
+    text = cli_without_endpoint("policy", "show", "standard").stdout
+    (tmp_path / "my.yaml").write_text(text.replace("name: standard", "name: mine").replace("pids: 256", "pids: 200"))
+    proc = cli_without_endpoint("exec", "-", "--policy", "my.yaml", cwd=tmp_path,
+                                env={"RLM_HOST_AUDIT_DIR": str(tmp_path / "audit")})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["policy"] == "mine"
+    (tmp_path / "typo.yaml").write_text(text.replace("memory_mb:", "memroy_mb:", 1))
+    typo = cli_without_endpoint("exec", "-", "--policy", "typo.yaml", cwd=tmp_path)
+    one_line_error(typo, "unknown key 'limits.memroy_mb' (did you mean 'limits.memory_mb'?)")
+    assert "rlm-host policy show standard" in typo.stderr
+
+
+def test_a_hostile_policy_key_is_shown_escaped(tmp_path: Path) -> None:
+    """An unknown key carrying terminal escapes is named in one visible line, the escapes shown, not sent."""
+    text = (policies_dir() / "standard.yaml").read_text()
+    (tmp_path / "evil.yaml").write_text(text + '"\\e]0;PWNED\\a\\u202e[/]": 1\n')
+    proc = cli_without_endpoint("exec", "-", "--policy", str(tmp_path / "evil.yaml"))
+    one_line_error(proc, "unknown key")
+    assert "\x1b" not in proc.stderr and "\u202e" not in proc.stderr and "\\x1b]0;PWNED" in proc.stderr
+    assert cli_without_endpoint("policy", "show", "standard").returncode == 0
+
+
+def test_doctor_prints_fixes_verbatim_at_any_width(docker_ready: str) -> None:
+    """Each fix is one whole, unwrapped line (brackets kept), even in a 40-column terminal."""
+    proc = cli_without_endpoint("doctor", env={"COLUMNS": "40"})
+    fixes = [line for line in proc.stdout.splitlines() if line.startswith("fix (")]
+    expected = {f"fix ({c.name}): {c.fix}" for c in run_checks() if c.fix and c.name != "leftovers"}
+    assert expected <= set(fixes), (expected, proc.stdout)
+    if importlib.util.find_spec("llama_cpp") is None:
+        assert "fix (local model): pip install 'rlm-host[local]'" in fixes
+    named = cli_without_endpoint("doctor", env={"RLM_HOST_MODEL": "gpt-4o-mini"})
+    assert "fix (LM endpoint): unset RLM_HOST_MODEL" in named.stdout.splitlines()

@@ -49,7 +49,7 @@ GOLDEN = {
     "run.error": "error",
     "exec.start": "policy policy_sha256 runtime host_version limits documents",
     "exec.error": "error",
-    "seal": "lines",
+    "seal": "lines reason",
 }
 ENVELOPE = {"seq", "ts", "run_id", "kind", "prev", "hash"}
 RUN_INFO = {"local_model", "quality"}  # what a run on the embedded model adds to run.start

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from rlm_host.errors import PolicyError
-from rlm_host.policy import available_policies, load_policy, policies_dir
+from rlm_host.policy import available_policies, load_policy, packaged_text, policies_dir
 
 
 def write_policy(tmp_path: Path, edit) -> Path:
@@ -113,3 +114,78 @@ def test_a_policy_without_an_ingest_section_gets_the_defaults(tmp_path: Path) ->
     loaded = load_policy(str(write_policy(tmp_path, lambda raw: raw.pop("ingest"))))
     assert (loaded.ingest.memory_mb, loaded.ingest.timeout_s, loaded.ingest.max_text_mb) == (512, 45, 512)
     assert loaded.sha256 != load_policy("standard").sha256
+
+
+@pytest.mark.parametrize(("edit", "unknown", "meant"), [
+    (lambda raw: raw["limits"].update(memroy_mb=raw["limits"].pop("memory_mb")), "limits.memroy_mb", "limits.memory_mb"),
+    (lambda raw: raw["subcalls"].update(max_cals=raw["subcalls"].pop("max_calls")), "subcalls.max_cals", "subcalls.max_calls"),
+    (lambda raw: raw["ingest"].update(timeout=60), "ingest.timeout", "ingest.timeout_s"),
+    (lambda raw: raw.update(audit_levl=raw.pop("audit_level")), "audit_levl", "audit_level"),
+    (lambda raw: raw.update(runtme=raw.pop("runtime")), "runtme", "runtime"),
+])
+def test_a_typo_is_named_as_unknown_with_the_closest_key(tmp_path: Path, edit, unknown: str, meant: str) -> None:
+    """A misspelt key at any level is reported as unknown (not as the missing key it hides) with the fix."""
+    with pytest.raises(PolicyError) as info:
+        load_policy(write_policy(tmp_path, edit))
+    message = str(info.value)
+    assert f"unknown key '{unknown}' (did you mean '{meant}'?)" in message and "missing" not in message, message
+    assert "rlm-host policy show standard" in message and "policies/" not in message
+
+
+def test_every_unknown_key_is_named_once(tmp_path: Path) -> None:
+    """Several unknown keys are all named in the one line; a key like no other gets no guess."""
+    def edit(raw: dict) -> None:
+        raw.update(colour="blue")
+        raw["limits"].update(cpu=1)
+    message = str(pytest.raises(PolicyError, load_policy, write_policy(tmp_path, edit)).value)
+    assert message.count("'colour'") == 1 and message.count("'limits.cpu'") == 1 and "unknown keys " in message
+    assert "'limits.cpu' (did you mean 'limits.cpus'?)" in message
+    assert "'colour' (did you mean" not in message and "\n" not in message
+
+
+def test_a_copied_policy_finds_the_packaged_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy of standard.yaml elsewhere, loaded from another folder, reads the packaged profile: same digest."""
+    copy = tmp_path / "mine" / "my.yaml"
+    copy.parent.mkdir()
+    copy.write_text((policies_dir() / "standard.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    assert load_policy(copy).sha256 == load_policy("standard").sha256
+    monkeypatch.chdir("/")
+    assert load_policy(str(copy)).seccomp_profile == load_policy("standard").seccomp_profile
+
+
+def test_relative_paths_resolve_beside_the_policy_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative profile path is read from the policy file's folder, whatever the working directory,
+    and a profile beside the file wins over the packaged one of the same name."""
+    profile = json.loads((policies_dir() / "seccomp-standard.json").read_text())
+    profile["comment"] = "my own"
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "mine.json").write_text(json.dumps(profile))
+    (tmp_path / "seccomp-standard.json").write_text(json.dumps(profile))
+    raw = yaml.safe_load((policies_dir() / "standard.yaml").read_text())
+    (tmp_path / "sub.yaml").write_text(yaml.safe_dump({**raw, "seccomp": "profiles/mine.json"}))
+    (tmp_path / "same.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir("/")
+    for name in ("sub.yaml", "same.yaml"):
+        loaded = load_policy(tmp_path / name)
+        assert "my own" in loaded.seccomp_profile and loaded.sha256 != load_policy("standard").sha256
+
+
+def test_a_missing_profile_says_where_it_looked(tmp_path: Path) -> None:
+    """A profile that is nowhere names the path tried and the packaged profiles to choose from."""
+    raw = yaml.safe_load((policies_dir() / "standard.yaml").read_text())
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({**raw, "seccomp": "nope.json"}))
+    message = str(pytest.raises(PolicyError, load_policy, tmp_path / "p.yaml").value)
+    assert str(tmp_path / "nope.json") in message and "seccomp-standard.json" in message
+
+
+def test_packaged_text_and_messages_name_the_command() -> None:
+    """`policy show` prints the shipped YAML; messages point at the command an installed user has."""
+    assert packaged_text("standard") == (policies_dir() / "standard.yaml").read_text()
+    assert packaged_text("strict.yaml").startswith("# strict")
+    assert json.loads(packaged_text("seccomp-standard.json"))["defaultAction"]
+    for bad in ("lenient", "/nonexistent/p.yaml"):
+        message = str(pytest.raises(PolicyError, load_policy, bad).value)
+        assert "rlm-host policy show standard > my.yaml" in message and "policies/" not in message
+    with pytest.raises(PolicyError, match="rlm-host policy list"):
+        packaged_text("../cli")
