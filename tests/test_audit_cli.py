@@ -228,7 +228,8 @@ def test_report_dir_writes_an_index_linking_each_report(logs: dict[str, Path], t
     page = (out / "index.html").read_text()
     links = [part.split("'")[0] for part in page.split("<a href='")[1:]]
     assert len(links) == 3 and all((out / link).is_file() for link in links)
-    assert all("rlm-host run" in (out / link).read_text() for link in links)
+    titles = sorted((out / link).read_text().split("<title>")[1].split(" ")[1] for link in links)
+    assert titles == ["exec", "run", "run"]  # each a report page of its own log (the exec log's shape named)
     assert "binary.jsonl" in page and page.count("<tr data-verification=") == 4
     assert "Content-Security-Policy" in page and "http" not in page.replace("http-equiv", "")
 
