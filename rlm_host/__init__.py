@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from .policy import Policy, load_policy
     from .results import CellError, ExecutionResult, RLMResult
     from .rlm import RLM
+    from .endpoints import open_rlm
+    from .oneshot import run_cell
     from .sandbox import DockerSandbox, Sandbox, WarmPool
 
 _HOMES = {
@@ -43,6 +45,8 @@ _HOMES = {
     "Sandbox": ".sandbox",
     "WarmPool": ".sandbox",
     "load_policy": ".policy",
+    "open_rlm": ".endpoints",
+    "run_cell": ".oneshot",
 }
 
 __all__ = [
@@ -66,6 +70,8 @@ __all__ = [
     "SessionClosed",
     "WarmPool",
     "load_policy",
+    "open_rlm",
+    "run_cell",
 ]
 
 

@@ -25,7 +25,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,7 @@ import structlog
 
 from .errors import (AuditReadError, ConfigError, ExitCode, LMError, LogNotFound, NoAuditKey, NotAnAuditLog,
                      RLMHostError, SandboxError)
+from .events import Event, EventHook
 from .sanitize import json_escape, visible
 from .settings import state_dir
 
@@ -253,6 +254,32 @@ def seal_reason(exc: BaseException) -> str:
         if isinstance(exc, kind):
             return reason
     return "error"
+
+
+@contextmanager
+def audited(log: AuditLog, record: EventHook, failed: Callable[[str], Event],
+            reason_of: Callable[[BaseException], str] = seal_reason) -> Iterator[AuditLog]:
+    """Whatever ends the block, the log ends sealed with why (the block seals it itself on success).
+
+    An exception is recorded as ``failed(message)`` unless it is Ctrl-C, a signal or the log's own
+    failure, and sealed with ``reason_of(exc)``; it then carries ``audit_log`` (the log's path, which
+    the CLI prints on every exit). A log that cannot take its seal stays unfinished, and says so.
+    """
+    try:
+        yield log
+    except BaseException as exc:
+        exc.audit_log = str(log.path)  # type: ignore[attr-defined]
+        reason = reason_of(exc)
+        try:
+            if reason not in ("interrupted", "terminated", "audit_error"):
+                failed(f"{type(exc).__name__}: {exc}").to(record)
+            log.seal(reason)
+        except AuditError:
+            if not isinstance(exc, AuditError):
+                raise
+        raise
+    finally:
+        log.close()  # after seal() a no-op
 
 
 @contextmanager

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 import signal
 import sys
-import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .settings import LM_TIMEOUT_S, __version__
+from .endpoints import open_rlm, wants_local
+from .events import Progress as ProgressEvent
 from .errors import ConfigError, ExitCode, RLMHostError
 from .sanitize import json_line, safe_text, visible
 
@@ -146,8 +144,7 @@ def exec_cell(
 
     The cell's log is sealed however it ends (done, error, Ctrl-C, SIGTERM); its path goes to stderr.
     """
-    from .audit import AuditLog
-    from .documents import ingest
+    from .oneshot import run_cell
     from .policy import load_policy
 
     loaded = load_policy(policy)
@@ -156,55 +153,15 @@ def exec_cell(
             raise ConfigError(f"--timeout must be positive (got {timeout:g})")
         loaded = loaded.with_limits(cell_timeout_s=timeout)
     code = _read_code(code_file)
-    with tempfile.TemporaryDirectory(prefix="rlm-host-exec-") as scratch:
-        ingested = ingest(list(context or []), Path(scratch), policy=loaded, progress=_dim)
-        for path, why in ingested.skipped:
-            _skipped(path, why)
-        audit = AuditLog(uuid.uuid4().hex[:12], loaded.audit_level)
-        audit("exec.start", {"policy": loaded.name, "policy_sha256": loaded.sha256, "runtime": loaded.runtime,
-                             "host_version": __version__, "limits": loaded.limits.model_dump(),
-                             "documents": [{"name": d.name, "sha256": d.sha256, "size": d.size, "text_sha256": d.text_sha256,
-                                            "chars": d.chars} for d in ingested.documents]})
-        with _log_path_said():
-            result = _exec_logged(loaded, ingested.documents, code, audit)
-    _say_log(audit.path)
-    _print_exec_result(result, loaded, audit.path)
-
-
-def _exec_logged(policy: Policy, documents: list[Any], code: str, audit: Any) -> ExecutionResult:
-    """Run the cell, record it, and seal the log with how it ended."""
-    from .sandbox import DockerSandbox
-
-    result = None
-    try:
-        with DockerSandbox.start(policy, documents, on_event=audit) as sandbox:
-            result = sandbox.execute(code)
-            audit("cell", {"code": code, "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
-                           **result.model_dump(mode="json", exclude={"error"}),
-                           "error": result.error.name if result.error else None})
-        audit.seal("exec_done")
-    except BaseException as exc:
-        exc.audit_log = str(audit.path)  # type: ignore[attr-defined]  # said on stderr as the command ends
-        _seal_exec(audit, exc)
-        if result is not None:  # the cell's outcome is known and recorded: print it before the error
-            _print_exec_result(result, policy, audit.path)
-        raise
-    return result
-
-
-def _seal_exec(audit: Any, exc: BaseException) -> None:
-    """Seal an exec log that ended with ``exc``, if the log can still take it (else its error says why)."""
-    from .audit import AuditError, seal_reason
-
-    reason = seal_reason(exc)
-    try:
-        if reason not in ("interrupted", "terminated", "audit_error"):
-            audit("exec.error", {"error": f"{type(exc).__name__}: {exc}"})
-            reason = "exec_error"
-        audit.seal(reason)
-    except AuditError:
-        if not isinstance(exc, AuditError):
+    with _log_path_said():
+        try:
+            result, log = run_cell(loaded, code, list(context or []), progress=_dim, skipped=_skipped)
+        except BaseException as exc:
+            if (known := getattr(exc, "cell_result", None)) is not None:
+                _print_exec_result(known, loaded, exc.audit_log)  # type: ignore[attr-defined]
             raise
+    _say_log(log)
+    _print_exec_result(result, loaded, log)
 
 
 def _say_log(path: object) -> None:
@@ -256,13 +213,12 @@ def run(
     from .report_text import render_result
 
     show = err.is_terminal and not as_json
-    local = _local_wanted(base_url, model)
+    wants_local(base_url, model)  # a model named with no endpoint is refused before anything starts
     with Progress(enabled=show, console=err) as progress, _log_path_said():
-        limits = {"max_iterations": max_iterations, "max_depth": max_depth, "lm_timeout_s": lm_timeout}
-        if local:
-            result = _run_local(query, context, policy, quality, progress, limits)
-        else:
-            result = _run_remote(query, context, policy, model, sub_model, base_url, progress, limits)
+        with open_rlm(model=model, sub_model=sub_model, base_url=base_url, quality=quality, policy=policy,
+                      on_event=progress.event, progress=progress.note, max_iterations=max_iterations,
+                      max_depth=max_depth, lm_timeout_s=lm_timeout) as rlm:
+            result = rlm.complete(query, list(context))
     if as_json:
         print(json_line(result.model_dump(mode="json")))
     else:
@@ -289,43 +245,6 @@ def _log_path_said() -> Iterator[None]:
         if path is not None:
             _say_log(path)
         raise
-
-
-def _local_wanted(base_url: str | None, model: str | None = None) -> bool:
-    """The embedded model answers only when nothing names an endpoint or a model; a model with no
-    endpoint to serve it is an error, never a silent switch to the embedded one."""
-    if base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"):
-        return False
-    named = model or os.environ.get("RLM_HOST_MODEL")
-    if named:
-        source = "--model" if model else "RLM_HOST_MODEL"
-        raise ConfigError(f"{source} {named} needs an endpoint and none is configured: set OPENAI_API_KEY "
-                          "(OpenAI's API) or --base-url / OPENAI_BASE_URL (any OpenAI-compatible server, "
-                          f"with OPENAI_API_KEY if it asks for one); or drop {source} to use the embedded local model")
-    return True
-
-
-def _run_remote(query: str, context: list[Path], policy: str, model: str | None, sub_model: str | None,
-                base_url: str | None, progress: Any, limits: dict[str, Any]) -> Any:
-    from .rlm import RLM
-
-    endpoint = _endpoint(base_url, model)
-    with RLM(model=endpoint["model"], sub_model=sub_model, base_url=endpoint["base_url"], policy=policy,
-             on_event=progress.event, **limits) as rlm:
-        return rlm.complete(query, list(context))
-
-
-def _run_local(query: str, context: list[Path], policy: str, quality: bool, progress: Any,
-               limits: dict[str, Any]) -> Any:
-    """A run on the embedded model; its choice and digests go into the run's first event."""
-    from . import local_lm
-
-    with local_lm.Endpoints(quality, progress=progress.note) as servers:
-        models = local_lm.choose(quality)
-        info = {"local_model": {role: {"name": m.name, "sha256": m.sha256} for role, m in models.items()},
-                "quality": quality}
-        with local_lm.local_rlm(servers, policy=policy, on_event=progress.event, run_info=info, **limits) as rlm:
-            return rlm.complete(query, list(context))
 
 
 @app.command()
@@ -394,10 +313,10 @@ def tui(
     app = RLMApp(live=True, title=query)
 
     def start(hook: Any) -> Any:
-        shim, limits = _Hooked(hook), {"max_iterations": max_iterations}
-        if _local_wanted(base_url, model):
-            return _run_local(query, list(context), policy, quality, shim, limits)
-        return _run_remote(query, list(context), policy, model, None, base_url, shim, limits)
+        note = lambda message: ProgressEvent(message).to(hook)  # noqa: E731
+        with open_rlm(model=model, base_url=base_url, quality=quality, policy=policy, on_event=hook,
+                      progress=note, max_iterations=max_iterations) as rlm:
+            return rlm.complete(query, list(context))
 
     live = run_live(app, start)
     _run_app(app, after=lambda: _print_log_path(live.log_path()))
@@ -433,16 +352,6 @@ def _run_app(app: Any, after: Any = None) -> None:
         sys.exit(stop.code)
     if app.return_code:
         raise RLMHostError(f"the TUI stopped: {app.failure or 'exit code ' + str(app.return_code)}")
-
-
-class _Hooked:
-    """The progress interface of ``run``, feeding the TUI's event hook instead."""
-
-    def __init__(self, hook: Any) -> None:
-        self.event = hook
-
-    def note(self, message: str) -> None:
-        self.event("progress", {"message": message})
 
 
 @audit_app.command("verify")
@@ -625,17 +534,6 @@ def local_stop() -> None:
         local_lm.stop(server)
     local_lm.forget()
     print(f"stopped {len(servers)} local model server(s)")
-
-
-def _endpoint(base_url: str | None, model: str | None) -> dict[str, str | None]:
-    """Which endpoint and root model to use, or a ConfigError saying how to choose."""
-    base_url = base_url or os.environ.get("OPENAI_BASE_URL")
-    model = model or os.environ.get("RLM_HOST_MODEL")
-    if not model:
-        if base_url:
-            raise ConfigError("no model: pass --model (or set RLM_HOST_MODEL) with a model the endpoint serves")
-        model = "gpt-4o-mini"
-    return {"base_url": base_url, "model": model}
 
 
 def _read_code(code_file: str) -> str:

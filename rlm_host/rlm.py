@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .audit import AuditError, AuditLog, seal_reason
+from .audit import AuditLog, audited
 from .errors import ConfigError
 from . import events
 from .events import EventHook, Recorder
@@ -125,19 +125,13 @@ class RLM:
             raise ConfigError("the query is empty; pass the question to answer")
         run_id = uuid.uuid4().hex[:12]
         audit = AuditLog(run_id, self.policy.audit_level, directory=self.audit_dir)
-        events = Recorder(forward=[audit.record, *([self.on_event] if self.on_event else [])])
-        shared = _Shared(Budget(self.policy.subcalls), events)
-        try:
+        recorder = Recorder(forward=[audit.record, *([self.on_event] if self.on_event else [])])
+        shared = _Shared(Budget(self.policy.subcalls), recorder)
+        with audited(audit, recorder, events.RunError):  # Ctrl-C and SIGTERM too: the seal says how it ended
             with tempfile.TemporaryDirectory(prefix="rlm-host-ctx-") as scratch:
-                documents = _ingest(context, Path(scratch), events, policy=self.policy, image=self.image)
+                documents = _ingest(context, Path(scratch), recorder, policy=self.policy, image=self.image)
                 result = _Run(self, shared, query, documents, depth=1, run_id=run_id).execute()
             audit.seal("last_resort" if result.fallback else "answered")
-        except BaseException as exc:  # Ctrl-C and SIGTERM (SystemExit) too: the log says how the run ended
-            exc.audit_log = str(audit.path)  # type: ignore[attr-defined]  # the CLI prints it on every exit
-            _seal_failed(audit, events, exc)
-            raise
-        finally:
-            audit.close()  # after seal() a no-op; a log that could not take its seal stays unfinished
         return result.model_copy(update={"audit_log": str(audit.path)})
 
     def _check_cost_budget(self) -> None:
@@ -146,19 +140,6 @@ class RLM:
             raise ConfigError(
                 f"policy '{self.policy.name}' limits sub-call cost to ${limit:g}, but the price of model "
                 f"'{self.sub_model}' is unknown: add it to a prices file (RLM_HOST_PRICES) or remove max_cost_usd")
-
-
-def _seal_failed(audit: AuditLog, record: Recorder, exc: BaseException) -> None:
-    """Record why the run failed and seal the log with that reason, if the log can still take it."""
-    reason = seal_reason(exc)
-    try:
-        if reason not in ("interrupted", "terminated"):
-            record("run.error", {"error": f"{type(exc).__name__}: {exc}"})
-        audit.seal(reason)
-    except AuditError:
-        if not isinstance(exc, AuditError):
-            raise
-        # the log that failed cannot take a line: it stays unfinished, and the error says why
 
 
 class _Run:

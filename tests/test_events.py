@@ -88,8 +88,9 @@ def test_run_info_never_overwrites_a_declared_field() -> None:
 
 @pytest.fixture(scope="module")
 def real_logs(tmp_path_factory: pytest.TempPathFactory, docker_ready: str) -> list[Path]:
-    """Logs of real runs: the three-turn demo, 20 iterations, 40 documents, a failed run."""
-    makers = [run_logs.three_turns, run_logs.twenty_iterations, run_logs.forty_documents, run_logs.failed_run]
+    """Logs of real runs: the three-turn demo, 20 iterations, 40 documents, a failed run, an exec."""
+    makers = [run_logs.three_turns, run_logs.twenty_iterations, run_logs.forty_documents, run_logs.failed_run,
+              run_logs.exec_log]
     return [make(tmp_path_factory.mktemp(make.__name__)) for make in makers]
 
 
@@ -106,7 +107,7 @@ def test_real_logs_hold_only_declared_kinds_with_their_fields(real_logs: list[Pa
             assert set(GOLDEN[record["kind"]].split()) - {"info"} <= fields <= set(GOLDEN[record["kind"]].split()) | extra
             seen.add(record["kind"])
     assert {"run.start", "document", "root", "cell", "subcall", "answer", "run.end", "run.error", "seal",
-            "limit.max_iterations", "sandbox.start", "sandbox.stop"} <= seen
+            "limit.max_iterations", "sandbox.start", "sandbox.stop", "exec.start"} <= seen
 
 
 def test_docs_list_every_kind_as_declared() -> None:

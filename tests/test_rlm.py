@@ -366,3 +366,28 @@ def test_cli_lm_timeout_reaches_the_client(lm: ScriptedLM) -> None:
     proc = subprocess.run(args, capture_output=True, text=True, timeout=120, env=os.environ, stdin=subprocess.DEVNULL)
     assert proc.returncode == 1 and "no reply within 1 s" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_open_rlm_chooses_the_endpoint_the_environment_names(lm: ScriptedLM, monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    """open_rlm (the API's door, and the CLI's) runs on the endpoint OPENAI_BASE_URL and RLM_HOST_MODEL name."""
+    from rlm_host import open_rlm
+
+    monkeypatch.setenv("OPENAI_BASE_URL", lm.base_url)
+    monkeypatch.setenv("RLM_HOST_MODEL", "root")
+    monkeypatch.setenv("OPENAI_API_KEY", "unused")
+    lm.script("root", [cell("answer('EUR 48,500')")])
+    with open_rlm(audit_dir=tmp_path) as rlm:
+        result = rlm.complete("What is the fee?", [DOC])
+    assert result.answer == "EUR 48,500" and {u.model for u in result.usage} == {"root"}
+
+
+def test_open_rlm_refuses_a_model_with_no_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model named with no endpoint to serve it is an error saying how to configure one, before anything starts."""
+    from rlm_host import open_rlm
+
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "RLM_HOST_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="needs an endpoint and none is configured"):
+        with open_rlm(model="gpt-4o-mini"):
+            pass
