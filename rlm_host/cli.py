@@ -390,12 +390,13 @@ def tui(
         return
     if not query or not context:
         raise ConfigError("tui needs --replay FILE, or --query and --context to run live")
+    local = _local_wanted(base_url, model)  # a model with no endpoint is refused before the app opens
     _need_terminal()
     app = RLMApp(live=True, title=query)
 
     def start(hook: Any) -> Any:
         shim, limits = _Hooked(hook), {"max_iterations": max_iterations}
-        if _local_wanted(base_url, model):
+        if local:
             return _run_local(query, list(context), policy, quality, shim, limits)
         return _run_remote(query, list(context), policy, model, None, base_url, shim, limits)
 
