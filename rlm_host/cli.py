@@ -195,7 +195,8 @@ def run(
     query: Annotated[str, typer.Option("--query", "-q", help="The question to answer.")],
     context: Annotated[list[Path], typer.Option(help="File or folder to answer from (text, Markdown, JSON, JSONL, CSV, HTML, PDF); repeatable.")],
     policy: Annotated[str, typer.Option(help="Policy name (standard, strict) or a policy YAML file.")] = "standard",
-    model: Annotated[Optional[str], typer.Option(help="Root model (or RLM_HOST_MODEL).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Root model (or RLM_HOST_MODEL); needs an endpoint: --base-url, "
+                                                      "OPENAI_BASE_URL or OPENAI_API_KEY.")] = None,
     sub_model: Annotated[Optional[str], typer.Option(help="Model for llm_query sub-calls (default: the root model).")] = None,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (or OPENAI_BASE_URL).")] = None,
     max_iterations: Annotated[int, typer.Option(min=1, help="Root-model turns before the last-resort answer.")] = 20,
@@ -287,7 +288,8 @@ def tui(
     query: Annotated[Optional[str], typer.Option("--query", "-q", help="Run this question live.")] = None,
     context: Annotated[Optional[list[Path]], typer.Option(help="File or folder for the live run; repeatable.")] = None,
     policy: Annotated[str, typer.Option(help="Policy for the live run.")] = "standard",
-    model: Annotated[Optional[str], typer.Option(help="Root model (remote endpoints).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Root model; needs an endpoint (--base-url, OPENAI_BASE_URL "
+                                                      "or OPENAI_API_KEY).")] = None,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (or OPENAI_BASE_URL).")] = None,
     max_iterations: Annotated[int, typer.Option(min=1)] = 20,
     quality: Annotated[bool, typer.Option("--quality", help="Local model only: the 1.5B as root.")] = False,
@@ -309,6 +311,7 @@ def tui(
         return
     if not query or not context:
         raise ConfigError("tui needs --replay FILE, or --query and --context to run live")
+    wants_local(base_url, model)  # a model with no endpoint is refused before the app opens
     _need_terminal()
     app = RLMApp(live=True, title=query)
 

@@ -159,13 +159,15 @@ def cli_without_endpoint(*args: str, cwd: Path | None = None, env: dict | None =
                           env={**clean, **(env or {})}, cwd=cwd, stdin=subprocess.DEVNULL)
 
 
-@pytest.mark.parametrize(("args", "env", "named"), [
-    (["--model", "gpt-4o-mini"], {}, "--model gpt-4o-mini"),
-    ([], {"RLM_HOST_MODEL": "gpt-4o-mini"}, "RLM_HOST_MODEL gpt-4o-mini"),
+@pytest.mark.parametrize(("command", "args", "env", "named"), [
+    ("run", ["--model", "gpt-4o-mini"], {}, "--model gpt-4o-mini"),
+    ("run", [], {"RLM_HOST_MODEL": "gpt-4o-mini"}, "RLM_HOST_MODEL gpt-4o-mini"),
+    ("tui", ["--model", "gpt-4o-mini"], {}, "--model gpt-4o-mini"),
 ])
-def test_a_model_without_an_endpoint_is_refused(tmp_path: Path, args: list[str], env: dict, named: str) -> None:
+def test_a_model_without_an_endpoint_is_refused(tmp_path: Path, command: str, args: list[str], env: dict,
+                                                named: str) -> None:
     """--model (or RLM_HOST_MODEL) with no endpoint never falls back to the embedded model: one line, how to fix."""
-    proc = cli_without_endpoint("run", "-q", "x", "--context", "README.md", *args,
+    proc = cli_without_endpoint(command, "-q", "x", "--context", "README.md", *args,
                                 env={**env, "RLM_HOST_AUDIT_DIR": str(tmp_path)})
     one_line_error(proc, f"{named} needs an endpoint")
     assert all(hint in proc.stderr for hint in ("OPENAI_API_KEY", "--base-url", "OPENAI_BASE_URL", "embedded local model"))
