@@ -28,7 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from report import RESULTS, write_results  # bench/report.py
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         for runtime in args.runtimes.split(","):
             print(f"{runtime}:", flush=True)
             runtimes.append(one_runtime(runtime, docs))
-    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    report = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
               "machine": f"{os.cpu_count()} cores, {mem_available_mb() / 1024:.1f} GiB available",
               "runtimes": runtimes}
     if args.fleet:

@@ -54,7 +54,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -447,7 +447,7 @@ def _summary(size: int, child: dict[str, Any]) -> dict[str, Any]:
 
 def machine_info(tmp_root: Path) -> dict[str, Any]:
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "nproc": len(os.sched_getaffinity(0)),
         "cpu": _cpu_model(),
         "memory_gib": round(_meminfo_kib("MemTotal") / MiB, 1),

@@ -21,7 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import tasks as gen  # bench/tasks.py: the filler text
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     import llama_cpp
 
     path = local_lm.fetch(local_lm.MODELS["0.5b"], progress=print)
-    report: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    report: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
                     "llama_cpp": llama_cpp.__version__, "start_s": start_times(path)}
     servers = local_lm.start_servers(quality=False)
     try:

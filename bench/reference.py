@@ -249,7 +249,7 @@ def measure(env: Env, ctx: Path | None, cells: int, warmup: int, setup: Setup) -
         if env.key == "bare":
             return measure_bare(ctx, cells, warmup, setup.workdir)
         return measure_sandbox(env.key, ctx, cells, warmup, setup.image)
-    except Exception as exc:  # noqa: BLE001 - the benchmark reports failures and goes on
+    except Exception as exc:  # the benchmark reports failures and goes on
         print(f"  {env.key}: FAILED: {exc}", file=sys.stderr, flush=True)
         return Measured(error=f"{type(exc).__name__}: {exc}"[:800])
 

@@ -53,7 +53,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -333,7 +333,7 @@ def _guard(row: Row, step: str, fn: Callable[[], None]) -> None:
     note_foreign()
     try:
         fn()
-    except Exception as exc:  # noqa: BLE001 - the benchmark reports failures and goes on
+    except Exception as exc:  # the benchmark reports failures and goes on
         row.errors.append(f"{step}: {type(exc).__name__}: {exc}"[:500])
         print(f"  {row.name}: {step} FAILED: {exc}", file=sys.stderr, flush=True)
 
@@ -401,7 +401,7 @@ def machine_info() -> dict[str, Any]:
     finally:
         client.close()
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "nproc": len(os.sched_getaffinity(0)),
         "memory_gib": round(_mem_total_kib() / MiB, 1),
         "kernel": platform.release(),

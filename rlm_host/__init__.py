@@ -50,6 +50,7 @@ _HOMES = {
 }
 
 __all__ = [
+    "RLM",
     "CellError",
     "ConfigError",
     "DockerSandbox",
@@ -62,7 +63,6 @@ __all__ = [
     "Policy",
     "PolicyError",
     "PriceTable",
-    "RLM",
     "RLMHostError",
     "RLMResult",
     "Sandbox",

@@ -559,7 +559,7 @@ KIND_FAMILIES = ("answer", "cell", "document", "exec", "iteration", "kernel", "l
 
 def check_kind(kind: str) -> str:
     """A ``--kind`` value, or a ConfigError listing the families it can be."""
-    if kind.split(".")[0] not in KIND_FAMILIES:
+    if kind.split(".", maxsplit=1)[0] not in KIND_FAMILIES:
         raise ConfigError(f"unknown event kind {kind!r}: use one of {', '.join(KIND_FAMILIES)} "
                           "(or a kind in one, e.g. subcall.denied)")
     return kind

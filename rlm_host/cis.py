@@ -40,7 +40,7 @@ class HostFacts:
     selinux: bool
 
     @classmethod
-    def detect(cls) -> "HostFacts":
+    def detect(cls) -> HostFacts:
         return cls(apparmor=Path("/sys/module/apparmor").exists(), selinux=Path("/sys/fs/selinux").exists())
 
 
@@ -274,7 +274,7 @@ def check_container(inspect: dict, host: HostFacts | None = None) -> list[Findin
     return [Finding(rid, title, *check(view)) for rid, title, check in RECOMMENDATIONS]
 
 
-def inspect_policy_sandbox(policy: "Policy") -> dict:
+def inspect_policy_sandbox(policy: Policy) -> dict:
     """Start one sandbox under ``policy``, return its container's inspect data, remove it."""
     from .engine import docker_client
     from .sandbox import DockerSandbox

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -63,7 +63,7 @@ def image_build(
     offline: Annotated[bool, typer.Option("--offline/--online",
                                           help="Air-gapped debootstrap base (default) or a registry base image.")] = True,
     base_image: Annotated[str, typer.Option(help="Base image for --online.")] = "python:3.11-slim",
-    mirror: Annotated[Optional[str], typer.Option(help="Debian mirror for --offline (or RLM_HOST_DEBIAN_MIRROR).")] = None,
+    mirror: Annotated[str | None, typer.Option(help="Debian mirror for --offline (or RLM_HOST_DEBIAN_MIRROR).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if the content hash matches.")] = False,
 ) -> None:
     """Build the kernel image (skipped when an image with the same content hash exists)."""
@@ -82,7 +82,7 @@ def doctor(
     include_live: Annotated[bool, typer.Option("--all", help="With --reap: also those of rlm-host processes still running.")] = False,
     cis: Annotated[bool, typer.Option("--cis", help="Start a sandbox per policy and judge its docker inspect against "
                                                     "CIS Docker Benchmark v1.6.0 section 5 (our check); exit 1 on a fail.")] = False,
-    policy: Annotated[Optional[list[str]], typer.Option(help="With --cis: policy name or YAML file; repeatable "
+    policy: Annotated[list[str] | None, typer.Option(help="With --cis: policy name or YAML file; repeatable "
                                                              "(default: standard and strict).")] = None,
 ) -> None:
     """Check Docker, runtimes, the image and leftovers; print the command that fixes each problem."""
@@ -137,8 +137,8 @@ def _doctor_cis(policies: list[str]) -> None:
 def exec_cell(
     code_file: Annotated[str, typer.Argument(metavar="CODE_FILE|-", help="Python file to run, or - for stdin.")],
     policy: Annotated[str, typer.Option(help="Policy name (standard, strict) or a policy YAML file.")] = "standard",
-    context: Annotated[Optional[list[Path]], typer.Option(help="File or folder readable in the cell as `context`; repeatable.")] = None,
-    timeout: Annotated[Optional[float], typer.Option(help="Cell time limit in seconds (default: the policy's).")] = None,
+    context: Annotated[list[Path] | None, typer.Option(help="File or folder readable in the cell as `context`; repeatable.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Cell time limit in seconds (default: the policy's).")] = None,
 ) -> None:
     """Run one cell in a fresh sandbox and print one JSON object with its result.
 
@@ -195,12 +195,12 @@ def run(
     query: Annotated[str, typer.Option("--query", "-q", help="The question to answer.")],
     context: Annotated[list[Path], typer.Option(help="File or folder to answer from (text, Markdown, JSON, JSONL, CSV, HTML, PDF); repeatable.")],
     policy: Annotated[str, typer.Option(help="Policy name (standard, strict) or a policy YAML file.")] = "standard",
-    model: Annotated[Optional[str], typer.Option(help="Root model (or RLM_HOST_MODEL); needs an endpoint: --base-url, "
+    model: Annotated[str | None, typer.Option(help="Root model (or RLM_HOST_MODEL); needs an endpoint: --base-url, "
                                                       "OPENAI_BASE_URL or OPENAI_API_KEY.")] = None,
-    sub_model: Annotated[Optional[str], typer.Option(help="Model for llm_query sub-calls (default: the root model).")] = None,
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (or OPENAI_BASE_URL).")] = None,
+    sub_model: Annotated[str | None, typer.Option(help="Model for llm_query sub-calls (default: the root model).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint (or OPENAI_BASE_URL).")] = None,
     max_iterations: Annotated[int, typer.Option(min=1, help="Root-model turns before the last-resort answer.")] = 20,
-    max_depth: Annotated[Optional[int], typer.Option(min=1, max=8, help="rlm_query recursion depth (default: the policy's).")] = None,
+    max_depth: Annotated[int | None, typer.Option(min=1, max=8, help="rlm_query recursion depth (default: the policy's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
     quality: Annotated[bool, typer.Option("--quality", help="Local model only: the 1.5B as root (slower, better).")] = False,
     lm_timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for one model reply before it counts as failed and is retried.")] = LM_TIMEOUT_S,
@@ -284,13 +284,13 @@ def _report_folder(folder: Path, output: Path) -> None:
 
 @app.command()
 def tui(
-    replay: Annotated[Optional[Path], typer.Option(help="Step through the run recorded in this audit log.")] = None,
-    query: Annotated[Optional[str], typer.Option("--query", "-q", help="Run this question live.")] = None,
-    context: Annotated[Optional[list[Path]], typer.Option(help="File or folder for the live run; repeatable.")] = None,
+    replay: Annotated[Path | None, typer.Option(help="Step through the run recorded in this audit log.")] = None,
+    query: Annotated[str | None, typer.Option("--query", "-q", help="Run this question live.")] = None,
+    context: Annotated[list[Path] | None, typer.Option(help="File or folder for the live run; repeatable.")] = None,
     policy: Annotated[str, typer.Option(help="Policy for the live run.")] = "standard",
-    model: Annotated[Optional[str], typer.Option(help="Root model; needs an endpoint (--base-url, OPENAI_BASE_URL "
+    model: Annotated[str | None, typer.Option(help="Root model; needs an endpoint (--base-url, OPENAI_BASE_URL "
                                                       "or OPENAI_API_KEY).")] = None,
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (or OPENAI_BASE_URL).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint (or OPENAI_BASE_URL).")] = None,
     max_iterations: Annotated[int, typer.Option(min=1)] = 20,
     quality: Annotated[bool, typer.Option("--quality", help="Local model only: the 1.5B as root.")] = False,
 ) -> None:
@@ -382,7 +382,7 @@ def audit_verify(path: Annotated[Path, typer.Argument(help="An audit log (.jsonl
 @audit_app.command("show")
 def audit_show(
     file: Annotated[Path, typer.Argument(help="An audit log (.jsonl).")],
-    kind: Annotated[Optional[list[str]], typer.Option(help="Only events of this kind or family (run, document, "
+    kind: Annotated[list[str] | None, typer.Option(help="Only events of this kind or family (run, document, "
                                                            "iteration, root, cell, subcall, limit ...); repeatable.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the events as JSON lines.")] = False,
 ) -> None:
@@ -420,13 +420,13 @@ def _verification(file: Path) -> int:
 
 @audit_app.command("list")
 def audit_list(
-    folder: Annotated[Optional[Path], typer.Argument(help="A folder of audit logs (default: RLM_HOST_AUDIT_DIR).")] = None,
-    status: Annotated[Optional[list[str]], typer.Option(help="Only runs with this status (answered, last_resort, "
+    folder: Annotated[Path | None, typer.Argument(help="A folder of audit logs (default: RLM_HOST_AUDIT_DIR).")] = None,
+    status: Annotated[list[str] | None, typer.Option(help="Only runs with this status (answered, last_resort, "
                                                              "failed, exec, unfinished) or verification (intact, "
                                                              "tampered, no-key ...); repeatable.")] = None,
-    since: Annotated[Optional[str], typer.Option(help="Only runs started on or after this date (YYYY-MM-DD[THH:MM]).")] = None,
-    until: Annotated[Optional[str], typer.Option(help="Only runs started before the end of this date (YYYY-MM-DD[THH:MM]).")] = None,
-    grep: Annotated[Optional[str], typer.Option(help="Only runs whose query, answer, run id or file name has this text.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only runs started on or after this date (YYYY-MM-DD[THH:MM]).")] = None,
+    until: Annotated[str | None, typer.Option(help="Only runs started before the end of this date (YYYY-MM-DD[THH:MM]).")] = None,
+    grep: Annotated[str | None, typer.Option(help="Only runs whose query, answer, run id or file name has this text.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run.")] = False,
 ) -> None:
     """One line per run: when, status, verification, cost, denials, limits hit, seal reason, file, query."""

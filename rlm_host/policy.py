@@ -125,7 +125,7 @@ class Policy(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _fits_runtime(self) -> "Policy":
+    def _fits_runtime(self) -> Policy:
         if not self.seccomp:  # runsc too: without ours, Docker's default applies and under runsc no thread starts
             raise ValueError(f"runtime '{self.runtime}' needs a 'seccomp' profile (e.g. seccomp-standard.json)")
         if self.runtime == "runsc" and self.limits.pids < RUNSC_MIN_PIDS:
@@ -133,19 +133,19 @@ class Policy(_Strict):
                              f"threads count against it (got {self.limits.pids})")
         return self
 
-    def with_limits(self, **changes: Any) -> "Policy":
+    def with_limits(self, **changes: Any) -> Policy:
         """A copy with some limits changed, validated like the original."""
         return self._with("limits", changes)
 
-    def with_subcalls(self, **changes: Any) -> "Policy":
+    def with_subcalls(self, **changes: Any) -> Policy:
         """A copy with some sub-call budget fields changed, validated like the original."""
         return self._with("subcalls", changes)
 
-    def with_ingest(self, **changes: Any) -> "Policy":
+    def with_ingest(self, **changes: Any) -> Policy:
         """A copy with some ingestion limits changed, validated like the original."""
         return self._with("ingest", changes)
 
-    def _with(self, section: str, changes: dict[str, Any]) -> "Policy":
+    def _with(self, section: str, changes: dict[str, Any]) -> Policy:
         data = self.model_dump()
         data[section] = {**data[section], **changes}
         return _finish(Policy.model_validate(data), self.seccomp_profile)

@@ -231,7 +231,7 @@ class Broker:
         self.frames = 0
         self.rejected = 0
 
-    def start(self) -> "Broker":
+    def start(self) -> Broker:
         self.path.unlink(missing_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(str(self.path))
@@ -320,7 +320,7 @@ class Broker:
             reply = error_reply(request_id, "lm_error", str(exc))
         except AuditError:
             return _refuse_unaudited(conn, request_id)
-        except Exception as exc:  # noqa: BLE001 - the broker must survive anything
+        except Exception as exc:  # the broker must survive anything
             log.exception("rpc handler failed")
             events.InternalError(f"{type(exc).__name__}: {exc}").to(self.emit)
             reply = error_reply(request_id, "internal", f"the host failed to serve the request ({type(exc).__name__})")

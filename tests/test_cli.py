@@ -126,7 +126,7 @@ def test_doctor_reports_and_reaps(docker_ready: str) -> None:
         for container in (orphan, live):
             try:
                 container.remove(force=True)
-            except Exception:  # noqa: BLE001 - already reaped
+            except Exception:  # already reaped
                 pass
 
 

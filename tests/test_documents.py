@@ -347,7 +347,7 @@ def test_rlm_host_state_is_never_staged(tmp_path: Path, workdir: Path, monkeypat
         monkeypatch.setenv(f"RLM_HOST_{name}_DIR", str(tmp_path / name.lower()))
     monkeypatch.setenv("RLM_HOST_AUDIT_KEY_FILE", str(tmp_path / "key" / "audit.key"))
     target = write(tmp_path / where / ("audit.key" if where == "key" else "log.txt"), "secret\n")
-    assert f"rlm-host never stages its own state" in refusal(target, workdir)
+    assert "rlm-host never stages its own state" in refusal(target, workdir)
     if where != "key":
         assert "rlm-host never stages its own state" in refusal(target.parent, workdir)
 
@@ -404,7 +404,7 @@ def test_copy_of_a_file_that_shrank_is_refused(tmp_path: Path) -> None:
 
 def test_characters_are_counted_as_the_kernel_decodes() -> None:
     """Invalid UTF-8 split across reads counts as the kernel's errors='replace' decoding does."""
-    data = "é✓".encode() + b"\xff\xfe" + "z".encode() + "€".encode()[:2]
+    data = "é✓".encode() + b"\xff\xfe" + b"z" + "€".encode()[:2]
     counter = TextCount()
     for index in range(len(data)):
         counter.feed(data[index:index + 1])

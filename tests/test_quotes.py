@@ -143,7 +143,7 @@ class _Proxy:
 
 
 def evidence(tmp_path: Path) -> tuple[Evidence, str]:
-    staged, context, _ = stage(tmp_path, {"a.txt": "one two three\n".encode() * 20, "paged.pdf": b"p1 text p2 text"},
+    staged, context, _ = stage(tmp_path, {"a.txt": b"one two three\n" * 20, "paged.pdf": b"p1 text p2 text"},
                                {"paged.pdf": (0, 8)})
     return Evidence(staged), context
 

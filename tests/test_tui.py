@@ -65,7 +65,7 @@ def agrees(app: RLMApp) -> str:
     return shown
 
 
-def drive(path: Path, size: tuple[int, int], check: Callable[[RLMApp, Callable], "asyncio.Future[None]"]) -> None:
+def drive(path: Path, size: tuple[int, int], check: Callable[[RLMApp, Callable], asyncio.Future[None]]) -> None:
     """Open the replay of ``path`` at ``size`` and let ``check`` press keys and read the screen."""
     async def run() -> None:
         app = RLMApp(events(path), title=path.name)

@@ -104,7 +104,7 @@ def _text_pass(path: str, kind: str, encoding: str, out_path: str, max_text: int
             "empty_pages": 0, "parsed": not isinstance(check, _UnparsedJson)}
 
 
-def _emit(text: str, check: "Check", out: "_Output | None") -> None:
+def _emit(text: str, check: Check, out: _Output | None) -> None:
     check.feed(text)
     if out is not None and text:
         out.write(text)
@@ -346,7 +346,7 @@ def pdf_pages(data: bytes) -> list[str]:
         return [page_text(page) for page in reader.pages]
     except (Rejected, MemoryError, RecursionError):
         raise
-    except Exception as exc:  # noqa: BLE001 - pypdf raises many kinds on a damaged file
+    except Exception as exc:  # pypdf raises many kinds on a damaged file
         raise Rejected("pdf_unreadable", f"{type(exc).__name__}: {exc}") from exc
 
 

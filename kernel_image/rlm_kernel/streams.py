@@ -14,7 +14,8 @@ from __future__ import annotations
 import codecs
 import os
 import threading
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 READ_BYTES = 1 << 16
 
@@ -75,5 +76,5 @@ def _pump(read_end: int, write: Callable[[str], Any]) -> None:
         if text:
             try:
                 write(text)
-            except Exception:  # noqa: BLE001 - the pump outlives any one write
+            except Exception:  # the pump outlives any one write
                 pass

@@ -32,7 +32,7 @@ from .session_dir import SessionDir, check_documents, new_session_id
 INSTALL_CELL = "import rlm_kernel as _k; _k.install(get_ipython()); del _k"
 LOAD_CELL = "import rlm_kernel as _k; _k.load(get_ipython()); del _k"
 EventHook = Callable[[str, dict], None]
-_OPEN: "weakref.WeakSet[DockerSandbox]" = weakref.WeakSet()
+_OPEN: weakref.WeakSet[DockerSandbox] = weakref.WeakSet()
 # Kernels booting at once in this process. A burst of sessions would otherwise share the CPU so thinly
 # that every boot outlasts limits.start_timeout_s (seen: 20 at once on 2 cores, ~34 s each, one failed);
 # queued, each boots in seconds and its start timeout counts from its own turn.
@@ -67,7 +67,7 @@ class DockerSandbox(Sandbox):
 
     @classmethod
     def start(cls, policy: Policy, documents: Iterable[str | Path | Document] = (), *,
-              image: str | None = None, on_event: EventHook | None = None) -> "DockerSandbox":
+              image: str | None = None, on_event: EventHook | None = None) -> DockerSandbox:
         """Create the session directory, start the container and load the documents."""
         staged = [Document.of(d) for d in documents]
         check_documents(staged)
@@ -321,5 +321,5 @@ def close_all() -> None:
     for sandbox in list(_OPEN):
         try:
             sandbox.close()
-        except Exception:  # noqa: BLE001 - best effort at interpreter exit
+        except Exception:  # best effort at interpreter exit
             pass

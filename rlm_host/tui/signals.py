@@ -48,7 +48,7 @@ class StopOnSignal:
     def _ask(self) -> None:
         try:
             self.app.call_from_thread(self.app.exit, None, self.code)
-        except Exception:  # noqa: BLE001 - the app is not running (yet or any more): the timer ends it
+        except Exception:  # the app is not running (yet or any more): the timer ends it
             pass
 
 

@@ -167,7 +167,7 @@ def finish(session: Session, future: Future) -> Outcome:
     """The session's outcome, read from its result and its audit log."""
     try:
         result = future.result()
-    except Exception as exc:  # noqa: BLE001 - one failed session is reported with the rest
+    except Exception as exc:  # one failed session is reported with the rest
         return Outcome(session, error=f"{type(exc).__name__}: {exc}")
     log = Path(result.audit_log)
     loads = [json.loads(m.group(1)) for step in result.trajectory for m in LOAD_LINE.finditer(step.output)]
