@@ -49,8 +49,7 @@ _HOMES = {
     "run_cell": ".oneshot",
 }
 
-__all__ = [
-    "RLM",
+__all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_units.py holds it
     "CellError",
     "ConfigError",
     "DockerSandbox",
@@ -63,6 +62,7 @@ __all__ = [
     "Policy",
     "PolicyError",
     "PriceTable",
+    "RLM",
     "RLMHostError",
     "RLMResult",
     "Sandbox",
