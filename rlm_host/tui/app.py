@@ -57,7 +57,7 @@ class RLMApp(App):
                 Binding("right_square_bracket", "iteration(1)", "iter+", key_display="]"),
                 Binding("left_square_bracket", "iteration(-1)", "iter-", key_display="["),
                 Binding("slash", "search", "search", key_display="/"), Binding("f", "full", "full"),
-                Binding("space", "toggle", "play", show=False), Binding("q", "quit", "quit")]
+                Binding("space", "play", "play", show=False), Binding("q", "quit", "quit")]
 
     def __init__(self, events: list[dict[str, Any]] | None = None, *, live: bool = False, title: str = "") -> None:
         super().__init__()
@@ -148,7 +148,7 @@ class RLMApp(App):
         self.full = not self.full
         self.show(self.selected)
 
-    def action_toggle(self) -> None:
+    def action_play(self) -> None:  # not action_toggle: DOMNode has one, toggling an attribute
         self.playing = not self.playing
 
     def action_search(self) -> None:
