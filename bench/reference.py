@@ -370,7 +370,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         points = [(xs[m], r["sizes"][str(m)]["p50_ms"]) for m in sizes
                   if r["sizes"].get(str(m), {}).get("p50_ms") is not None]
         if points:
-            ax.plot(*zip(*points), marker="o", linestyle="-" if r["isolated"] else "--", label=r["label"])
+            ax.plot(*zip(*points, strict=False), marker="o", linestyle="-" if r["isolated"] else "--", label=r["label"])
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks([xs[m] for m in sizes], ["none", *[f"{xs[m]:.0f}M" for m in sizes[1:]]])

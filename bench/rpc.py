@@ -78,7 +78,7 @@ def overhead(calls: int) -> dict[str, float]:
     stdout, events, _ = with_sandbox(0.0, calls + 20, TIMED_CELL.format(n=calls + 20))
     round_trips = json.loads(stdout)[20:]
     lm_ms = [e["latency_s"] * 1000 for e in events.of("subcall")][20:]
-    broker = [rt - lm for rt, lm in zip(round_trips, lm_ms)]
+    broker = [rt - lm for rt, lm in zip(round_trips, lm_ms, strict=False)]
     return {"calls": calls, "round_trip_p50_ms": statistics.median(round_trips),
             "round_trip_p99_ms": quantile(round_trips, 0.99), "lm_client_p50_ms": statistics.median(lm_ms),
             "broker_share_p50_ms": statistics.median(broker), "broker_share_p99_ms": quantile(broker, 0.99)}

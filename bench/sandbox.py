@@ -51,7 +51,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -140,7 +140,7 @@ def round_trips(plain: RunCell, with_doc: RunCell, cells: int, warmup: int,
             run_cell(TRIVIAL)
     samples: tuple[list[float], list[float]] = ([], [])
     while len(samples[1]) < cells:
-        for run_cell, out in zip((plain, with_doc), samples):
+        for run_cell, out in zip((plain, with_doc), samples, strict=False):
             for _ in range(min(block, cells - len(out))):
                 t0 = time.perf_counter()
                 run_cell(TRIVIAL)
@@ -378,10 +378,8 @@ def remove_leftovers() -> list[dict[str, str]]:
         client = docker.from_env()
         try:
             for c in mine:
-                try:
+                with suppress(NotFound):  # it went away on its own meanwhile
                     client.api.remove_container(c["id"], force=True)
-                except NotFound:
-                    pass  # it went away on its own meanwhile
                 removed.append({"id": c["id"][:12], "name": c["name"], "status": c["status"],
                                 "policy": c["labels"].get(POLICY_LABEL, "")})
         finally:

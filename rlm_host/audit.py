@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeGuard
@@ -103,10 +103,8 @@ def _create_key(path: Path) -> None:
             out.write(secrets.token_hex(32) + "\n")
             out.flush()
             os.fsync(out.fileno())
-        try:
+        with suppress(FileExistsError):  # another run created it first: everyone uses that one
             os.link(temp, path)
-        except FileExistsError:
-            pass  # another run created it first: everyone uses that one
     finally:
         os.unlink(temp)
 
@@ -236,10 +234,8 @@ class FsyncWriter:
     def close(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
-            try:
+            with suppress(OSError):  # every line was already fsync'd
                 os.close(fd)
-            except OSError:
-                pass  # every line was already fsync'd
 
 
 # Why a run ended, as its seal records it (a log written before the field existed has none).
@@ -493,7 +489,7 @@ def verify_lines(path: Path, lines: list[Line], key: bytes) -> Verdict:
     return _sealed(path, records, run_id)
 
 
-def _check(number: int, record: dict, prev: str, run_id: str | None, key: bytes, seqs: list) -> str:
+def _check(number: int, record: dict, prev: str, run_id: str | None, key: bytes, seqs: list) -> str:  # noqa: PLR0911 - one per way a line fails
     seq = record.get("seq")
     if seq != number:
         if isinstance(seq, int) and seq < number:

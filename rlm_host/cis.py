@@ -152,7 +152,7 @@ def _bind_interface(v: _View) -> Verdict:
 def _restart_policy(v: _View) -> Verdict:
     policy = v.host.get("RestartPolicy") or {}
     name, retries = policy.get("Name") or "no", policy.get("MaximumRetryCount", 0)
-    if name == "always" or name == "unless-stopped" or (name == "on-failure" and not 0 < retries <= 5):
+    if name in {"always", "unless-stopped"} or (name == "on-failure" and not 0 < retries <= 5):
         return "fail", f"RestartPolicy {name}:{retries}"
     return "pass", f"RestartPolicy {name}" + (f":{retries}" if name == "on-failure" else "")
 

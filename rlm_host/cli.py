@@ -44,7 +44,8 @@ def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
     log_json: Annotated[bool, typer.Option("--log-json", help="Application logs on stderr as JSON lines.")] = False,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
-                                          callback=lambda value: _print_version(value), is_eager=True)] = False,
+                                          callback=lambda value: _print_version(value),  # noqa: PLW0108 - defined below
+                                          is_eager=True)] = False,
 ) -> None:
     from .logs import configure
 
@@ -215,11 +216,11 @@ def run(
 
     show = err.is_terminal and not as_json
     wants_local(base_url, model)  # a model named with no endpoint is refused before anything starts
-    with Progress(enabled=show, console=err) as progress, _log_path_said():
-        with open_rlm(model=model, sub_model=sub_model, base_url=base_url, quality=quality, policy=policy,
-                      on_event=progress.event, progress=progress.note, max_iterations=max_iterations,
-                      max_depth=max_depth, lm_timeout_s=lm_timeout) as rlm:
-            result = rlm.complete(query, list(context))
+    with Progress(enabled=show, console=err) as progress, _log_path_said(), \
+            open_rlm(model=model, sub_model=sub_model, base_url=base_url, quality=quality, policy=policy,
+                     on_event=progress.event, progress=progress.note, max_iterations=max_iterations,
+                     max_depth=max_depth, lm_timeout_s=lm_timeout) as rlm:
+        result = rlm.complete(query, list(context))
     if as_json:
         print(json_line(result.model_dump(mode="json")))
     else:

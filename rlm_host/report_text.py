@@ -81,7 +81,8 @@ def _number(value: object, default: float = 0.0) -> float:
         number = float(value)
     except OverflowError:
         return default
-    return number if number == number and abs(number) != float("inf") else default
+    # number == number is False only for NaN
+    return number if number == number and abs(number) != float("inf") else default  # noqa: PLR0124
 
 
 def _short(value: object, limit: int = 80) -> str:

@@ -11,6 +11,7 @@ one connection) and records an event; it never crashes and never blocks the run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -375,8 +376,6 @@ def _send(conn: socket.socket, reply: dict[str, Any]) -> bool:
 
 
 def _shutdown(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
     sock.close()

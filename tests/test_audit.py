@@ -182,9 +182,9 @@ def test_reader_names_invalid_utf8_and_blank_lines(tmp_path: Path) -> None:
     """A line that is not UTF-8, or empty, is named as edited, never decoded into something else."""
     path = write_log(tmp_path)
     lines = path.read_bytes().split(b"\n")
-    path.write_bytes(b"\n".join(lines[:2] + [lines[2][:-3] + b"\xff\"}"] + lines[3:]))
+    path.write_bytes(b"\n".join([*lines[:2], lines[2][:-3] + b'\xff"}', *lines[3:]]))
     assert verify(path, KEY).reason == "edited: not valid UTF-8"
-    path.write_bytes(b"\n".join(lines[:2] + [b""] + lines[2:]))
+    path.write_bytes(b"\n".join([*lines[:2], b"", *lines[2:]]))
     assert verify(path, KEY).reason == "edited: not a JSON object"
 
 

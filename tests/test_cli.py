@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -124,10 +125,8 @@ def test_doctor_reports_and_reaps(docker_ready: str) -> None:
         assert orphan.id not in ids and live.id in ids
     finally:
         for container in (orphan, live):
-            try:
+            with contextlib.suppress(Exception):  # already reaped
                 container.remove(force=True)
-            except Exception:  # already reaped
-                pass
 
 
 def test_help_texts() -> None:

@@ -142,7 +142,7 @@ def test_pdf_text_is_extracted_with_page_offsets(tmp_path: Path) -> None:
     """Each page offset (in characters, non-ASCII before it) points at that page's first line."""
     result, text = parse(write(tmp_path / "report.pdf", text_pdf(PAGES)), "pdf")
     assert len(result["pages"]) == 3 and result["pages"][0] == 0 and result["empty_pages"] == 0
-    for offset, lines in zip(result["pages"], PAGES):
+    for offset, lines in zip(result["pages"], PAGES, strict=False):
         assert text[offset:].startswith(lines[0])
 
 

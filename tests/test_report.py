@@ -196,7 +196,7 @@ def _forge_line(log: Path) -> None:
     lines = log.read_bytes().split(b"\n")
     forged = json.loads(lines[6])
     forged["stdout"] = "FORGED OUTPUT"
-    log.write_bytes(b"\n".join(lines[:6] + [json.dumps(forged).encode()] + lines[6:]))
+    log.write_bytes(b"\n".join([*lines[:6], json.dumps(forged).encode(), *lines[6:]]))
 
 
 def _truncate(log: Path) -> None:

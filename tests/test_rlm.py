@@ -388,6 +388,5 @@ def test_open_rlm_refuses_a_model_with_no_endpoint(monkeypatch: pytest.MonkeyPat
 
     for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "RLM_HOST_MODEL"):
         monkeypatch.delenv(name, raising=False)
-    with pytest.raises(ConfigError, match="needs an endpoint and none is configured"):
-        with open_rlm(model="gpt-4o-mini"):
-            pass
+    with pytest.raises(ConfigError, match="needs an endpoint and none is configured"), open_rlm(model="gpt-4o-mini"):
+        pass

@@ -222,7 +222,7 @@ def hostile_events() -> list:
                   {"kind": "subcall", "model": {"a": h}, "cost_usd": h}, {"kind": "run.end", "comparison": h},
                   {"kind": "cell", "code": 5, "stdout": None}, {"kind": None}, {"kind": "run.start", "limits": [h]},
                   {"kind": "seal", "reason": h}, {"kind": "document", "name": h, "size": h}, {h: h}]
-    return found + [[], "x", 5, None]
+    return [*found, [], "x", 5, None]
 
 
 def test_replay_survives_any_event_content() -> None:

@@ -22,6 +22,7 @@ Stdlib and pypdf only (pypdf is vendored into the image next to this package).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import io
 import json
 import os
@@ -398,10 +399,8 @@ def write_result(base: str, result: dict[str, Any]) -> None:
 
 
 def _remove(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def run_one(job: dict[str, str], base: str, memory_mb: int, timeout_s: float, max_text: int) -> None:

@@ -12,6 +12,7 @@ an incremental decoder that replaces invalid bytes. Not a boundary: the host che
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 import threading
 from typing import Any
@@ -74,7 +75,5 @@ def _pump(read_end: int, write: Callable[[str], Any]) -> None:
     while chunk := os.read(read_end, READ_BYTES):
         text = decoder.decode(chunk)
         if text:
-            try:
+            with contextlib.suppress(Exception):  # the pump outlives any one write
                 write(text)
-            except Exception:  # the pump outlives any one write
-                pass

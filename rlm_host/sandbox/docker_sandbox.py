@@ -10,6 +10,7 @@ the documents are reloaded after every replacement.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import threading
 import time
@@ -319,7 +320,5 @@ def _lost(run: CellRun) -> str | None:
 def close_all() -> None:
     """Close every sandbox this process still has open (at exit, or before a forced exit)."""
     for sandbox in list(_OPEN):
-        try:
+        with contextlib.suppress(Exception):  # best effort at interpreter exit
             sandbox.close()
-        except Exception:  # best effort at interpreter exit
-            pass
