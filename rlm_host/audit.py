@@ -428,7 +428,8 @@ def read_log(path: Path) -> list[Line]:
     """
     lines = list(read_records(path))
     if not lines:
-        raise NotAnAuditLog(f"{quoted(path)} is empty, so not an audit log (a run that never wrote a line, or another file)")
+        raise NotAnAuditLog(f"{quoted(path)} is empty, so not an audit log "
+                            "(a run that never wrote a line, or another file)")
     if not any(is_event(line.record) for line in lines):
         raise NotAnAuditLog(f"{quoted(path)} is not an audit log: no line is an audit event (a JSON object with seq, "
                             f"run_id, kind, prev and hash); line 1 {_what(lines[0])}")

@@ -62,7 +62,8 @@ def _print_version(value: bool) -> None:
 @image_app.command("build")
 def image_build(
     offline: Annotated[bool, typer.Option("--offline/--online",
-                                          help="Air-gapped debootstrap base (default) or a registry base image.")] = True,
+                                          help="Air-gapped debootstrap base (default) or a registry base "
+                                               "image.")] = True,
     base_image: Annotated[str, typer.Option(help="Base image for --online.")] = "python:3.11-slim",
     mirror: Annotated[str | None, typer.Option(help="Debian mirror for --offline (or RLM_HOST_DEBIAN_MIRROR).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if the content hash matches.")] = False,
@@ -79,10 +80,14 @@ def image_build(
 
 @app.command()
 def doctor(
-    reap: Annotated[bool, typer.Option("--reap", help="Remove containers and session dirs left by crashed runs.")] = False,
-    include_live: Annotated[bool, typer.Option("--all", help="With --reap: also those of rlm-host processes still running.")] = False,
+    reap: Annotated[bool, typer.Option("--reap",
+                                       help="Remove containers and session dirs left by crashed runs.")] = False,
+    include_live: Annotated[bool, typer.Option("--all",
+                                               help="With --reap: also those of rlm-host processes still "
+                                                    "running.")] = False,
     cis: Annotated[bool, typer.Option("--cis", help="Start a sandbox per policy and judge its docker inspect against "
-                                                    "CIS Docker Benchmark v1.6.0 section 5 (our check); exit 1 on a fail.")] = False,
+                                                    "CIS Docker Benchmark v1.6.0 section 5 (our check); exit 1 on a "
+                                                    "fail.")] = False,
     policy: Annotated[list[str] | None, typer.Option(help="With --cis: policy name or YAML file; repeatable "
                                                              "(default: standard and strict).")] = None,
 ) -> None:
@@ -100,7 +105,8 @@ def doctor(
     for column in ("check", "status", "detail"):
         table.add_column(column)
     for check in checks:
-        status = Text("ok", "green") if check.ok else (Text("fail", "red") if check.required else Text("warn", "yellow"))
+        status = (Text("ok", "green") if check.ok
+                  else (Text("fail", "red") if check.required else Text("warn", "yellow")))
         table.add_row(safe_text(check.name), status, safe_text(check.detail))
     Console().print(table)
     for check in checks:  # after the table, one unwrapped plain line each: a command to copy as it is
@@ -138,7 +144,8 @@ def _doctor_cis(policies: list[str]) -> None:
 def exec_cell(
     code_file: Annotated[str, typer.Argument(metavar="CODE_FILE|-", help="Python file to run, or - for stdin.")],
     policy: Annotated[str, typer.Option(help="Policy name (standard, strict) or a policy YAML file.")] = "standard",
-    context: Annotated[list[Path] | None, typer.Option(help="File or folder readable in the cell as `context`; repeatable.")] = None,
+    context: Annotated[list[Path] | None, typer.Option(help="File or folder readable in the cell as `context`; "
+                                                            "repeatable.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Cell time limit in seconds (default: the policy's).")] = None,
 ) -> None:
     """Run one cell in a fresh sandbox and print one JSON object with its result.
@@ -194,17 +201,23 @@ def _skipped(path: object, why: object) -> None:
 @app.command()
 def run(
     query: Annotated[str, typer.Option("--query", "-q", help="The question to answer.")],
-    context: Annotated[list[Path], typer.Option(help="File or folder to answer from (text, Markdown, JSON, JSONL, CSV, HTML, PDF); repeatable.")],
+    context: Annotated[list[Path], typer.Option(help="File or folder to answer from (text, Markdown, JSON, JSONL, CSV, "
+                                                     "HTML, PDF); repeatable.")],
     policy: Annotated[str, typer.Option(help="Policy name (standard, strict) or a policy YAML file.")] = "standard",
     model: Annotated[str | None, typer.Option(help="Root model (or RLM_HOST_MODEL); needs an endpoint: --base-url, "
                                                       "OPENAI_BASE_URL or OPENAI_API_KEY.")] = None,
-    sub_model: Annotated[str | None, typer.Option(help="Model for llm_query sub-calls (default: the root model).")] = None,
+    sub_model: Annotated[str | None,
+                         typer.Option(help="Model for llm_query sub-calls (default: the root model).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint (or OPENAI_BASE_URL).")] = None,
     max_iterations: Annotated[int, typer.Option(min=1, help="Root-model turns before the last-resort answer.")] = 20,
-    max_depth: Annotated[int | None, typer.Option(min=1, max=8, help="rlm_query recursion depth (default: the policy's).")] = None,
+    max_depth: Annotated[int | None, typer.Option(min=1, max=8,
+                                                  help="rlm_query recursion depth (default: the policy's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
-    quality: Annotated[bool, typer.Option("--quality", help="Local model only: the 1.5B as root (slower, better).")] = False,
-    lm_timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for one model reply before it counts as failed and is retried.")] = LM_TIMEOUT_S,
+    quality: Annotated[bool, typer.Option("--quality",
+                                          help="Local model only: the 1.5B as root (slower, better).")] = False,
+    lm_timeout: Annotated[float, typer.Option(min=1,
+                                              help="Seconds to wait for one model reply before it counts as failed and "
+                                                   "is retried.")] = LM_TIMEOUT_S,
 ) -> None:
     """Answer a question over documents with a Recursive Language Model in the sandbox.
 
@@ -252,7 +265,8 @@ def _log_path_said() -> Iterator[None]:
 @app.command()
 def report(
     file: Annotated[Path, typer.Argument(help="An audit log (.jsonl), or a folder of them.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the HTML page (for a folder: the index).")],
+    output: Annotated[Path, typer.Option("--output", "-o",
+                                         help="Where to write the HTML page (for a folder: the index).")],
 ) -> None:
     """Write one self-contained HTML page for reviewing a run (no network fetches).
 
@@ -384,7 +398,8 @@ def audit_verify(path: Annotated[Path, typer.Argument(help="An audit log (.jsonl
 def audit_show(
     file: Annotated[Path, typer.Argument(help="An audit log (.jsonl).")],
     kind: Annotated[list[str] | None, typer.Option(help="Only events of this kind or family (run, document, "
-                                                           "iteration, root, cell, subcall, limit ...); repeatable.")] = None,
+                                                           "iteration, root, cell, subcall, limit ...); "
+                                                           "repeatable.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the events as JSON lines.")] = False,
 ) -> None:
     """A readable timeline of a run (unfinished logs too); exits with the log's verification (see `verify`).
@@ -425,9 +440,12 @@ def audit_list(
     status: Annotated[list[str] | None, typer.Option(help="Only runs with this status (answered, last_resort, "
                                                              "failed, exec, unfinished) or verification (intact, "
                                                              "tampered, no-key ...); repeatable.")] = None,
-    since: Annotated[str | None, typer.Option(help="Only runs started on or after this date (YYYY-MM-DD[THH:MM]).")] = None,
-    until: Annotated[str | None, typer.Option(help="Only runs started before the end of this date (YYYY-MM-DD[THH:MM]).")] = None,
-    grep: Annotated[str | None, typer.Option(help="Only runs whose query, answer, run id or file name has this text.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only runs started on or after this date "
+                                                   "(YYYY-MM-DD[THH:MM]).")] = None,
+    until: Annotated[str | None, typer.Option(help="Only runs started before the end of this date "
+                                                   "(YYYY-MM-DD[THH:MM]).")] = None,
+    grep: Annotated[str | None, typer.Option(help="Only runs whose query, answer, run id or file name has "
+                                                  "this text.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run.")] = False,
 ) -> None:
     """One line per run: when, status, verification, cost, denials, limits hit, seal reason, file, query."""

@@ -95,7 +95,8 @@ def _subcalls(left: list[dict[str, Any]], right: list[dict[str, Any]]) -> Iterat
     for n, (x, y) in enumerate(zip(sa, sb, strict=False), 1):
         for field, name in (("prompt", "prompt"), ("response", "reply")):
             if _text(x, field) != _text(y, field):
-                yield f"sub-call {n} {name} differs: A {quoted(_short(_text(x, field)))}, B {quoted(_short(_text(y, field)))}"
+                yield (f"sub-call {n} {name} differs: A {quoted(_short(_text(x, field)))}, "
+                       f"B {quoted(_short(_text(y, field)))}")
 
 
 def _answers(left: list[dict[str, Any]], right: list[dict[str, Any]]) -> Iterator[str]:

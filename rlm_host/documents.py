@@ -494,7 +494,8 @@ def _copy_in_folder(folder: Path, relative: PurePath, fd_info: tuple[int, os.sta
 # --- parsing in the sandbox, and what comes back -------------------------------------------------
 
 
-def _parse(copies: list[_Copy], policy: Policy, image: str | None, context: _Context) -> dict[int, Document | _Rejected]:
+def _parse(copies: list[_Copy], policy: Policy, image: str | None,
+           context: _Context) -> dict[int, Document | _Rejected]:
     """Each copy's document (or rejection), parsed in one ingestion container."""
     with IngestBox(policy, image, context.progress) as box:
         results = box.run([Job(copy.copy, copy.kind) for copy in copies])
@@ -552,7 +553,8 @@ def _copy_text(box: IngestBox, index: int, name: str, context: _Context) -> tupl
     fd, size = opened
     try:
         dest = _new_file(context.workdir, name)
-        sha256, chars, marks = _copy_exact(fd, size, dest, _Meter(f"copying the text of {name}", size, context.progress))
+        meter = _Meter(f"copying the text of {name}", size, context.progress)
+        sha256, chars, marks = _copy_exact(fd, size, dest, meter)
     finally:
         os.close(fd)
     return dest, size, sha256, chars, marks

@@ -124,7 +124,8 @@ class Evidence:
     def _claim_problem(self, citation: Citation, start: int) -> str | None:
         """A document or page the citation claims for its offsets (from ``start``) that is not where they are."""
         doc = self.layout.locate(start)
-        where = f"offset {citation.start} is in {doc.name!r}" if doc else f"offset {citation.start} is between documents"
+        where = (f"offset {citation.start} is in {doc.name!r}" if doc
+                 else f"offset {citation.start} is between documents")
         if citation.document is not None and (doc is None or citation.document != doc.name):
             return f"{where}, not in {citation.document[:80]!r}; cite what search() found"
         page = doc.page_at(citation.start) if doc else None
@@ -183,7 +184,8 @@ class Subcalls:
             self.completions.append(completion)
         events.Subcall(model=completion.model, prompt=query.prompt(), response=completion.text,
                        prompt_chars=len(query.prompt()), reply_chars=len(completion.text),
-                       prompt_tokens=completion.usage.prompt_tokens, completion_tokens=completion.usage.completion_tokens,
+                       prompt_tokens=completion.usage.prompt_tokens,
+                       completion_tokens=completion.usage.completion_tokens,
                        cost_usd=completion.cost_usd, latency_s=round(completion.latency_s, 4),
                        retries=completion.retries, depth=self.depth).to(self.emit)
         return completion.text

@@ -31,7 +31,8 @@ class RunEvent(Message):
 class StepTable(DataTable):
     """The timeline: Home and End go to the first and the last step (DataTable's own scroll sideways)."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("end", "last", "last"), Binding("home", "first", "first", show=False)]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("end", "last", "last"),
+                                             Binding("home", "first", "first", show=False)]
 
     def action_last(self) -> None:
         self.move_cursor(row=self.row_count - 1)
