@@ -61,7 +61,8 @@ def run_share(directory: Path, event_ms: float) -> dict[str, float]:
         result = rlm.complete("What is the fee?", [ROOT / "examples" / "clauses.txt"])
         wall = time.perf_counter() - began
     count = len(Path(result.audit_log).read_text().splitlines())
-    return {"events": count, "wall_s": wall, "audit_ms": count * event_ms, "share_pct": 100 * count * event_ms / 1000 / wall}
+    return {"events": count, "wall_s": wall, "audit_ms": count * event_ms,
+            "share_pct": 100 * count * event_ms / 1000 / wall}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -364,7 +364,8 @@ def measure_one(kind: str, source: Path, workdir: Path, runs: int, path: str) ->
         result = ingest([source], workdir, progress=notes.add)
         times.append(time.perf_counter() - began)
         doc = result.documents[0]
-        out_bytes, copied, pages = getattr(doc, "text_bytes", 0) or doc.size, doc.text_path != doc.source, len(doc.pages)
+        out_bytes = getattr(doc, "text_bytes", 0) or doc.size
+        copied, pages = doc.text_path != doc.source, len(doc.pages)
         clear(workdir)
         del result
         gc.collect()

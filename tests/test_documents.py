@@ -193,7 +193,8 @@ def test_password_protected_pdf_is_refused_but_an_empty_password_opens(tmp_path:
 
 
 @pytest.mark.parametrize(("data", "encoding", "text"), [
-    ("Caf\u00e9 \u2013 \u201cquoted\u201d \u20ac5\n".encode("cp1252"), "cp1252", "Caf\u00e9 \u2013 \u201cquoted\u201d \u20ac5\n"),
+    ("Caf\u00e9 \u2013 \u201cquoted\u201d \u20ac5\n".encode("cp1252"), "cp1252",
+     "Caf\u00e9 \u2013 \u201cquoted\u201d \u20ac5\n"),
     (b"a,b\n\x81,\xe9\n", "latin-1", "a,b\n\x81,\xe9\n"),
     (b"\xef\xbb\xbf" + '{"a": "é"}'.encode(), "utf-8-sig", '{"a": "é"}'),
     ("héllo\r\nwörld\r\n".encode("utf-16"), "utf-16", "héllo\r\nwörld\r\n"),

@@ -118,8 +118,10 @@ def test_a_policy_without_an_ingest_section_gets_the_defaults(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(("edit", "unknown", "meant"), [
-    (lambda raw: raw["limits"].update(memroy_mb=raw["limits"].pop("memory_mb")), "limits.memroy_mb", "limits.memory_mb"),
-    (lambda raw: raw["subcalls"].update(max_cals=raw["subcalls"].pop("max_calls")), "subcalls.max_cals", "subcalls.max_calls"),
+    (lambda raw: raw["limits"].update(memroy_mb=raw["limits"].pop("memory_mb")),
+     "limits.memroy_mb", "limits.memory_mb"),
+    (lambda raw: raw["subcalls"].update(max_cals=raw["subcalls"].pop("max_calls")),
+     "subcalls.max_cals", "subcalls.max_calls"),
     (lambda raw: raw["ingest"].update(timeout=60), "ingest.timeout", "ingest.timeout_s"),
     (lambda raw: raw.update(audit_levl=raw.pop("audit_level")), "audit_levl", "audit_level"),
     (lambda raw: raw.update(runtme=raw.pop("runtime")), "runtme", "runtime"),
