@@ -10,13 +10,14 @@ LLAMA := llama-cpp-python==0.3.36
 # The evidence of a test run (attack outcomes, outside checks, faults, load) that SECURITY.md is rendered from.
 EVIDENCE := build/security-results.json
 
-.PHONY: help host venv image test security demo bench reap clean
+.PHONY: help host venv image test security lint demo bench reap clean
 
 help:
 	@echo "make demo   - set up the host, build the kernel image, run a cell on a bundled document"
 	@echo "make test   - set up the host, build the image if needed, run the whole test suite"
 	@echo "              (security suite included) and regenerate SECURITY.md's tables"
 	@echo "make security - only the security suite (tests/security), then regenerate SECURITY.md"
+	@echo "make lint   - ruff and mypy (no Docker needed)"
 	@echo "make bench  - sandbox benchmarks (results in bench/results/)"
 	@echo "make image  - build the kernel image (skipped when current)"
 	@echo "make reap   - remove sandbox containers left by crashed runs"
@@ -52,6 +53,10 @@ security: image
 	@rm -f $(EVIDENCE)
 	$(BIN)/python -m pytest tests/security --security-results=$(EVIDENCE) $(PYTEST_ARGS); status=$$?; \
 		$(BIN)/python scripts/security_report.py $(EVIDENCE) SECURITY.md; exit $$status
+
+lint: venv
+	$(BIN)/ruff check rlm_host tests bench scripts kernel_image policies
+	$(BIN)/mypy
 
 demo: image
 	$(BIN)/rlm-host doctor

@@ -18,7 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from unittest import mock
 
@@ -61,7 +61,8 @@ def run_share(directory: Path, event_ms: float) -> dict[str, float]:
         result = rlm.complete("What is the fee?", [ROOT / "examples" / "clauses.txt"])
         wall = time.perf_counter() - began
     count = len(Path(result.audit_log).read_text().splitlines())
-    return {"events": count, "wall_s": wall, "audit_ms": count * event_ms, "share_pct": 100 * count * event_ms / 1000 / wall}
+    return {"events": count, "wall_s": wall, "audit_ms": count * event_ms,
+            "share_pct": 100 * count * event_ms / 1000 / wall}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         unsynced = per_event(args.events, Path(folder) / "nosync", fsync=False)
         p50 = statistics.median(synced)
         share = run_share(Path(folder) / "run", p50)
-    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "events": args.events,
+    report = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "events": args.events,
               "event_bytes": len(json.dumps(FIELDS)),
               "fsync_p50_ms": p50, "fsync_p99_ms": statistics.quantiles(synced, n=100)[98],
               "no_fsync_p50_ms": statistics.median(unsynced), "run": share}

@@ -28,7 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from report import RESULTS, write_results  # bench/report.py
@@ -95,7 +95,8 @@ def one_runtime(runtime: str, docs: dict[int, Path]) -> dict:
         rows.append({"mib": mb, "tokens_m": round(mb * MiB / 4 / 1e6, 1), "start_s": took,
                      "read_s": scan["read_s"], "search_mib_s": mb / scan["search_s"],
                      "count_mib_s": mb / scan["count_s"], "memory_mb": loaded})
-        print(f"  {runtime} {mb:>4} MiB: start {took:.2f} s (empty {base:.2f} s), read {scan['read_s']:.2f} s, search {mb / scan['search_s']:.0f} MiB/s, "
+        print(f"  {runtime} {mb:>4} MiB: start {took:.2f} s (empty {base:.2f} s), read {scan['read_s']:.2f} s, search "
+              f"{mb / scan['search_s']:.0f} MiB/s, "
               f"memory {loaded:.0f} MB", flush=True)
     return {"runtime": runtime, "start_empty_s": base, "idle_mb": statistics.median(idle_mb), "sizes": rows}
 
@@ -124,14 +125,17 @@ def markdown(report: dict) -> str:
              "| runtime | context | tokens | start | read from /docs | search (full scan) | str.count | working set |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in report["runtimes"]:
-        lines.append(f"| {r['runtime']} | none (idle) | - | {r['start_empty_s']:.2f} s | - | - | - | {r['idle_mb']:.0f} MB |")
+        lines.append(f"| {r['runtime']} | none (idle) | - | {r['start_empty_s']:.2f} s | - | - | - | "
+                     f"{r['idle_mb']:.0f} MB |")
         for s in r["sizes"]:
-            lines.append(f"| {r['runtime']} | {s['mib']} MiB | {s['tokens_m']}M | {s['start_s']:.2f} s | {s['read_s']:.2f} s | "
+            lines.append(f"| {r['runtime']} | {s['mib']} MiB | {s['tokens_m']}M | {s['start_s']:.2f} s | "
+                         f"{s['read_s']:.2f} s | "
                          f"{s['search_mib_s']:.0f} MiB/s | {s['count_mib_s']:.0f} MiB/s | {s['memory_mb']:.0f} MB |")
     f = report.get("fleet")
     if f:
         lines += ["", f"{f['count']} idle runc sandboxes at once: {f['host_mb_per_sandbox']:.0f} MB of host memory "
-                      f"each (working set {f['working_set_mb']:.0f} MB); with {f['mem_available_before_mb'] / 1024:.1f} "
+                      f"each (working set {f['working_set_mb']:.0f} MB); with "
+                      f"{f['mem_available_before_mb'] / 1024:.1f} "
                       f"GiB available that is about {f['fit']} idle sandboxes by memory (CPU, 2 cores, is the "
                       "limit long before for busy ones)."]
     return "\n".join(lines) + "\n"
@@ -173,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         for runtime in args.runtimes.split(","):
             print(f"{runtime}:", flush=True)
             runtimes.append(one_runtime(runtime, docs))
-    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    report = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
               "machine": f"{os.cpu_count()} cores, {mem_available_mb() / 1024:.1f} GiB available",
               "runtimes": runtimes}
     if args.fleet:

@@ -54,7 +54,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -205,7 +205,7 @@ def record(rng: random.Random) -> dict[str, Any]:
     """One realistic JSON object (without its id, which the writers number)."""
     name = rng.choice(NAMES)
     return {
-        "uuid": "%032x" % rng.getrandbits(128),
+        "uuid": f"{rng.getrandbits(128):032x}",
         "name": name,
         "email": name.split()[0].lower() + f"{rng.randint(1, 999)}@example.com",
         "created_at": f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T"
@@ -223,13 +223,13 @@ def record(rng: random.Random) -> dict[str, Any]:
 def make_json(path: Path, target: int, rng: random.Random) -> None:
     pool = [textwrap.indent(json.dumps(record(rng), indent=2, ensure_ascii=False), "  ")[len("  {\n"):]
             for _ in range(3000)]  # each object's fields, indented as an array element
-    form = lambda n, body: '  {\n    "id": %d,\n' % n + body  # noqa: E731
+    form = lambda n, body: f'  {{\n    "id": {n:d},\n' + body  # noqa: E731
     write_until(path, target, numbered(pool, rng, form, ",\n"), head="[\n", tail="\n]\n")
 
 
 def make_jsonl(path: Path, target: int, rng: random.Random) -> None:
     pool = [json.dumps(record(rng), ensure_ascii=False) for _ in range(3000)]
-    form = lambda n, body: '{"id": %d, ' % n + body[1:]  # noqa: E731
+    form = lambda n, body: f'{{"id": {n:d}, ' + body[1:]  # noqa: E731
     write_until(path, target, numbered(pool, rng, form, "\n"), tail="\n")
 
 
@@ -313,7 +313,7 @@ def make_pdf(path: Path, pages: int, rng: random.Random) -> None:
 
     lines: list[str] = []
     while len(lines) < pages * PDF_LINES:
-        lines += textwrap.wrap(paragraph(rng), 90) + [""]
+        lines += [*textwrap.wrap(paragraph(rng), 90), ""]
     path.write_bytes(text_pdf([lines[i * PDF_LINES:(i + 1) * PDF_LINES] for i in range(pages)]))
 
 
@@ -364,7 +364,8 @@ def measure_one(kind: str, source: Path, workdir: Path, runs: int, path: str) ->
         result = ingest([source], workdir, progress=notes.add)
         times.append(time.perf_counter() - began)
         doc = result.documents[0]
-        out_bytes, copied, pages = getattr(doc, "text_bytes", 0) or doc.size, doc.text_path != doc.source, len(doc.pages)
+        out_bytes = getattr(doc, "text_bytes", 0) or doc.size
+        copied, pages = doc.text_path != doc.source, len(doc.pages)
         clear(workdir)
         del result
         gc.collect()
@@ -447,7 +448,7 @@ def _summary(size: int, child: dict[str, Any]) -> dict[str, Any]:
 
 def machine_info(tmp_root: Path) -> dict[str, Any]:
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "nproc": len(os.sched_getaffinity(0)),
         "cpu": _cpu_model(),
         "memory_gib": round(_meminfo_kib("MemTotal") / MiB, 1),
@@ -533,7 +534,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def selected(args: argparse.Namespace) -> list[Format]:
     chosen = [FORMATS[name] for name in args.formats.split(",")]
-    return chosen + [BIG_TEXT] if args.big else chosen
+    return [*chosen, BIG_TEXT] if args.big else chosen
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

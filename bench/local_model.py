@@ -21,7 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import tasks as gen  # bench/tasks.py: the filler text
@@ -33,11 +33,16 @@ from rlm_host.lm import LMClient
 ROOT = Path(__file__).resolve().parent.parent
 NEEDLES = [
     ("The access code for the east vault is 7391-QX.", "What is the access code for the east vault?", "7391-QX"),
-    ("The annual budget for the robotics club is 18,750 dollars.", "What is the annual budget for the robotics club?", "18,750"),
-    ("The keynote speaker at the spring summit is Dr. Amara Okafor.", "Who is the keynote speaker at the spring summit?", "Okafor"),
-    ("The backup generator is tested every second Thursday at 6 am.", "When is the backup generator tested?", "Thursday"),
-    ("The warehouse in Leeds stores exactly 4,312 pallets of paper.", "How many pallets of paper does the warehouse in Leeds store?", "4,312"),
-    ("The project code name for the new billing system is Bluebird.", "What is the project code name for the new billing system?", "Bluebird"),
+    ("The annual budget for the robotics club is 18,750 dollars.",
+     "What is the annual budget for the robotics club?", "18,750"),
+    ("The keynote speaker at the spring summit is Dr. Amara Okafor.",
+     "Who is the keynote speaker at the spring summit?", "Okafor"),
+    ("The backup generator is tested every second Thursday at 6 am.",
+     "When is the backup generator tested?", "Thursday"),
+    ("The warehouse in Leeds stores exactly 4,312 pallets of paper.",
+     "How many pallets of paper does the warehouse in Leeds store?", "4,312"),
+    ("The project code name for the new billing system is Bluebird.",
+     "What is the project code name for the new billing system?", "Bluebird"),
 ]
 
 
@@ -70,7 +75,8 @@ def start_times(path: Path) -> list[float]:
 def speeds(client: LMClient, model: str) -> dict[str, float]:
     prompt = gen.filler(6000)  # about 1,500 tokens
     began = time.monotonic()
-    read = client.complete([{"role": "user", "content": prompt + "\nSay OK."}], model=model, max_tokens=1, temperature=0)
+    read = client.complete([{"role": "user", "content": prompt + "\nSay OK."}], model=model, max_tokens=1,
+                           temperature=0)
     read_s = time.monotonic() - began
     began = time.monotonic()
     made = client.complete([{"role": "user", "content": "List the numbers from 1 to 150, one per line."}],
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     import llama_cpp
 
     path = local_lm.fetch(local_lm.MODELS["0.5b"], progress=print)
-    report: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    report: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
                     "llama_cpp": llama_cpp.__version__, "start_s": start_times(path)}
     servers = local_lm.start_servers(quality=False)
     try:

@@ -249,7 +249,7 @@ def measure(env: Env, ctx: Path | None, cells: int, warmup: int, setup: Setup) -
         if env.key == "bare":
             return measure_bare(ctx, cells, warmup, setup.workdir)
         return measure_sandbox(env.key, ctx, cells, warmup, setup.image)
-    except Exception as exc:  # noqa: BLE001 - the benchmark reports failures and goes on
+    except Exception as exc:  # the benchmark reports failures and goes on
         print(f"  {env.key}: FAILED: {exc}", file=sys.stderr, flush=True)
         return Measured(error=f"{type(exc).__name__}: {exc}"[:800])
 
@@ -370,7 +370,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         points = [(xs[m], r["sizes"][str(m)]["p50_ms"]) for m in sizes
                   if r["sizes"].get(str(m), {}).get("p50_ms") is not None]
         if points:
-            ax.plot(*zip(*points), marker="o", linestyle="-" if r["isolated"] else "--", label=r["label"])
+            ax.plot(*zip(*points, strict=False), marker="o", linestyle="-" if r["isolated"] else "--", label=r["label"])
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks([xs[m] for m in sizes], ["none", *[f"{xs[m]:.0f}M" for m in sizes[1:]]])

@@ -23,19 +23,19 @@ import json
 import math
 import statistics
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from report import RESULTS, write_results  # noqa: E402  (bench/report.py)
-from scripted_lm import ScriptedLM  # noqa: E402
+from report import RESULTS, write_results  # bench/report.py
+from scripted_lm import ScriptedLM
 
-from rlm_host.events import Recorder  # noqa: E402
-from rlm_host.lm import LMClient  # noqa: E402
-from rlm_host.policy import load_policy  # noqa: E402
-from rlm_host.rpc import Broker, Budget, Subcalls  # noqa: E402
-from rlm_host.sandbox import DockerSandbox  # noqa: E402
+from rlm_host.events import Recorder
+from rlm_host.lm import LMClient
+from rlm_host.policy import load_policy
+from rlm_host.rpc import Broker, Budget, Subcalls
+from rlm_host.sandbox import DockerSandbox
 
 TIMED_CELL = """
 import time, json
@@ -78,7 +78,7 @@ def overhead(calls: int) -> dict[str, float]:
     stdout, events, _ = with_sandbox(0.0, calls + 20, TIMED_CELL.format(n=calls + 20))
     round_trips = json.loads(stdout)[20:]
     lm_ms = [e["latency_s"] * 1000 for e in events.of("subcall")][20:]
-    broker = [rt - lm for rt, lm in zip(round_trips, lm_ms)]
+    broker = [rt - lm for rt, lm in zip(round_trips, lm_ms, strict=False)]
     return {"calls": calls, "round_trip_p50_ms": statistics.median(round_trips),
             "round_trip_p99_ms": quantile(round_trips, 0.99), "lm_client_p50_ms": statistics.median(lm_ms),
             "broker_share_p50_ms": statistics.median(broker), "broker_share_p99_ms": quantile(broker, 0.99)}
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    report = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
               "overhead": overhead(args.calls),
               "batched": [batched(int(n), args.latency) for n in args.batch.split(",")]}
     text = markdown(report)

@@ -51,9 +51,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +140,7 @@ def round_trips(plain: RunCell, with_doc: RunCell, cells: int, warmup: int,
             run_cell(TRIVIAL)
     samples: tuple[list[float], list[float]] = ([], [])
     while len(samples[1]) < cells:
-        for run_cell, out in zip((plain, with_doc), samples):
+        for run_cell, out in zip((plain, with_doc), samples, strict=False):
             for _ in range(min(block, cells - len(out))):
                 t0 = time.perf_counter()
                 run_cell(TRIVIAL)
@@ -333,7 +333,7 @@ def _guard(row: Row, step: str, fn: Callable[[], None]) -> None:
     note_foreign()
     try:
         fn()
-    except Exception as exc:  # noqa: BLE001 - the benchmark reports failures and goes on
+    except Exception as exc:  # the benchmark reports failures and goes on
         row.errors.append(f"{step}: {type(exc).__name__}: {exc}"[:500])
         print(f"  {row.name}: {step} FAILED: {exc}", file=sys.stderr, flush=True)
 
@@ -378,10 +378,8 @@ def remove_leftovers() -> list[dict[str, str]]:
         client = docker.from_env()
         try:
             for c in mine:
-                try:
+                with suppress(NotFound):  # it went away on its own meanwhile
                     client.api.remove_container(c["id"], force=True)
-                except NotFound:
-                    pass  # it went away on its own meanwhile
                 removed.append({"id": c["id"][:12], "name": c["name"], "status": c["status"],
                                 "policy": c["labels"].get(POLICY_LABEL, "")})
         finally:
@@ -401,7 +399,7 @@ def machine_info() -> dict[str, Any]:
     finally:
         client.close()
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "nproc": len(os.sched_getaffinity(0)),
         "memory_gib": round(_mem_total_kib() / MiB, 1),
         "kernel": platform.release(),

@@ -25,13 +25,14 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeGuard
 
 import structlog
+from structlog.typing import EventDict
 
 from .errors import (AuditReadError, ConfigError, ExitCode, LMError, LogNotFound, NoAuditKey, NotAnAuditLog,
                      RLMHostError, SandboxError)
@@ -102,10 +103,8 @@ def _create_key(path: Path) -> None:
             out.write(secrets.token_hex(32) + "\n")
             out.flush()
             os.fsync(out.fileno())
-        try:
+        with suppress(FileExistsError):  # another run created it first: everyone uses that one
             os.link(temp, path)
-        except FileExistsError:
-            pass  # another run created it first: everyone uses that one
     finally:
         os.unlink(temp)
 
@@ -116,7 +115,7 @@ def canonical(record: dict[str, Any]) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-def line_hash(key: bytes, record: dict[str, Any]) -> str:
+def line_hash(key: bytes, record: Mapping[str, Any]) -> str:
     """HMAC-SHA256 of the record without its own ``hash``."""
     body = {k: v for k, v in record.items() if k != "hash"}
     return hmac.new(key, canonical(body), hashlib.sha256).hexdigest()
@@ -136,14 +135,14 @@ class Number:
         self.run_id = run_id
         self.seq = 0
 
-    def __call__(self, _logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, _logger: Any, _name: str, event: EventDict) -> dict[str, Any]:
         self.seq += 1
         kind = event.pop("event")
         event.pop("run_id", None)  # the log's run id is the chain's: a field cannot replace it
         return {"seq": self.seq, "run_id": self.run_id, **event, "kind": kind}
 
 
-def timestamp(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def timestamp(_logger: Any, _name: str, event: EventDict) -> dict[str, Any]:
     return {"seq": event.pop("seq"), "ts": round(time.time(), 6), **event}
 
 
@@ -153,7 +152,7 @@ class Redact:
     def __init__(self, level: Level) -> None:
         self.level = level
 
-    def __call__(self, _logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, _logger: Any, _name: str, event: EventDict) -> EventDict:
         if self.level == "full":
             return event
         for name in list(event):
@@ -170,14 +169,14 @@ class Chain:
         self.key = key
         self.head = GENESIS
 
-    def __call__(self, _logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, _logger: Any, _name: str, event: EventDict) -> EventDict:
         event["prev"] = self.head
         event["hash"] = line_hash(self.key, event)
         self.head = event["hash"]
         return event
 
 
-def render(_logger: Any, _name: str, event: dict[str, Any]) -> str:
+def render(_logger: Any, _name: str, event: EventDict) -> str:
     """One JSON line, with no raw character any reader (or a terminal) could take as a line break.
 
     Line separators (U+2028, U+2029, NEL, \\v, \\f, \\x1c-\\x1e), every other control, bidi and
@@ -216,7 +215,7 @@ class FsyncWriter:
                 data = data[os.write(self._fd, data):]
             os.fsync(self._fd)
         except OSError as exc:
-            self._undo(size)
+            self._undo(self._fd, size)
             self.failure = AuditError(
                 f"cannot write the audit log {self.path}: {exc.strerror}; the run stops rather than go on "
                 f"unrecorded: free space in {self.path.parent} or point RLM_HOST_AUDIT_DIR at a writable directory")
@@ -224,21 +223,19 @@ class FsyncWriter:
 
     info = msg
 
-    def _undo(self, size: int) -> None:
+    def _undo(self, fd: int, size: int) -> None:
         """Cut a partly written line off, so the log still verifies up to its last whole line."""
         try:
-            os.ftruncate(self._fd, size)
-            os.fsync(self._fd)
+            os.ftruncate(fd, size)
+            os.fsync(fd)
         except OSError:
             pass  # verify then reports the cut line as "truncated mid-line"
 
     def close(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
-            try:
+            with suppress(OSError):  # every line was already fsync'd
                 os.close(fd)
-            except OSError:
-                pass  # every line was already fsync'd
 
 
 # Why a run ended, as its seal records it (a log written before the field existed has none).
@@ -431,14 +428,15 @@ def read_log(path: Path) -> list[Line]:
     """
     lines = list(read_records(path))
     if not lines:
-        raise NotAnAuditLog(f"{quoted(path)} is empty, so not an audit log (a run that never wrote a line, or another file)")
+        raise NotAnAuditLog(f"{quoted(path)} is empty, so not an audit log "
+                            "(a run that never wrote a line, or another file)")
     if not any(is_event(line.record) for line in lines):
         raise NotAnAuditLog(f"{quoted(path)} is not an audit log: no line is an audit event (a JSON object with seq, "
                             f"run_id, kind, prev and hash); line 1 {_what(lines[0])}")
     return lines
 
 
-def is_event(record: dict[str, Any] | None) -> bool:
+def is_event(record: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
     """Whether a parsed line has the shape every audit event has (not whether its hash holds)."""
     if not isinstance(record, dict):
         return False
@@ -479,15 +477,20 @@ def verify_lines(path: Path, lines: list[Line], key: bytes) -> Verdict:
     """``verify`` over lines already read by ``read_log`` (a caller that reads once, checks once)."""
     seqs = [line.record.get("seq") if line.record else None for line in lines]
     prev, run_id = GENESIS, None
+    records: list[dict[str, Any]] = []
     for line in lines:
-        problem = line.problem or _check(line.number, line.record, prev, run_id, key, seqs)
+        record = line.record
+        if record is None:  # read_log says why in line.problem
+            return Verdict("broken", line.number - 1, line.number, line.problem, run_id)
+        problem = line.problem or _check(line.number, record, prev, run_id, key, seqs)
         if problem:
             return Verdict("broken", line.number - 1, line.number, problem, run_id)
-        prev, run_id = line.record["hash"], line.record["run_id"]
-    return _sealed(path, [line.record for line in lines], run_id)
+        records.append(record)
+        prev, run_id = record["hash"], record["run_id"]
+    return _sealed(path, records, run_id)
 
 
-def _check(number: int, record: dict, prev: str, run_id: str | None, key: bytes, seqs: list) -> str:
+def _check(number: int, record: dict, prev: str, run_id: str | None, key: bytes, seqs: list) -> str:  # noqa: PLR0911 - one per way a line fails
     seq = record.get("seq")
     if seq != number:
         if isinstance(seq, int) and seq < number:
@@ -559,7 +562,7 @@ KIND_FAMILIES = ("answer", "cell", "document", "exec", "iteration", "kernel", "l
 
 def check_kind(kind: str) -> str:
     """A ``--kind`` value, or a ConfigError listing the families it can be."""
-    if kind.split(".")[0] not in KIND_FAMILIES:
+    if kind.split(".", maxsplit=1)[0] not in KIND_FAMILIES:
         raise ConfigError(f"unknown event kind {kind!r}: use one of {', '.join(KIND_FAMILIES)} "
                           "(or a kind in one, e.g. subcall.denied)")
     return kind

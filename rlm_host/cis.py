@@ -40,7 +40,7 @@ class HostFacts:
     selinux: bool
 
     @classmethod
-    def detect(cls) -> "HostFacts":
+    def detect(cls) -> HostFacts:
         return cls(apparmor=Path("/sys/module/apparmor").exists(), selinux=Path("/sys/fs/selinux").exists())
 
 
@@ -152,7 +152,7 @@ def _bind_interface(v: _View) -> Verdict:
 def _restart_policy(v: _View) -> Verdict:
     policy = v.host.get("RestartPolicy") or {}
     name, retries = policy.get("Name") or "no", policy.get("MaximumRetryCount", 0)
-    if name == "always" or name == "unless-stopped" or (name == "on-failure" and not 0 < retries <= 5):
+    if name in {"always", "unless-stopped"} or (name == "on-failure" and not 0 < retries <= 5):
         return "fail", f"RestartPolicy {name}:{retries}"
     return "pass", f"RestartPolicy {name}" + (f":{retries}" if name == "on-failure" else "")
 
@@ -274,7 +274,7 @@ def check_container(inspect: dict, host: HostFacts | None = None) -> list[Findin
     return [Finding(rid, title, *check(view)) for rid, title, check in RECOMMENDATIONS]
 
 
-def inspect_policy_sandbox(policy: "Policy") -> dict:
+def inspect_policy_sandbox(policy: Policy) -> dict:
     """Start one sandbox under ``policy``, return its container's inspect data, remove it."""
     from .engine import docker_client
     from .sandbox import DockerSandbox

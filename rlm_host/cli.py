@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -44,7 +44,8 @@ def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
     log_json: Annotated[bool, typer.Option("--log-json", help="Application logs on stderr as JSON lines.")] = False,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
-                                          callback=lambda value: _print_version(value), is_eager=True)] = False,
+                                          callback=lambda value: _print_version(value),  # noqa: PLW0108 - defined below
+                                          is_eager=True)] = False,
 ) -> None:
     from .logs import configure
 
@@ -61,9 +62,10 @@ def _print_version(value: bool) -> None:
 @image_app.command("build")
 def image_build(
     offline: Annotated[bool, typer.Option("--offline/--online",
-                                          help="Air-gapped debootstrap base (default) or a registry base image.")] = True,
+                                          help="Air-gapped debootstrap base (default) or a registry base "
+                                               "image.")] = True,
     base_image: Annotated[str, typer.Option(help="Base image for --online.")] = "python:3.11-slim",
-    mirror: Annotated[Optional[str], typer.Option(help="Debian mirror for --offline (or RLM_HOST_DEBIAN_MIRROR).")] = None,
+    mirror: Annotated[str | None, typer.Option(help="Debian mirror for --offline (or RLM_HOST_DEBIAN_MIRROR).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if the content hash matches.")] = False,
 ) -> None:
     """Build the kernel image (skipped when an image with the same content hash exists)."""
@@ -78,11 +80,15 @@ def image_build(
 
 @app.command()
 def doctor(
-    reap: Annotated[bool, typer.Option("--reap", help="Remove containers and session dirs left by crashed runs.")] = False,
-    include_live: Annotated[bool, typer.Option("--all", help="With --reap: also those of rlm-host processes still running.")] = False,
+    reap: Annotated[bool, typer.Option("--reap",
+                                       help="Remove containers and session dirs left by crashed runs.")] = False,
+    include_live: Annotated[bool, typer.Option("--all",
+                                               help="With --reap: also those of rlm-host processes still "
+                                                    "running.")] = False,
     cis: Annotated[bool, typer.Option("--cis", help="Start a sandbox per policy and judge its docker inspect against "
-                                                    "CIS Docker Benchmark v1.6.0 section 5 (our check); exit 1 on a fail.")] = False,
-    policy: Annotated[Optional[list[str]], typer.Option(help="With --cis: policy name or YAML file; repeatable "
+                                                    "CIS Docker Benchmark v1.6.0 section 5 (our check); exit 1 on a "
+                                                    "fail.")] = False,
+    policy: Annotated[list[str] | None, typer.Option(help="With --cis: policy name or YAML file; repeatable "
                                                              "(default: standard and strict).")] = None,
 ) -> None:
     """Check Docker, runtimes, the image and leftovers; print the command that fixes each problem."""
@@ -99,7 +105,8 @@ def doctor(
     for column in ("check", "status", "detail"):
         table.add_column(column)
     for check in checks:
-        status = Text("ok", "green") if check.ok else (Text("fail", "red") if check.required else Text("warn", "yellow"))
+        status = (Text("ok", "green") if check.ok
+                  else (Text("fail", "red") if check.required else Text("warn", "yellow")))
         table.add_row(safe_text(check.name), status, safe_text(check.detail))
     Console().print(table)
     for check in checks:  # after the table, one unwrapped plain line each: a command to copy as it is
@@ -137,8 +144,9 @@ def _doctor_cis(policies: list[str]) -> None:
 def exec_cell(
     code_file: Annotated[str, typer.Argument(metavar="CODE_FILE|-", help="Python file to run, or - for stdin.")],
     policy: Annotated[str, typer.Option(help="Policy name (standard, strict) or a policy YAML file.")] = "standard",
-    context: Annotated[Optional[list[Path]], typer.Option(help="File or folder readable in the cell as `context`; repeatable.")] = None,
-    timeout: Annotated[Optional[float], typer.Option(help="Cell time limit in seconds (default: the policy's).")] = None,
+    context: Annotated[list[Path] | None, typer.Option(help="File or folder readable in the cell as `context`; "
+                                                            "repeatable.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Cell time limit in seconds (default: the policy's).")] = None,
 ) -> None:
     """Run one cell in a fresh sandbox and print one JSON object with its result.
 
@@ -193,17 +201,23 @@ def _skipped(path: object, why: object) -> None:
 @app.command()
 def run(
     query: Annotated[str, typer.Option("--query", "-q", help="The question to answer.")],
-    context: Annotated[list[Path], typer.Option(help="File or folder to answer from (text, Markdown, JSON, JSONL, CSV, HTML, PDF); repeatable.")],
+    context: Annotated[list[Path], typer.Option(help="File or folder to answer from (text, Markdown, JSON, JSONL, CSV, "
+                                                     "HTML, PDF); repeatable.")],
     policy: Annotated[str, typer.Option(help="Policy name (standard, strict) or a policy YAML file.")] = "standard",
-    model: Annotated[Optional[str], typer.Option(help="Root model (or RLM_HOST_MODEL); needs an endpoint: --base-url, "
+    model: Annotated[str | None, typer.Option(help="Root model (or RLM_HOST_MODEL); needs an endpoint: --base-url, "
                                                       "OPENAI_BASE_URL or OPENAI_API_KEY.")] = None,
-    sub_model: Annotated[Optional[str], typer.Option(help="Model for llm_query sub-calls (default: the root model).")] = None,
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (or OPENAI_BASE_URL).")] = None,
+    sub_model: Annotated[str | None,
+                         typer.Option(help="Model for llm_query sub-calls (default: the root model).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint (or OPENAI_BASE_URL).")] = None,
     max_iterations: Annotated[int, typer.Option(min=1, help="Root-model turns before the last-resort answer.")] = 20,
-    max_depth: Annotated[Optional[int], typer.Option(min=1, max=8, help="rlm_query recursion depth (default: the policy's).")] = None,
+    max_depth: Annotated[int | None, typer.Option(min=1, max=8,
+                                                  help="rlm_query recursion depth (default: the policy's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
-    quality: Annotated[bool, typer.Option("--quality", help="Local model only: the 1.5B as root (slower, better).")] = False,
-    lm_timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for one model reply before it counts as failed and is retried.")] = LM_TIMEOUT_S,
+    quality: Annotated[bool, typer.Option("--quality",
+                                          help="Local model only: the 1.5B as root (slower, better).")] = False,
+    lm_timeout: Annotated[float, typer.Option(min=1,
+                                              help="Seconds to wait for one model reply before it counts as failed and "
+                                                   "is retried.")] = LM_TIMEOUT_S,
 ) -> None:
     """Answer a question over documents with a Recursive Language Model in the sandbox.
 
@@ -215,11 +229,11 @@ def run(
 
     show = err.is_terminal and not as_json
     wants_local(base_url, model)  # a model named with no endpoint is refused before anything starts
-    with Progress(enabled=show, console=err) as progress, _log_path_said():
-        with open_rlm(model=model, sub_model=sub_model, base_url=base_url, quality=quality, policy=policy,
-                      on_event=progress.event, progress=progress.note, max_iterations=max_iterations,
-                      max_depth=max_depth, lm_timeout_s=lm_timeout) as rlm:
-            result = rlm.complete(query, list(context))
+    with Progress(enabled=show, console=err) as progress, _log_path_said(), \
+            open_rlm(model=model, sub_model=sub_model, base_url=base_url, quality=quality, policy=policy,
+                     on_event=progress.event, progress=progress.note, max_iterations=max_iterations,
+                     max_depth=max_depth, lm_timeout_s=lm_timeout) as rlm:
+        result = rlm.complete(query, list(context))
     if as_json:
         print(json_line(result.model_dump(mode="json")))
     else:
@@ -251,7 +265,8 @@ def _log_path_said() -> Iterator[None]:
 @app.command()
 def report(
     file: Annotated[Path, typer.Argument(help="An audit log (.jsonl), or a folder of them.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the HTML page (for a folder: the index).")],
+    output: Annotated[Path, typer.Option("--output", "-o",
+                                         help="Where to write the HTML page (for a folder: the index).")],
 ) -> None:
     """Write one self-contained HTML page for reviewing a run (no network fetches).
 
@@ -284,13 +299,13 @@ def _report_folder(folder: Path, output: Path) -> None:
 
 @app.command()
 def tui(
-    replay: Annotated[Optional[Path], typer.Option(help="Step through the run recorded in this audit log.")] = None,
-    query: Annotated[Optional[str], typer.Option("--query", "-q", help="Run this question live.")] = None,
-    context: Annotated[Optional[list[Path]], typer.Option(help="File or folder for the live run; repeatable.")] = None,
+    replay: Annotated[Path | None, typer.Option(help="Step through the run recorded in this audit log.")] = None,
+    query: Annotated[str | None, typer.Option("--query", "-q", help="Run this question live.")] = None,
+    context: Annotated[list[Path] | None, typer.Option(help="File or folder for the live run; repeatable.")] = None,
     policy: Annotated[str, typer.Option(help="Policy for the live run.")] = "standard",
-    model: Annotated[Optional[str], typer.Option(help="Root model; needs an endpoint (--base-url, OPENAI_BASE_URL "
+    model: Annotated[str | None, typer.Option(help="Root model; needs an endpoint (--base-url, OPENAI_BASE_URL "
                                                       "or OPENAI_API_KEY).")] = None,
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (or OPENAI_BASE_URL).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint (or OPENAI_BASE_URL).")] = None,
     max_iterations: Annotated[int, typer.Option(min=1)] = 20,
     quality: Annotated[bool, typer.Option("--quality", help="Local model only: the 1.5B as root.")] = False,
 ) -> None:
@@ -382,8 +397,9 @@ def audit_verify(path: Annotated[Path, typer.Argument(help="An audit log (.jsonl
 @audit_app.command("show")
 def audit_show(
     file: Annotated[Path, typer.Argument(help="An audit log (.jsonl).")],
-    kind: Annotated[Optional[list[str]], typer.Option(help="Only events of this kind or family (run, document, "
-                                                           "iteration, root, cell, subcall, limit ...); repeatable.")] = None,
+    kind: Annotated[list[str] | None, typer.Option(help="Only events of this kind or family (run, document, "
+                                                           "iteration, root, cell, subcall, limit ...); "
+                                                           "repeatable.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the events as JSON lines.")] = False,
 ) -> None:
     """A readable timeline of a run (unfinished logs too); exits with the log's verification (see `verify`).
@@ -420,23 +436,27 @@ def _verification(file: Path) -> int:
 
 @audit_app.command("list")
 def audit_list(
-    folder: Annotated[Optional[Path], typer.Argument(help="A folder of audit logs (default: RLM_HOST_AUDIT_DIR).")] = None,
-    status: Annotated[Optional[list[str]], typer.Option(help="Only runs with this status (answered, last_resort, "
+    folder: Annotated[Path | None, typer.Argument(help="A folder of audit logs (default: RLM_HOST_AUDIT_DIR).")] = None,
+    status: Annotated[list[str] | None, typer.Option(help="Only runs with this status (answered, last_resort, "
                                                              "failed, exec, unfinished) or verification (intact, "
                                                              "tampered, no-key ...); repeatable.")] = None,
-    since: Annotated[Optional[str], typer.Option(help="Only runs started on or after this date (YYYY-MM-DD[THH:MM]).")] = None,
-    until: Annotated[Optional[str], typer.Option(help="Only runs started before the end of this date (YYYY-MM-DD[THH:MM]).")] = None,
-    grep: Annotated[Optional[str], typer.Option(help="Only runs whose query, answer, run id or file name has this text.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only runs started on or after this date "
+                                                   "(YYYY-MM-DD[THH:MM]).")] = None,
+    until: Annotated[str | None, typer.Option(help="Only runs started before the end of this date "
+                                                   "(YYYY-MM-DD[THH:MM]).")] = None,
+    grep: Annotated[str | None, typer.Option(help="Only runs whose query, answer, run id or file name has "
+                                                  "this text.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run.")] = False,
 ) -> None:
     """One line per run: when, status, verification, cost, denials, limits hit, seal reason, file, query."""
     from .audit import audit_dir
     from .runs import HEADER, check_status, find_logs, keep, line, parse_when, summarize_all
 
-    filters = {"statuses": [check_status(s) for s in status or []],
-               "since": parse_when(since) if since else None,
-               "until": parse_when(until, end_of_day=True) if until else None, "grep": grep}
-    shown = [s for s in summarize_all(find_logs(folder or audit_dir())) if keep(s, **filters)]
+    statuses = [check_status(s) for s in status or []]
+    start = parse_when(since) if since else None
+    end = parse_when(until, end_of_day=True) if until else None
+    shown = [s for s in summarize_all(find_logs(folder or audit_dir()))
+             if keep(s, statuses=statuses, since=start, until=end, grep=grep)]
     if not as_json:
         print(HEADER)
     for summary in shown:

@@ -137,6 +137,7 @@ def _printer():
     def show(kind: str, fields: dict[str, Any]) -> None:
         if kind in {"iteration.start", "cell", "subcall", "answer"} or kind.startswith("limit."):
             detail = ", ".join(f"{k}={v}" for k, v in fields.items() if k in {"iteration", "status", "model", "chars"})
-            console.print(Text.assemble(("rlm-host", "dim"), " ", safe_text(f"{kind} {detail}")))  # model names are hostile
+            # model names are hostile
+            console.print(Text.assemble(("rlm-host", "dim"), " ", safe_text(f"{kind} {detail}")))
 
     return show

@@ -92,10 +92,11 @@ def _subcalls(left: list[dict[str, Any]], right: list[dict[str, Any]]) -> Iterat
     sa, sb = ([r for r in rs if r["kind"] == "subcall"] for rs in (left, right))
     if len(sa) != len(sb):
         yield f"sub-calls: A made {len(sa)}, B made {len(sb)}"
-    for n, (x, y) in enumerate(zip(sa, sb), 1):
+    for n, (x, y) in enumerate(zip(sa, sb, strict=False), 1):
         for field, name in (("prompt", "prompt"), ("response", "reply")):
             if _text(x, field) != _text(y, field):
-                yield f"sub-call {n} {name} differs: A {quoted(_short(_text(x, field)))}, B {quoted(_short(_text(y, field)))}"
+                yield (f"sub-call {n} {name} differs: A {quoted(_short(_text(x, field)))}, "
+                       f"B {quoted(_short(_text(y, field)))}")
 
 
 def _answers(left: list[dict[str, Any]], right: list[dict[str, Any]]) -> Iterator[str]:

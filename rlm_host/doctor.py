@@ -67,6 +67,7 @@ def _image() -> Check:
     except ImageError as exc:
         return Check("kernel image", False, str(exc), "rlm-host image build")
     label, _expected = current_image()
+    assert label is not None, "require_image found the image labelled"
     return Check("kernel image", True, f"{image_tag()} current (content hash {label[:12]})")
 
 

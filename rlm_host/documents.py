@@ -14,6 +14,7 @@ skipped and listed in ``Ingested.skipped`` so one stray binary does not stop a f
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 import stat
@@ -203,7 +204,7 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 def _inode_under(folder: str, wanted: tuple[int, int]) -> bool:
-    for _root, dirs, files, root_fd in os.fwalk(folder, follow_symlinks=False):
+    for _root, _dirs, files, root_fd in os.fwalk(folder, follow_symlinks=False):
         for name in files:
             try:
                 info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
@@ -493,12 +494,13 @@ def _copy_in_folder(folder: Path, relative: PurePath, fd_info: tuple[int, os.sta
 # --- parsing in the sandbox, and what comes back -------------------------------------------------
 
 
-def _parse(copies: list[_Copy], policy: Policy, image: str | None, context: _Context) -> dict[int, Document | _Rejected]:
+def _parse(copies: list[_Copy], policy: Policy, image: str | None,
+           context: _Context) -> dict[int, Document | _Rejected]:
     """Each copy's document (or rejection), parsed in one ingestion container."""
     with IngestBox(policy, image, context.progress) as box:
         results = box.run([Job(copy.copy, copy.kind) for copy in copies])
         return {index: _outcome(box, index, copy, result, context)
-                for index, (copy, result) in enumerate(zip(copies, results))}
+                for index, (copy, result) in enumerate(zip(copies, results, strict=False))}
 
 
 def _outcome(box: IngestBox, index: int, copy: _Copy, result: Result | None,
@@ -538,7 +540,7 @@ def _document(box: IngestBox, index: int, copy: _Copy, result: Parsed, context: 
     else:
         text_path, text_bytes, text_sha256, chars, marks = copy.copy, copy.size, copy.sha256, copy.chars, copy.marks
     pages = tuple(result.pages)
-    if pages and (pages[0] != 0 or any(b <= a for a, b in zip(pages, pages[1:])) or pages[-1] > chars):
+    if pages and (pages[0] != 0 or any(b <= a for a, b in itertools.pairwise(pages)) or pages[-1] > chars):
         raise _Rejected(*NO_RESULT)
     return Document(copy.name, text_path, chars, pages, copy.path, copy.size, copy.sha256, copy.kind,
                     text_bytes, text_sha256, marks)
@@ -551,7 +553,8 @@ def _copy_text(box: IngestBox, index: int, name: str, context: _Context) -> tupl
     fd, size = opened
     try:
         dest = _new_file(context.workdir, name)
-        sha256, chars, marks = _copy_exact(fd, size, dest, _Meter(f"copying the text of {name}", size, context.progress))
+        meter = _Meter(f"copying the text of {name}", size, context.progress)
+        sha256, chars, marks = _copy_exact(fd, size, dest, meter)
     finally:
         os.close(fd)
     return dest, size, sha256, chars, marks

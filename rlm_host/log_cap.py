@@ -61,7 +61,7 @@ def relay(source: int, path: Path, cap: int) -> int:
     return total
 
 
-def _rotate(out, path: Path):  # noqa: ANN001, ANN202 - a binary file in, a binary file out
+def _rotate(out, path: Path):  # a binary file in, a binary file out
     out.close()
     os.replace(path, path.with_name(path.name + ".1"))
     return path.open("ab")

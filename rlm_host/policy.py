@@ -59,10 +59,13 @@ class Limits(_Strict):
     fsize_mb: int = Field(ge=1, le=1048576, description="Largest file a process may write.")
     tmpfs_mb: int = Field(ge=1, le=65536, description="Size of the noexec scratch tmpfs at /tmp.")
     cell_timeout_s: float = Field(gt=0, le=86400, description="Wall-clock limit of one cell.")
-    interrupt_grace_s: float = Field(gt=0, le=600, description="How long an interrupted cell may take to stop before the container is killed.")
+    interrupt_grace_s: float = Field(gt=0, le=600, description="How long an interrupted cell may take to stop before "
+                                                               "the container is killed.")
     session_lifetime_s: float = Field(gt=0, le=604800, description="Wall-clock limit of one session.")
-    output_cap_bytes: int = Field(ge=256, le=67108864, description="Stdout+stderr kept per cell; the rest is cut with a marker.")
-    start_timeout_s: float = Field(default=30, gt=0, le=600, description="How long a container and kernel may take to become ready.")
+    output_cap_bytes: int = Field(ge=256, le=67108864, description="Stdout+stderr kept per cell; the rest is cut with "
+                                                                   "a marker.")
+    start_timeout_s: float = Field(default=30, gt=0, le=600, description="How long a container and kernel may take to "
+                                                                         "become ready.")
 
 
 class SubcallBudget(_Strict):
@@ -71,7 +74,8 @@ class SubcallBudget(_Strict):
     max_calls: int = Field(ge=0, le=100000, description="Sub-calls per run.")
     max_prompt_chars: int = Field(ge=1, le=10_000_000, description="Characters in one sub-call prompt.")
     max_total_tokens: int = Field(ge=1, le=1_000_000_000, description="Tokens over all sub-calls of a run.")
-    max_cost_usd: float | None = Field(default=None, ge=0, le=100000, description="USD over a run; None for no cost limit.")
+    max_cost_usd: float | None = Field(default=None, ge=0, le=100000, description="USD over a run; None for no cost "
+                                                                                  "limit.")
     max_concurrency: int = Field(ge=1, le=256, description="Sub-calls in flight at once.")
     max_depth: int = Field(ge=1, le=8, description="Recursion depth; 1 means rlm_query falls back to llm_query.")
     max_frame_bytes: int = Field(ge=1024, le=268435456, description="Largest RPC frame the broker accepts.")
@@ -84,7 +88,8 @@ class IngestLimits(_Strict):
     ingestion sandbox existed still loads.
     """
 
-    memory_mb: int = Field(default=512, ge=64, le=65536, description="Address space of the process parsing one document.")
+    memory_mb: int = Field(default=512, ge=64, le=65536, description="Address space of the process parsing one "
+                                                                     "document.")
     cpus: float = Field(default=1.0, gt=0, le=64, description="CPU share of the ingestion container, in cores.")
     timeout_s: float = Field(default=45, ge=1, le=3600, description="Wall-clock (and CPU) time to parse one document.")
     max_text_mb: int = Field(default=512, ge=1, le=65536,
@@ -125,7 +130,7 @@ class Policy(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _fits_runtime(self) -> "Policy":
+    def _fits_runtime(self) -> Policy:
         if not self.seccomp:  # runsc too: without ours, Docker's default applies and under runsc no thread starts
             raise ValueError(f"runtime '{self.runtime}' needs a 'seccomp' profile (e.g. seccomp-standard.json)")
         if self.runtime == "runsc" and self.limits.pids < RUNSC_MIN_PIDS:
@@ -133,19 +138,19 @@ class Policy(_Strict):
                              f"threads count against it (got {self.limits.pids})")
         return self
 
-    def with_limits(self, **changes: Any) -> "Policy":
+    def with_limits(self, **changes: Any) -> Policy:
         """A copy with some limits changed, validated like the original."""
         return self._with("limits", changes)
 
-    def with_subcalls(self, **changes: Any) -> "Policy":
+    def with_subcalls(self, **changes: Any) -> Policy:
         """A copy with some sub-call budget fields changed, validated like the original."""
         return self._with("subcalls", changes)
 
-    def with_ingest(self, **changes: Any) -> "Policy":
+    def with_ingest(self, **changes: Any) -> Policy:
         """A copy with some ingestion limits changed, validated like the original."""
         return self._with("ingest", changes)
 
-    def _with(self, section: str, changes: dict[str, Any]) -> "Policy":
+    def _with(self, section: str, changes: dict[str, Any]) -> Policy:
         data = self.model_dump()
         data[section] = {**data[section], **changes}
         return _finish(Policy.model_validate(data), self.seccomp_profile)
@@ -300,7 +305,7 @@ def _known_keys(parent: tuple) -> list[str]:
     """The keys a policy accepts at ``parent`` (``()`` for the top level, ``("limits",)`` ...)."""
     model: Any = Policy
     for name in parent:
-        field = model.model_fields.get(str(name)) if isinstance(model, type) else None
+        field = model.model_fields.get(str(name)) if isinstance(model, type) and issubclass(model, BaseModel) else None
         model = field.annotation if field is not None else None
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         return []

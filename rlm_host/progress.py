@@ -32,7 +32,7 @@ class Progress:
         self.subcalls = 0
         self.action = "starting the sandbox"
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if self.enabled:
             self._status = self.console.status(self._line())
             self._status.start()

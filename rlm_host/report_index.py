@@ -74,7 +74,8 @@ def _write(path: Path, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
     except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}; give -o a file in an existing, writable folder") from exc
+        raise ConfigError(f"cannot write {path}: {exc.strerror}; "
+                          "give -o a file in an existing, writable folder") from exc
 
 
 def _e(value: object) -> str:

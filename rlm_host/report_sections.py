@@ -134,7 +134,8 @@ def usage(s: Story, records: list[dict]) -> str:
     body = [[e(u.get("model")), e(u.get("role")), e(u.get("calls")), e(u.get("prompt_tokens")),
              e(u.get("completion_tokens")), e(money(u.get("cost_usd")))] for u in entries]
     total = money(s.end.get("cost_usd")) if s.end else "unknown (the run did not finish)"
-    table = grid(["Model", "Role", "Calls", "Prompt tokens", "Completion tokens", "Cost"], body) if body else "<p>no calls</p>"
+    headers = ["Model", "Role", "Calls", "Prompt tokens", "Completion tokens", "Cost"]
+    table = grid(headers, body) if body else "<p>no calls</p>"
     return section("usage", "Models, tokens and cost", f"{note}{table}<p>Total cost: {e(total)}</p>")
 
 
@@ -170,7 +171,8 @@ def answer(s: Story) -> str:
         where = _cited(cite)
         quoted = evidence[n - 1] if n <= len(evidence) else ""
         links.append(f"<span class='cite' data-target='evidence-{n}'>[{n}] {e(where)}</span>")
-        quotes.append(f"<pre class='evidence' id='evidence-{n}'>[{n}] {e(quoted or '(evidence text not recorded)')}</pre>")
+        quotes.append(f"<pre class='evidence' id='evidence-{n}'>"
+                      f"[{n}] {e(quoted or '(evidence text not recorded)')}</pre>")
     fallback = " <span class='warn'>(last-resort answer)</span>" if s.end.get("fallback") is True else ""
     return (f"<section id='answer'>{query}<h2>Answer{fallback}</h2><pre>{e(text(s.end, 'answer'))}</pre>"
             f"<p>{' '.join(links) or 'no citations'}</p>{''.join(quotes)}</section>")
@@ -214,9 +216,12 @@ def comparison(end: dict | None) -> str:
     bar = lambda value: max(2, int(width * value / top))  # noqa: E731
     svg = (f"<svg width='{width + 320}' height='70' role='img' aria-label='token comparison'>"
            f"<rect x='200' y='5' width='{bar(stuffed)}' height='24' fill='#98a2b3'/>"
-           f"<text x='0' y='22'>whole input in one prompt</text><text x='{205 + bar(stuffed)}' y='22'>{stuffed:,.0f}</text>"
+           f"<text x='0' y='22'>whole input in one prompt</text>"
+           f"<text x='{205 + bar(stuffed)}' y='22'>{stuffed:,.0f}</text>"
            f"<rect x='200' y='38' width='{bar(used)}' height='24' fill='#4b6bfb'/>"
            f"<text x='0' y='55'>this RLM run</text><text x='{205 + bar(used)}' y='55'>{used:,.0f}</text></svg>")
     saved = num(cmp.get("saved_pct"))
-    words = f"{abs(saved)}% {'fewer' if saved >= 0 else 'more'} tokens ({e(cmp.get('method'))})" if saved is not None else ""
-    return section("comparison", "Tokens against one prompt", f"{svg}<p>{words}; cost {e(money(end.get('cost_usd')))}</p>")
+    words = (f"{abs(saved)}% {'fewer' if saved >= 0 else 'more'} tokens ({e(cmp.get('method'))})"
+             if saved is not None else "")
+    return section("comparison", "Tokens against one prompt",
+                   f"{svg}<p>{words}; cost {e(money(end.get('cost_usd')))}</p>")

@@ -48,7 +48,8 @@ def _usage(result: RLMResult, console: Console) -> None:
         calls = f"{usage.calls} call" + ("" if usage.calls == 1 else "s")
         console.print(Text.assemble(f"  {usage.role:4} ", safe_text(usage.model), f": {calls}, {usage.prompt_tokens:,} "
                                     f"in + {usage.completion_tokens:,} out tokens, {cost}"))
-    total = f"${result.cost_usd:.4f}" if result.cost_usd is not None else "unknown (a model's price is not in the table)"
+    total = (f"${result.cost_usd:.4f}" if result.cost_usd is not None
+             else "unknown (a model's price is not in the table)")
     console.print(Text(f"  total cost: {total}"))
 
 
@@ -81,7 +82,8 @@ def _number(value: object, default: float = 0.0) -> float:
         number = float(value)
     except OverflowError:
         return default
-    return number if number == number and abs(number) != float("inf") else default
+    # number == number is False only for NaN
+    return number if number == number and abs(number) != float("inf") else default  # noqa: PLR0124
 
 
 def _short(value: object, limit: int = 80) -> str:

@@ -24,7 +24,8 @@ def timeline(records: list[dict]) -> str:
             parts.append("</div>" if open_block else "")
             parts.append(_iteration(record))
             open_block = True
-        elif record["kind"] not in BORING or (record["kind"] in {"run.start", "run.end"} and record.get("depth", 1) != 1):
+        elif record["kind"] not in BORING or (record["kind"] in {"run.start", "run.end"}
+                                              and record.get("depth", 1) != 1):
             parts.append(event(record))
     parts.append("</div></section>" if open_block else "</section>")
     return "".join(parts)
@@ -33,7 +34,8 @@ def timeline(records: list[dict]) -> str:
 def exec_cell(records: list[dict]) -> str:
     """An ``rlm-host exec`` log: its one cell, and whatever else happened around it."""
     shown = [event(r) for r in records if r["kind"] not in BORING]
-    return f"<section id='cell'><h2>The cell (rlm-host exec)</h2>{''.join(shown) or '<p>no cell recorded</p>'}</section>"
+    return (f"<section id='cell'><h2>The cell (rlm-host exec)</h2>"
+            f"{''.join(shown) or '<p>no cell recorded</p>'}</section>")
 
 
 def event(record: dict) -> str:
@@ -56,7 +58,8 @@ def _root(record: dict) -> str:
             f"{e(record.get('completion_tokens'))} tokens, {e(record.get('latency_s'))} s, "
             f"{e(record.get('retries', 0))} retries, cost {e(money(record.get('cost_usd')))}</div>"
             f"<details><summary>the root model's prompt (last message) and reply</summary>"
-            f"<pre class='prompt'>{e(text(record, 'prompt'))}</pre><pre class='reply'>{e(text(record, 'response'))}</pre>"
+            f"<pre class='prompt'>{e(text(record, 'prompt'))}</pre>"
+            f"<pre class='reply'>{e(text(record, 'response'))}</pre>"
             f"</details>")
 
 
@@ -78,7 +81,8 @@ def _subcall(record: dict) -> str:
             f"chars in, {e(record.get('reply_chars'))} out, {e(record.get('prompt_tokens'))} + "
             f"{e(record.get('completion_tokens'))} tokens, {e(record.get('latency_s'))} s, "
             f"cost {e(money(record.get('cost_usd')))}</div><details><summary>its prompt and reply</summary>"
-            f"<pre class='prompt'>{e(text(record, 'prompt'))}</pre><pre class='reply'>{e(text(record, 'response'))}</pre>"
+            f"<pre class='prompt'>{e(text(record, 'prompt'))}</pre>"
+            f"<pre class='reply'>{e(text(record, 'response'))}</pre>"
             f"</details></div>")
 
 
@@ -87,7 +91,8 @@ def _answer(record: dict) -> str:
 
 
 def _failure(record: dict) -> str:
-    return f"<div class='event failure' data-kind='{e(record['kind'])}'><b>{e(record['kind'])}</b> {e(record.get('error'))}</div>"
+    return (f"<div class='event failure' data-kind='{e(record['kind'])}'>"
+            f"<b>{e(record['kind'])}</b> {e(record.get('error'))}</div>")
 
 
 def _child(record: dict) -> str:

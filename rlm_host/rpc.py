@@ -11,6 +11,7 @@ one connection) and records an event; it never crashes and never blocks the run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -123,7 +124,8 @@ class Evidence:
     def _claim_problem(self, citation: Citation, start: int) -> str | None:
         """A document or page the citation claims for its offsets (from ``start``) that is not where they are."""
         doc = self.layout.locate(start)
-        where = f"offset {citation.start} is in {doc.name!r}" if doc else f"offset {citation.start} is between documents"
+        where = (f"offset {citation.start} is in {doc.name!r}" if doc
+                 else f"offset {citation.start} is between documents")
         if citation.document is not None and (doc is None or citation.document != doc.name):
             return f"{where}, not in {citation.document[:80]!r}; cite what search() found"
         page = doc.page_at(citation.start) if doc else None
@@ -182,7 +184,8 @@ class Subcalls:
             self.completions.append(completion)
         events.Subcall(model=completion.model, prompt=query.prompt(), response=completion.text,
                        prompt_chars=len(query.prompt()), reply_chars=len(completion.text),
-                       prompt_tokens=completion.usage.prompt_tokens, completion_tokens=completion.usage.completion_tokens,
+                       prompt_tokens=completion.usage.prompt_tokens,
+                       completion_tokens=completion.usage.completion_tokens,
                        cost_usd=completion.cost_usd, latency_s=round(completion.latency_s, 4),
                        retries=completion.retries, depth=self.depth).to(self.emit)
         return completion.text
@@ -231,7 +234,7 @@ class Broker:
         self.frames = 0
         self.rejected = 0
 
-    def start(self) -> "Broker":
+    def start(self) -> Broker:
         self.path.unlink(missing_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(str(self.path))
@@ -320,7 +323,7 @@ class Broker:
             reply = error_reply(request_id, "lm_error", str(exc))
         except AuditError:
             return _refuse_unaudited(conn, request_id)
-        except Exception as exc:  # noqa: BLE001 - the broker must survive anything
+        except Exception as exc:  # the broker must survive anything
             log.exception("rpc handler failed")
             events.InternalError(f"{type(exc).__name__}: {exc}").to(self.emit)
             reply = error_reply(request_id, "internal", f"the host failed to serve the request ({type(exc).__name__})")
@@ -375,8 +378,6 @@ def _send(conn: socket.socket, reply: dict[str, Any]) -> bool:
 
 
 def _shutdown(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
     sock.close()

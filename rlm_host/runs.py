@@ -19,8 +19,9 @@ from . import audit
 from .audit import Verdict, audit_dir, is_event, load_key, quoted, read_log, verify_lines
 from .errors import AuditReadError, ConfigError, ExitCode, LogNotFound, NoAuditKey
 
-VERIFICATION = {ExitCode.INTACT: "intact", ExitCode.TAMPERED: "tampered", ExitCode.UNFINISHED: "unfinished",
-                ExitCode.NOT_A_LOG: "not-a-log", ExitCode.NOT_FOUND: "unreadable", ExitCode.NO_KEY: "no-key"}
+VERIFICATION: dict[int, str] = {
+    ExitCode.INTACT: "intact", ExitCode.TAMPERED: "tampered", ExitCode.UNFINISHED: "unfinished",
+    ExitCode.NOT_A_LOG: "not-a-log", ExitCode.NOT_FOUND: "unreadable", ExitCode.NO_KEY: "no-key"}
 STATUSES = ("answered", "last_resort", "failed", "exec", "unfinished", "not-a-log")
 # The seal reasons rlm-host writes (docs/audit.md); any other value is shown as "?", never as itself.
 DENIALS = frozenset({"subcall.denied", "kernel.rebind_refused", "rpc.frame_rejected", "rpc.connection_refused",
@@ -183,10 +184,12 @@ def keep(summary: RunSummary, *, statuses: list[str], since: float | None, until
     """Whether a summary passes the filters of `audit list` (a run with no start time fails a date filter)."""
     if statuses and summary.status not in statuses and summary.verification not in statuses:
         return False
-    if (since is not None or until is not None) and summary.started is None:
-        return False
-    if (since is not None and summary.started < since) or (until is not None and summary.started >= until):
-        return False
+    started = summary.started
+    if since is not None or until is not None:
+        if started is None:
+            return False
+        if (since is not None and started < since) or (until is not None and started >= until):
+            return False
     if grep:
         haystack = " ".join(t for t in (summary.query, summary.answer, summary.run_id, summary.file) if t)
         return grep.casefold() in haystack.casefold()
@@ -195,12 +198,15 @@ def keep(summary: RunSummary, *, statuses: list[str], since: float | None, until
 
 # -- the text line ------------------------------------------------------------------------------
 
-HEADER = f"{'when':19}  {'status':11}  {'verified':10}  {'cost':>9}  {'denied':>6}  {'limits':>6}  {'sealed':13}  file  query"
+HEADER = (f"{'when':19}  {'status':11}  {'verified':10}  {'cost':>9}  {'denied':>6}  {'limits':>6}  "
+          f"{'sealed':13}  file  query")
 
 
 def line(summary: RunSummary) -> str:
     """One line: our own fixed-width columns first, then the file name and query, each quoted and visible."""
-    when = datetime.fromtimestamp(summary.started).strftime("%Y-%m-%d %H:%M:%S") if _iso(summary.started) else "-"
+    started = summary.started
+    when = (datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M:%S")
+            if started is not None and _iso(started) else "-")
     cost = f"${summary.cost_usd:.4f}" if summary.cost_usd is not None else "-"
     sealed = "-" if summary.seal_reason is None else (summary.seal_reason or "sealed")
     query = summary.query if summary.query is None or len(summary.query) <= QUERY_CHARS \

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import struct
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -121,7 +121,7 @@ class Answer(_Request):
     citations: list[Citation] = Field(default_factory=list, max_length=1000)
 
 
-Request = Annotated[Union[LLMQuery, LLMQueryBatched, RLMQuery, Answer], Field(discriminator="op")]
+Request = Annotated[LLMQuery | LLMQueryBatched | RLMQuery | Answer, Field(discriminator="op")]
 _ADAPTER: TypeAdapter[Request] = TypeAdapter(Request)
 OPS = ("llm_query", "llm_query_batched", "rlm_query", "answer")
 

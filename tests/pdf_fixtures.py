@@ -48,7 +48,7 @@ def _pdf(shared: list[bytes], pages: list[tuple[bytes, bytes]]) -> bytes:
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
                b"<< /Type /Pages /Kids [" + b" ".join(b"%d 0 R" % k for k in kids)
                + b"] /Count %d >>" % len(pages), *shared]
-    for kid, (resources, content) in zip(kids, pages):
+    for kid, (resources, content) in zip(kids, pages, strict=False):
         objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources "
                        + resources + b" /Contents %d 0 R >>" % (kid + 1))
         objects.append(b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream")

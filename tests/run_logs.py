@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CLAUSES = ROOT / "examples" / "clauses.txt"
 QUERY = "What is the termination fee?"
 THREE_TURNS = ["```python\nhits = search(r'termination fee')\nprint(hits[0])\n```",
-               "```python\nreply = llm_query('What is the fee?', peek(hits[0].start, hits[0].end + 150))\nprint(reply)\n```",
+               "```python\nreply = llm_query('What is the fee?', peek(hits[0].start, hits[0].end + 150))\n"
+               "print(reply)\n```",
                "```python\nanswer(reply, citations=[hits[0]])\n```"]
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -124,7 +122,7 @@ def test_levels_keep_or_hash_text(tmp_path: Path) -> None:
 
 
 def test_cli_verify_and_show(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`audit verify` exits 0 intact, 1 tampered, 4 not found, with one line; `audit show` filters by kind and prints JSON."""
+    """`audit verify` exits 0 intact, 1 tampered, 4 not found, in a line; `audit show` filters by kind, prints JSON."""
     key_file = tmp_path / "key"
     key_file.write_text(KEY.hex())
     env = {**os.environ, "RLM_HOST_AUDIT_KEY_FILE": str(key_file)}
@@ -184,14 +182,14 @@ def test_reader_names_invalid_utf8_and_blank_lines(tmp_path: Path) -> None:
     """A line that is not UTF-8, or empty, is named as edited, never decoded into something else."""
     path = write_log(tmp_path)
     lines = path.read_bytes().split(b"\n")
-    path.write_bytes(b"\n".join(lines[:2] + [lines[2][:-3] + b"\xff\"}"] + lines[3:]))
+    path.write_bytes(b"\n".join([*lines[:2], lines[2][:-3] + b'\xff"}', *lines[3:]]))
     assert verify(path, KEY).reason == "edited: not valid UTF-8"
-    path.write_bytes(b"\n".join(lines[:2] + [b""] + lines[2:]))
+    path.write_bytes(b"\n".join([*lines[:2], b"", *lines[2:]]))
     assert verify(path, KEY).reason == "edited: not a JSON object"
 
 
 def test_verify_with_no_key_says_so_and_makes_none(tmp_path: Path) -> None:
-    """`audit verify` in a fresh HOME says it cannot verify, names the key and the variable, exits 5; it creates no key."""
+    """`audit verify` in a fresh HOME cannot verify: it names the key and the variable, exits 5, creates no key."""
     path = write_log(tmp_path)
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RLM_HOST_", "XDG_"))}
@@ -237,7 +235,8 @@ def test_a_seal_that_is_not_ours_never_hangs_or_passes(tmp_path: Path, seal: str
 
 
 @pytest.mark.parametrize("shape", ["fifo", "directory", "not hex"])
-def test_a_key_file_that_is_no_key_means_cannot_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shape: str) -> None:
+def test_a_key_file_that_is_no_key_means_cannot_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       shape: str) -> None:
     """RLM_HOST_AUDIT_KEY_FILE at a FIFO, a directory or junk: verify says it cannot verify (exit 5), never blocks."""
     from rlm_host.errors import ExitCode, NoAuditKey
 

@@ -86,7 +86,7 @@ def not_a_log(folder: Path, how: str) -> Path:
 
 @pytest.mark.parametrize("how", ["byte", "drop", "forge", "truncate"])
 def test_a_tampered_log_exits_1_in_verify_and_show(logs: dict[str, Path], tmp_path: Path, how: str) -> None:
-    """An edited byte, a dropped, forged or cut line: verify and show exit 1 and name the line; the original still verifies."""
+    """An edited byte, a dropped, forged or cut line: verify and show exit 1, name the line; the original verifies."""
     path = tampered(logs["a"], tmp_path, how)
     verify = cli("audit", "verify", path)
     assert verify.returncode == 1 and ": tampered: line " in verify.stdout, verify
@@ -208,7 +208,8 @@ def test_unknown_kind_and_usage_errors(logs: dict[str, Path]) -> None:
     """`--kind bogus` is refused listing the kinds; usage errors exit 64, so 2 only means unfinished."""
     proc = cli("audit", "show", logs["a"], "--kind", "bogus")
     assert proc.returncode == 1 and "unknown event kind 'bogus': use one of answer, cell" in proc.stderr, proc
-    kinds = [json.loads(line)["kind"] for line in cli("audit", "show", logs["a"], "--kind", "subcall", "--json").stdout.splitlines()]
+    shown = cli("audit", "show", logs["a"], "--kind", "subcall", "--json").stdout
+    kinds = [json.loads(line)["kind"] for line in shown.splitlines()]
     assert kinds and set(kinds) == {"subcall"}
     for args in (["audit", "verify"], ["audit", "list", "--bogus"], ["report", logs["a"]]):
         proc = cli(*args)

@@ -55,7 +55,8 @@ def test_audit_level_of_a_real_run(tmp_path: Path, level: str, docker_ready: str
     kinds = [e["kind"] for e in events(log)]
     recorded = [k for k in kinds if k != "progress"]  # the ingestion sandbox's progress lines come first
     assert recorded[0] == "document" and kinds.index("document") < kinds.index("run.start") and kinds[-1] == "seal"
-    assert {"run.start", "sandbox.start", "iteration.start", "root", "cell", "subcall", "answer", "run.end"} <= set(kinds)
+    expected = {"run.start", "sandbox.start", "iteration.start", "root", "cell", "subcall", "answer", "run.end"}
+    assert expected <= set(kinds)
     secrets = ["Clause 121", "initial term", "EUR 48,500", "termination fee of the Customer", "You answer a question"]
     if level == "full":
         assert all(s in text for s in secrets[:4])
@@ -173,7 +174,8 @@ def test_answered_and_last_resort_runs_say_so(tmp_path: Path, docker_ready: str)
         child = start_run(lm, tmp_path / "a", "--json")
         log = wait_for(tmp_path / "a", '"kind":"seal"')
         returncode, out, lines = ended(child, log, "answered")
-        assert returncode == 0 and json.loads(out)["answer"] == "EUR 48,500" and json.loads(out)["audit_log"] == str(log)
+        assert returncode == 0 and json.loads(out)["answer"] == "EUR 48,500" \
+            and json.loads(out)["audit_log"] == str(log)
         assert lines == [f"audit log: {log}"]
         lm.script("root", ["```python\nprint(1)\n```", "The fee is EUR 48,500."])
         child = start_run(lm, tmp_path / "b", "--max-iterations", "1")
@@ -247,7 +249,8 @@ def test_a_signal_mid_line_waits_until_the_line_is_whole(tmp_path: Path, monkeyp
 
 
 @pytest.mark.parametrize(("exc", "reason"), [
-    (KeyboardInterrupt(), "interrupted"), (SystemExit(143), "terminated"), (LMError("x", status=401, attempts=1), "lm_error"),
+    (KeyboardInterrupt(), "interrupted"), (SystemExit(143), "terminated"),
+    (LMError("x", status=401, attempts=1), "lm_error"),
     (SessionClosed("x"), "sandbox_error"), (AuditError("x"), "audit_error"), (ConfigError("x"), "error"),
     (ValueError("x"), "error")])
 def test_seal_reason_follows_the_exception(exc: BaseException, reason: str) -> None:

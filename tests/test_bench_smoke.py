@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-import accuracy  # noqa: E402  bench/accuracy.py
-import tasks  # noqa: E402  bench/tasks.py
+import accuracy  # bench/accuracy.py
+import tasks  # bench/tasks.py
 
 
 def test_tasks_are_deterministic_and_scored_exactly() -> None:

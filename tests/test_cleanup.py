@@ -44,7 +44,7 @@ def test_signal_removes_the_container(sig: signal.Signals, tmp_path, docker_read
     # reaches a background job anyway; the test is about a foreground one).
     proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "rlm_host", "exec", str(cell)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509 - the test starts no thread
     wait_for_container(proc)
     proc.send_signal(sig)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -124,10 +125,8 @@ def test_doctor_reports_and_reaps(docker_ready: str) -> None:
         assert orphan.id not in ids and live.id in ids
     finally:
         for container in (orphan, live):
-            try:
+            with contextlib.suppress(Exception):  # already reaped
                 container.remove(force=True)
-            except Exception:  # noqa: BLE001 - already reaped
-                pass
 
 
 def test_help_texts() -> None:
@@ -141,7 +140,8 @@ def test_help_texts() -> None:
     assert version.returncode == 0 and version.stdout.strip() == "0.1.0"
 
 
-@pytest.mark.parametrize("args", [["--a\u202eb\x1b]0;T\x07"], ["\x1b[2Jcmd\x9b"], ["exec", "-", "--policy", "\x1b]0;T\x07[/]"]])
+@pytest.mark.parametrize("args", [["--a\u202eb\x1b]0;T\x07"], ["\x1b[2Jcmd\x9b"],
+                                  ["exec", "-", "--policy", "\x1b]0;T\x07[/]"]])
 def test_usage_and_errors_with_hostile_values_are_one_visible_line(args: list[str]) -> None:
     """A usage error or our error quoting a hostile value is one line with the escapes shown, not raw."""
     proc = cli(*args, stdin="")
@@ -170,7 +170,8 @@ def test_a_model_without_an_endpoint_is_refused(tmp_path: Path, command: str, ar
     proc = cli_without_endpoint(command, "-q", "x", "--context", "README.md", *args,
                                 env={**env, "RLM_HOST_AUDIT_DIR": str(tmp_path)})
     one_line_error(proc, f"{named} needs an endpoint")
-    assert all(hint in proc.stderr for hint in ("OPENAI_API_KEY", "--base-url", "OPENAI_BASE_URL", "embedded local model"))
+    hints = ("OPENAI_API_KEY", "--base-url", "OPENAI_BASE_URL", "embedded local model")
+    assert all(hint in proc.stderr for hint in hints)
     assert "local-lm" not in proc.stderr and list(tmp_path.iterdir()) == []  # nothing started, nothing recorded
 
 

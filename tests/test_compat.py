@@ -14,7 +14,8 @@ CONTEXT = "Clause 121 (termination fee). The Customer pays a termination fee of 
 def test_reference_style_script_runs() -> None:
     """RLM(backend='openai', backend_kwargs=..., environment='docker', ...).completion(prompt) works."""
     with ScriptedLM() as lm:
-        lm.script("gpt-root", ["```repl\nhits = search('termination fee')\nfee = llm_query('Fee?', hits[0].snippet)\n```",
+        lm.script("gpt-root", ["```repl\nhits = search('termination fee')\n"
+                               "fee = llm_query('Fee?', hits[0].snippet)\n```",
                                "FINAL_VAR(fee)"])
         lm.rule("gpt-sub", lambda messages: "EUR 48,500")
         # --- written the reference implementation's way; only the import differs ---

@@ -142,7 +142,7 @@ def test_pdf_text_is_extracted_with_page_offsets(tmp_path: Path) -> None:
     """Each page offset (in characters, non-ASCII before it) points at that page's first line."""
     result, text = parse(write(tmp_path / "report.pdf", text_pdf(PAGES)), "pdf")
     assert len(result["pages"]) == 3 and result["pages"][0] == 0 and result["empty_pages"] == 0
-    for offset, lines in zip(result["pages"], PAGES):
+    for offset, lines in zip(result["pages"], PAGES, strict=False):
         assert text[offset:].startswith(lines[0])
 
 
@@ -193,7 +193,8 @@ def test_password_protected_pdf_is_refused_but_an_empty_password_opens(tmp_path:
 
 
 @pytest.mark.parametrize(("data", "encoding", "text"), [
-    ("Caf\u00e9 \u2013 \u201cquoted\u201d \u20ac5\n".encode("cp1252"), "cp1252", "Caf\u00e9 \u2013 \u201cquoted\u201d \u20ac5\n"),
+    ("Caf\u00e9 \u2013 \u201cquoted\u201d \u20ac5\n".encode("cp1252"), "cp1252",
+     "Caf\u00e9 \u2013 \u201cquoted\u201d \u20ac5\n"),
     (b"a,b\n\x81,\xe9\n", "latin-1", "a,b\n\x81,\xe9\n"),
     (b"\xef\xbb\xbf" + '{"a": "é"}'.encode(), "utf-8-sig", '{"a": "é"}'),
     ("héllo\r\nwörld\r\n".encode("utf-16"), "utf-16", "héllo\r\nwörld\r\n"),
@@ -347,7 +348,7 @@ def test_rlm_host_state_is_never_staged(tmp_path: Path, workdir: Path, monkeypat
         monkeypatch.setenv(f"RLM_HOST_{name}_DIR", str(tmp_path / name.lower()))
     monkeypatch.setenv("RLM_HOST_AUDIT_KEY_FILE", str(tmp_path / "key" / "audit.key"))
     target = write(tmp_path / where / ("audit.key" if where == "key" else "log.txt"), "secret\n")
-    assert f"rlm-host never stages its own state" in refusal(target, workdir)
+    assert "rlm-host never stages its own state" in refusal(target, workdir)
     if where != "key":
         assert "rlm-host never stages its own state" in refusal(target.parent, workdir)
 
@@ -404,7 +405,7 @@ def test_copy_of_a_file_that_shrank_is_refused(tmp_path: Path) -> None:
 
 def test_characters_are_counted_as_the_kernel_decodes() -> None:
     """Invalid UTF-8 split across reads counts as the kernel's errors='replace' decoding does."""
-    data = "é✓".encode() + b"\xff\xfe" + "z".encode() + "€".encode()[:2]
+    data = "é✓".encode() + b"\xff\xfe" + b"z" + "€".encode()[:2]
     counter = TextCount()
     for index in range(len(data)):
         counter.feed(data[index:index + 1])

@@ -1,4 +1,4 @@
-"""Ingested documents in the real sandboxes: the ingestion container, a 1 GB input with bounded host memory, PDF pages."""
+"""Ingested documents in the real sandboxes: the ingestion container, 1 GB in with bounded host memory, PDF pages."""
 
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ def test_folder_with_a_pdf_and_a_bad_file(tmp_path: Path, docker_ready: str) -> 
     folder = tmp_path / "inbox"
     folder.mkdir()
     (folder / "report.pdf").write_bytes(text_pdf([["Page one intro"], ["Budget line: 18,750"], ["Closing page"]]))
-    (folder / "notice.html").write_text("<html><head><style>x{}</style></head><body><p>Office &amp; parking</p></body></html>")
+    (folder / "notice.html").write_text("<html><head><style>x{}</style></head>"
+                                        "<body><p>Office &amp; parking</p></body></html>")
     (folder / "image.bin.txt").write_bytes(b"\x00\x01\x02" * 100)
     cell = "h = search('18,750')[0]\nprint(h.document, h.page, len(documents[1].pages), [d.name for d in documents])\n"
     proc = subprocess.run([sys.executable, "-m", "rlm_host", "exec", "--context", str(folder), "-"], input=cell,

@@ -27,7 +27,8 @@ for root, dirs, files in os.walk("/"):
         if stat.S_ISREG(mode) and mode & (stat.S_ISUID | stat.S_ISGID):
             special.append(os.path.join(root, name))
 import ipykernel, rlm_kernel
-print(json.dumps({"setid": special, "tools": [t for t in ("gcc", "cc", "g++", "make", "apt-get", "dpkg", "pip", "pip3", "sudo", "su", "mount") if shutil.which(t)],
+print(json.dumps({"setid": special, "tools": [t for t in ("gcc", "cc", "g++", "make", "apt-get", "dpkg", "pip", "pip3",
+                                                         "sudo", "su", "mount") if shutil.which(t)],
                   "ipykernel": ipykernel.__version__, "rlm_kernel": rlm_kernel.__file__}))
 """
 

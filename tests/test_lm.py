@@ -184,7 +184,7 @@ def test_garbage_body_with_200_is_an_lm_error(lm: ScriptedLM, client: LMClient, 
     with pytest.raises(LMError) as caught:
         client.complete(HELLO, model="m")
     assert caught.value.status == 200 and "not a chat completion" in str(caught.value)
-    assert body.split(">")[0] in str(caught.value)
+    assert body.split(">", maxsplit=1)[0] in str(caught.value)
 
 
 def test_connection_refused_is_an_lm_error_after_retries() -> None:

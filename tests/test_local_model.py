@@ -11,7 +11,7 @@ import pytest
 from rlm_host import local_lm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-import tasks  # noqa: E402  bench/tasks.py: the one place for filler text
+import tasks  # bench/tasks.py: the one place for filler text
 
 pytestmark = pytest.mark.docker
 
@@ -48,7 +48,7 @@ def test_server_that_fails_reports_its_log(tmp_path: Path) -> None:
     bogus = tmp_path / "not-a-model.gguf"
     bogus.write_bytes(b"this is not a GGUF file")
     model = local_lm.LocalModel("bogus", (), bogus.stat().st_size, "0" * 64)
-    with pytest.raises(local_lm.LocalModelError, match="exited with code .*log:"):
+    with pytest.raises(local_lm.LocalModelError, match=r"exited with code .*log:"):
         local_lm.serve(model, bogus, timeout_s=60)
 
 

@@ -43,7 +43,7 @@ def test_layout_matches_the_kernels(tmp_path: Path) -> None:
     staged, context, documents = stage(tmp_path, FILES, {"a.txt": (0, 100, 500)})
     layout = Layout(staged)
     assert layout.documents == documents and layout.chars == len(context)
-    assert [d.pages for d in layout.documents][0] == documents[0].pages
+    assert next(d.pages for d in layout.documents) == documents[0].pages
 
 
 def test_every_span_quotes_the_kernels_text(tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ def test_every_span_quotes_the_kernels_text(tmp_path: Path) -> None:
 
 def test_invalid_bytes_are_replaced_as_the_kernel_does(tmp_path: Path) -> None:
     """Invalid UTF-8 is quoted as U+FFFD, the way the kernel decodes it, never as the raw bytes."""
-    staged, context, documents = stage(tmp_path, {"b.bin": FILES["b.bin"]})
+    staged, context, _documents = stage(tmp_path, {"b.bin": FILES["b.bin"]})
     quote = Layout(staged).quote(0, 100)
     assert quote == context and "\ufffd" in quote and quote.startswith("ok \ufffd\ufffd bad")
 
@@ -143,7 +143,7 @@ class _Proxy:
 
 
 def evidence(tmp_path: Path) -> tuple[Evidence, str]:
-    staged, context, _ = stage(tmp_path, {"a.txt": "one two three\n".encode() * 20, "paged.pdf": b"p1 text p2 text"},
+    staged, context, _ = stage(tmp_path, {"a.txt": b"one two three\n" * 20, "paged.pdf": b"p1 text p2 text"},
                                {"paged.pdf": (0, 8)})
     return Evidence(staged), context
 
@@ -181,7 +181,7 @@ def test_citations_that_contradict_the_layout_are_refused(tmp_path: Path, citati
 
 def test_citations_that_hold_pass(tmp_path: Path) -> None:
     """Offsets with their true document and page, and existing documents and pages, are accepted."""
-    ev, context = evidence(tmp_path)
+    ev, _context = evidence(tmp_path)
     good = [Citation(start=282, end=284, document="paged.pdf", page=1), Citation(start=0, end=297),
             Citation(document="paged.pdf", page=2), Citation(start=297), Citation(start=0, end=3, document="a.txt")]
     assert [ev.problem(c) for c in good] == [None] * len(good)

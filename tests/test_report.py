@@ -196,7 +196,7 @@ def _forge_line(log: Path) -> None:
     lines = log.read_bytes().split(b"\n")
     forged = json.loads(lines[6])
     forged["stdout"] = "FORGED OUTPUT"
-    log.write_bytes(b"\n".join(lines[:6] + [json.dumps(forged).encode()] + lines[6:]))
+    log.write_bytes(b"\n".join([*lines[:6], json.dumps(forged).encode(), *lines[6:]]))
 
 
 def _truncate(log: Path) -> None:
@@ -276,7 +276,9 @@ CONTRAST_JS = """
 (function () {
   function rgb(s) { var m = s.match(/[\\d.]+/g); return m ? m.map(Number) : null; }
   function lum(c) {
-    var a = c.slice(0, 3).map(function (v) { v /= 255; return v <= 0.04045 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+    var a = c.slice(0, 3).map(function (v) {
+      v /= 255; return v <= 0.04045 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+    });
     return 0.2126 * a[0] + 0.7152 * a[1] + 0.0722 * a[2];
   }
   function back(el) {

@@ -75,7 +75,8 @@ def test_quotes_are_the_documents_text(lm: ScriptedLM, tmp_path: Path) -> None:
     deposit = context.index("deposit is")
     lm.script("root", [cell("hits = search('termination fee')[:1] + search('deposit', document='annex.txt')\n"
                             "context_copy = answer.__self__.context = 'X' * len(context)\n"  # the kernel's copy, forged
-                            f"answer('EUR 48,500', citations=[hits[0], hits[1], ({FEE_OFFSET - 400}, {FEE_OFFSET + 100}), "
+                            f"answer('EUR 48,500', citations=[hits[0], hits[1], ({FEE_OFFSET - 400}, "
+                            f"{FEE_OFFSET + 100}), "
                             f"({deposit - 60}, {deposit + 7}), 'annex.txt'])")])
     result = make_rlm(lm).complete("What is the termination fee?", [DOC, annex])
     assert result.stopped == "answer", result.trajectory[0].output
@@ -139,7 +140,8 @@ def test_next_step_hints_follow_the_question(lm: ScriptedLM) -> None:
     runs as written; with one hit shown it takes the read-the-hit path."""
     lm.script("root", [cell('print(search(r"zzqx-nowhere"))'), cell('print(search(r"clause")[:1])'),
                        cell('hits = search(r"clause")\nprint(hits[:5])'),
-                       cell('import re\nn = len(re.findall(r"clause", context, re.IGNORECASE))\nprint(n)'), cell("answer(str(n))")])
+                       cell('import re\nn = len(re.findall(r"clause", context, re.IGNORECASE))\nprint(n)'),
+                       cell("answer(str(n))")])
     result = make_rlm(lm).complete("How many times does the Agreement mention a clause?", [DOC])
     sent = [r["messages"][-1]["content"] for r in lm.requests if r["model"] == "root"]
     assert "Nothing found" in sent[1] and 'search(r"Agreement")' in sent[1]
@@ -290,7 +292,8 @@ def frame(obj):
     body = json.dumps(obj).encode()
     return struct.pack(">I", len(body)) + body
 out = {}
-s = conn(); s.sendall(struct.pack(">I", 2**31)); out["oversized"] = reply(s); out["after_oversized"] = reply(s); s.close()
+s = conn(); s.sendall(struct.pack(">I", 2**31)); out["oversized"] = reply(s)
+out["after_oversized"] = reply(s); s.close()
 s = conn(); s.sendall(struct.pack(">I", 50) + b'{"id": 1'); s.close()
 s = conn()
 s.sendall(struct.pack(">I", 8) + b"{not js}"); out["invalid_json"] = reply(s)
@@ -388,6 +391,5 @@ def test_open_rlm_refuses_a_model_with_no_endpoint(monkeypatch: pytest.MonkeyPat
 
     for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "RLM_HOST_MODEL"):
         monkeypatch.delenv(name, raising=False)
-    with pytest.raises(ConfigError, match="needs an endpoint and none is configured"):
-        with open_rlm(model="gpt-4o-mini"):
-            pass
+    with pytest.raises(ConfigError, match="needs an endpoint and none is configured"), open_rlm(model="gpt-4o-mini"):
+        pass

@@ -56,7 +56,8 @@ def test_staged_copy_or_link_holds_the_named_file(session: SessionDir, tmp_path:
     assert staged.stat().st_mode & 0o777 == 0o644  # readable by the sandbox uid, writable by no one else
 
 
-GOLDEN_MANIFEST = (b'{"documents": [{"name": "notes \\u00e9.txt", "file": "00000.doc", "size": 9, "chars": 8, "pages": []}, '
+GOLDEN_MANIFEST = (b'{"documents": [{"name": "notes \\u00e9.txt", "file": "00000.doc", "size": 9, "chars": 8, '
+                   b'"pages": []}, '
                    b'{"name": "report.pdf", "file": "00001.doc", "size": 6, "chars": 6, "pages": [0, 3]}]}')
 
 

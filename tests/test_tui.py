@@ -65,7 +65,7 @@ def agrees(app: RLMApp) -> str:
     return shown
 
 
-def drive(path: Path, size: tuple[int, int], check: Callable[[RLMApp, Callable], "asyncio.Future[None]"]) -> None:
+def drive(path: Path, size: tuple[int, int], check: Callable[[RLMApp, Callable], asyncio.Future[None]]) -> None:
     """Open the replay of ``path`` at ``size`` and let ``check`` press keys and read the screen."""
     async def run() -> None:
         app = RLMApp(events(path), title=path.name)
@@ -81,7 +81,7 @@ def drive(path: Path, size: tuple[int, int], check: Callable[[RLMApp, Callable],
 
 
 def test_twenty_iterations_at_80x24(twenty: Path) -> None:
-    """At 80x24, End shows the last iteration's code; [ and ] walk iterations; Home, PageDown, n and p move one by one."""
+    """At 80x24, End shows the last iteration's code; [ and ] walk iterations; Home, PageDown, n, p move one by one."""
     async def check(app: RLMApp, press) -> None:
         total = len(app.steps)
         shown = await press("end")
@@ -180,7 +180,7 @@ def test_annotations_follow_the_selection(three_turns: Path) -> None:
 
 
 def test_live_mode_follows_the_run(docker_ready: str) -> None:
-    """A live run posts its events while it runs; the cursor follows the newest step to the end and the notes with it."""
+    """A live run posts its events as it runs; the cursor follows the newest step to the end and the notes with it."""
     from rlm_host.tui.live import run_live
 
     async def go(lm: ScriptedLM) -> tuple[list[str], str, int, int]:
@@ -218,11 +218,12 @@ def hostile_events() -> list:
     found: list = []
     for h in HOSTILE:
         found += [{"kind": "cell", "code": h, "stdout": h, "status": h}, {"kind": h}, {"kind": "answer", "answer": h},
-                  {"kind": "root", "prompt_tokens": h, "completion_tokens": [h]}, {"kind": "iteration.start", "iteration": h},
+                  {"kind": "root", "prompt_tokens": h, "completion_tokens": [h]},
+                  {"kind": "iteration.start", "iteration": h},
                   {"kind": "subcall", "model": {"a": h}, "cost_usd": h}, {"kind": "run.end", "comparison": h},
                   {"kind": "cell", "code": 5, "stdout": None}, {"kind": None}, {"kind": "run.start", "limits": [h]},
                   {"kind": "seal", "reason": h}, {"kind": "document", "name": h, "size": h}, {h: h}]
-    return found + [[], "x", 5, None]
+    return [*found, [], "x", 5, None]
 
 
 def test_replay_survives_any_event_content() -> None:

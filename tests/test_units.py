@@ -91,4 +91,4 @@ def test_documents_join_with_offsets(tmp_path: Path) -> None:
 def test_no_manifest_means_empty_context(tmp_path: Path) -> None:
     """A sandbox with no documents has an empty context."""
     assert load_documents(tmp_path) == ("", [])
-    assert rlm_kernel.DOCS_DIR == Path("/docs")
+    assert Path("/docs") == rlm_kernel.DOCS_DIR

@@ -8,9 +8,10 @@ go to the host, which validates, budgets and records them.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 from .documents import Document, document_at
 from .rpc import RPCClient, RPCError

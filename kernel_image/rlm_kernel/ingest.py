@@ -22,6 +22,7 @@ Stdlib and pypdf only (pypdf is vendored into the image next to this package).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import io
 import json
 import os
@@ -104,7 +105,7 @@ def _text_pass(path: str, kind: str, encoding: str, out_path: str, max_text: int
             "empty_pages": 0, "parsed": not isinstance(check, _UnparsedJson)}
 
 
-def _emit(text: str, check: "Check", out: "_Output | None") -> None:
+def _emit(text: str, check: Check, out: _Output | None) -> None:
     check.feed(text)
     if out is not None and text:
         out.write(text)
@@ -346,7 +347,7 @@ def pdf_pages(data: bytes) -> list[str]:
         return [page_text(page) for page in reader.pages]
     except (Rejected, MemoryError, RecursionError):
         raise
-    except Exception as exc:  # noqa: BLE001 - pypdf raises many kinds on a damaged file
+    except Exception as exc:  # pypdf raises many kinds on a damaged file
         raise Rejected("pdf_unreadable", f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -398,10 +399,8 @@ def write_result(base: str, result: dict[str, Any]) -> None:
 
 
 def _remove(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def run_one(job: dict[str, str], base: str, memory_mb: int, timeout_s: float, max_text: int) -> None:

@@ -12,9 +12,11 @@ an incremental decoder that replaces invalid bytes. Not a boundary: the host che
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 import threading
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 READ_BYTES = 1 << 16
 
@@ -73,7 +75,5 @@ def _pump(read_end: int, write: Callable[[str], Any]) -> None:
     while chunk := os.read(read_end, READ_BYTES):
         text = decoder.decode(chunk)
         if text:
-            try:
+            with contextlib.suppress(Exception):  # the pump outlives any one write
                 write(text)
-            except Exception:  # noqa: BLE001 - the pump outlives any one write
-                pass

@@ -6,4 +6,4 @@ from .docker_sandbox import DockerSandbox
 from .pool import WarmPool
 from .document import Document
 
-__all__ = ["Document", "DockerSandbox", "Sandbox", "SandboxFactory", "WarmPool", "reap"]
+__all__ = ["DockerSandbox", "Document", "Sandbox", "SandboxFactory", "WarmPool", "reap"]

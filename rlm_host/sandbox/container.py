@@ -6,6 +6,7 @@ function, from the policy; nothing a policy says can turn on a network.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -273,19 +274,15 @@ def _cgroup_pids(container_id: str) -> list[int]:
 
 
 def _sigkill(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _write(path: Path | None, text: str) -> None:
     if path is None:
         return
-    try:
+    with contextlib.suppress(OSError):
         path.write_text(text)
-    except OSError:
-        pass
 
 
 @functools.lru_cache(maxsize=16)

@@ -10,6 +10,7 @@ the documents are reloaded after every replacement.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import threading
 import time
@@ -32,7 +33,7 @@ from .session_dir import SessionDir, check_documents, new_session_id
 INSTALL_CELL = "import rlm_kernel as _k; _k.install(get_ipython()); del _k"
 LOAD_CELL = "import rlm_kernel as _k; _k.load(get_ipython()); del _k"
 EventHook = Callable[[str, dict], None]
-_OPEN: "weakref.WeakSet[DockerSandbox]" = weakref.WeakSet()
+_OPEN: weakref.WeakSet[DockerSandbox] = weakref.WeakSet()
 # Kernels booting at once in this process. A burst of sessions would otherwise share the CPU so thinly
 # that every boot outlasts limits.start_timeout_s (seen: 20 at once on 2 cores, ~34 s each, one failed);
 # queued, each boots in seconds and its start timeout counts from its own turn.
@@ -67,7 +68,7 @@ class DockerSandbox(Sandbox):
 
     @classmethod
     def start(cls, policy: Policy, documents: Iterable[str | Path | Document] = (), *,
-              image: str | None = None, on_event: EventHook | None = None) -> "DockerSandbox":
+              image: str | None = None, on_event: EventHook | None = None) -> DockerSandbox:
         """Create the session directory, start the container and load the documents."""
         staged = [Document.of(d) for d in documents]
         check_documents(staged)
@@ -319,7 +320,5 @@ def _lost(run: CellRun) -> str | None:
 def close_all() -> None:
     """Close every sandbox this process still has open (at exit, or before a forced exit)."""
     for sandbox in list(_OPEN):
-        try:
+        with contextlib.suppress(Exception):  # best effort at interpreter exit
             sandbox.close()
-        except Exception:  # noqa: BLE001 - best effort at interpreter exit
-            pass

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from docker.types import Mount, Ulimit
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -69,7 +69,7 @@ class Refused(_Strict):
     detail: str = Field(max_length=200)
 
 
-Result = Union[Parsed, Refused]
+Result = Parsed | Refused
 _RESULT = TypeAdapter(Annotated[Result, Field(discriminator="status")])
 
 

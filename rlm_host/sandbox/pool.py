@@ -70,7 +70,7 @@ class WarmPool:
             sandbox.close()
         self._thread.join(timeout=60)
 
-    def __enter__(self) -> "WarmPool":
+    def __enter__(self) -> WarmPool:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -7,11 +7,11 @@ log reaches a widget as ``Text`` built by ``sanitize``, never as markup.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Input, Static
@@ -31,7 +31,8 @@ class RunEvent(Message):
 class StepTable(DataTable):
     """The timeline: Home and End go to the first and the last step (DataTable's own scroll sideways)."""
 
-    BINDINGS = [Binding("end", "last", "last"), Binding("home", "first", "first", show=False)]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("end", "last", "last"),
+                                             Binding("home", "first", "first", show=False)]
 
     def action_last(self) -> None:
         self.move_cursor(row=self.row_count - 1)
@@ -53,11 +54,11 @@ class RLMApp(App):
     #search.open { display: block; }
     """
     ENABLE_COMMAND_PALETTE = False
-    BINDINGS = [Binding("n", "step(1)", "next"), Binding("p", "step(-1)", "prev"),
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("n", "step(1)", "next"), Binding("p", "step(-1)", "prev"),
                 Binding("right_square_bracket", "iteration(1)", "iter+", key_display="]"),
                 Binding("left_square_bracket", "iteration(-1)", "iter-", key_display="["),
                 Binding("slash", "search", "search", key_display="/"), Binding("f", "full", "full"),
-                Binding("space", "toggle", "play", show=False), Binding("q", "quit", "quit")]
+                Binding("space", "play", "play", show=False), Binding("q", "quit", "quit")]
 
     def __init__(self, events: list[dict[str, Any]] | None = None, *, live: bool = False, title: str = "") -> None:
         super().__init__()
@@ -148,7 +149,7 @@ class RLMApp(App):
         self.full = not self.full
         self.show(self.selected)
 
-    def action_toggle(self) -> None:
+    def action_play(self) -> None:  # not action_toggle: DOMNode has one, toggling an attribute
         self.playing = not self.playing
 
     def action_search(self) -> None:

@@ -8,7 +8,7 @@ and says how much more the log holds. All of it is made visible by ``sanitize`` 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..sanitize import visible
@@ -48,7 +48,7 @@ def _block(key: str, value: Any, full: bool) -> str:
 
 def _when(ts: float) -> str:
     try:
-        return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
     except (OverflowError, OSError, ValueError):
         return visible(ts)
 

@@ -63,7 +63,7 @@ def run_live(app: RLMApp, start: Callable[[Callable[[str, dict[str, Any]], None]
     def work() -> None:
         try:
             live.result = start(on_event)
-        except Exception as exc:  # noqa: BLE001 - shown in the UI, the CLI reports it after
+        except Exception as exc:  # shown in the UI, the CLI reports it after
             if not live.stopped:
                 _post(app, RunEvent({"kind": "run.error", "error": f"{type(exc).__name__}: {exc}"}))
 

@@ -8,6 +8,7 @@ sandbox it started (a live run's containers are never left behind).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -46,10 +47,8 @@ class StopOnSignal:
         timer.start()
 
     def _ask(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # the app is not running (yet or any more): the timer ends it
             self.app.call_from_thread(self.app.exit, None, self.code)
-        except Exception:  # noqa: BLE001 - the app is not running (yet or any more): the timer ends it
-            pass
 
 
 def _leave(code: int) -> None:

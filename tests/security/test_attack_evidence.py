@@ -103,7 +103,7 @@ def assert_refused(out: Outcome, reason: str) -> None:
 
 
 FEE = CONTEXT.index("termination fee")
-CITE_FEE = f"hits = search('termination fee')\nanswer('EUR 48,500', citations=[hits[0]])"
+CITE_FEE = "hits = search('termination fee')\nanswer('EUR 48,500', citations=[hits[0]])"
 
 
 @POLICIES
@@ -181,7 +181,7 @@ print("RAW", forged)
 @POLICIES
 def test_offsets_in_one_document_claiming_another(policy: str, tmp_path: Path, record) -> None:
     """Offsets inside lease.txt cited as annex.txt (a Hit with a forged document name)"""
-    answer = (f"from rlm_kernel import Hit\nfake = Hit(0, 9, 'x', 'annex.txt', None, 'x')\n"
+    answer = ("from rlm_kernel import Hit\nfake = Hit(0, 9, 'x', 'annex.txt', None, 'x')\n"
               "answer('x', citations=[fake])")
     out = run_answer(policy, "", answer, tmp_path)
     assert_refused(out, "offset 0 is in 'lease.txt', not in 'annex.txt'")

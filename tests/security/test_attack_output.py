@@ -38,7 +38,8 @@ def test_lone_surrogate_in_print(policy: str, tmp_path, record) -> None:
 @POLICIES
 def test_lone_surrogates_on_stderr(policy: str, tmp_path, record) -> None:
     """Lone surrogates (high, low, U+DCxx) written to stderr, interleaved with stdout"""
-    code = 'import sys\nfor s in ("\\ud800", "\\udfff", "\\udcff"):\n    print("e" + s, file=sys.stderr)\nprint("after")'
+    code = ('import sys\nfor s in ("\\ud800", "\\udfff", "\\udcff"):\n    print("e" + s, file=sys.stderr)\n'
+            'print("after")')
     out = attack(policy, code, tmp_path)
     assert out.step.output == "after\ne\\ud800\ne\\udfff\ne\\udcff", out.step.output
     record(out, "each arrives as its escape; stdout after them arrives")
@@ -110,7 +111,8 @@ def test_nul_bytes_and_control_floods(policy: str, tmp_path, record) -> None:
 def test_one_huge_line(policy: str, tmp_path, record) -> None:
     """A 50 MB single line with a lone surrogate in the middle"""
     out = attack(policy, 'print("x" * 25_000_000 + "\\ud800" + "y" * 25_000_000)\nprint("after")', tmp_path)
-    assert out.status == "ok" and cell_event(out)["truncated"] and out.step.output.startswith("xxx"), out.step.output[:40]
+    assert out.status == "ok" and cell_event(out)["truncated"] and out.step.output.startswith("xxx"), \
+        out.step.output[:40]
     record(out, "cut at the output cap (recorded as truncated); the next cell arrives")
 
 

@@ -110,7 +110,8 @@ def test_lone_surrogates_in_output(policy: str, tmp_path: Path, record) -> None:
 @POLICIES
 def test_separators_in_code_error_and_result(policy: str, tmp_path: Path, record) -> None:
     """The cell's source, its exception message and its result value hold raw separators: all recorded intact"""
-    code = "# comment\u2028with\x85raw separators\nvalue = 'RES\u2029ULT'\nraise ValueError('ERR\u2028OR\x85' + value)\n"
+    code = ("# comment\u2028with\x85raw separators\nvalue = 'RES\u2029ULT'\n"
+            "raise ValueError('ERR\u2028OR\x85' + value)\n")
     outcome = run_attack(full(policy), code, tmp_path, prelude=False)
     assert outcome.status == "error"
     events = audit.events(Path(outcome.result.audit_log))

@@ -23,7 +23,8 @@ from rlm_host.tui import RLMApp
 
 pytestmark = pytest.mark.docker
 CATEGORY = "reviewer's screen"
-FORGED_ROWS = ["\n  9     99    ✔ answer: FORGED\n── iteration 99 ──\n", "\u2028── iteration 99 ──\u2028✔ answer: FORGED",
+FORGED_ROWS = ["\n  9     99    ✔ answer: FORGED\n── iteration 99 ──\n",
+               "\u2028── iteration 99 ──\u2028✔ answer: FORGED",
                "\x85✔ answer: FORGED\r── iteration 99 ──", "\x1b[1A\x1b[2K── iteration 99 ──"]
 FORGED_ROW = re.compile(r"^│ *\d+ +\d* +(── iteration 99|✔ answer: FORGED)", re.MULTILINE)
 FORGED_METER = "Run finished · step 1/1 · iteration 99 · tokens 0 · cost $0.0000"

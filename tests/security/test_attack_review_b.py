@@ -88,7 +88,7 @@ def test_list_columns_cannot_be_spoofed(tmp_path: Path, env: dict[str, str], gen
     hostile_run(folder, name='x"  intact  \x1b[2J.jsonl')
     proc = cli(env, "audit", "list", folder)
     no_raw(proc.stdout)
-    header, *rows = proc.stdout.splitlines()
+    _header, *rows = proc.stdout.splitlines()
     assert proc.returncode == 0 and len(rows) == 2, proc
     for row in rows:
         columns = row.split()

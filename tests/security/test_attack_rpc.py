@@ -209,7 +209,7 @@ verdict(replayed=replayed, claims=claims, own=llm_query("own client, id 2"))
 
 @POLICIES
 def test_huge_batches(policy: str, tmp_path, record) -> None:
-    """llm_query_batched past the budget: max_calls + 1 items, 1001 items, oversized texts, a batch over the frame limit"""
+    """llm_query_batched past the budget: max_calls + 1 items, 1001 items, huge texts, a batch over the frame limit"""
     budget = load_policy(policy).subcalls
     piece = budget.max_prompt_chars - 10
     code = RAW + f"""

@@ -194,7 +194,8 @@ def test_verify_and_error_lines(pane: Pane, tmp_path: Path, evidence: Record) ->
     folder = tmp_path / "names"
     folder.mkdir()
     hostile = "".join(ATTACKS[n] for n in ("OSC 0 sets the window title", "OSC 52 writes the clipboard",
-                                          "CSI clears the screen and homes the cursor", "C1 CSI (U+009B) clears the screen",
+                                          "CSI clears the screen and homes the cursor",
+                                          "C1 CSI (U+009B) clears the screen",
                                           "bidi override reverses the text"))
     (folder / f"x{hostile}.jsonl").mkdir()  # not a file: "... is a directory, not an audit log", exit 3
     (tmp_path / "arg").write_text(hostile + "[bold]")
@@ -289,7 +290,8 @@ def test_run_in_a_terminal(pane: Pane, tmp_path: Path, evidence: Record, docker_
         lm.script("root", root)
         lm.rule("sub", lambda messages: f"EUR 10 {EVERYTHING}")
         env = f"OPENAI_API_KEY=test RLM_HOST_AUDIT_DIR={tmp_path}/audit"
-        base = f"rlm-host run --query \"$(cat {tmp_path}/query)\" --context {folder} --base-url {lm.base_url} --model root --sub-model sub"
+        base = (f"rlm-host run --query \"$(cat {tmp_path}/query)\" --context {folder} --base-url {lm.base_url} "
+                "--model root --sub-model sub")
         screen = pane.run(f"echo MARK-BEFORE; {env} {base}")
         assert "MARK-BEFORE" in screen and "ANSWER" in screen and "Citations" in screen, screen[-3000:]
         assert "Usage" in screen and "audit log:" in screen and "\\x1b]0;PWNED" in screen
@@ -308,7 +310,8 @@ def test_run_in_a_terminal(pane: Pane, tmp_path: Path, evidence: Record, docker_
 
 SCRIPTS = ["<script>document.title='PWNED'</script>", "<img src=x onerror=\"document.body.dataset.pwned='1'\">",
            "</pre><script>document.body.dataset.pwned='2'</script>", "' onmouseover='alert(1)' x='",
-           "<svg onload=\"document.body.dataset.pwned='3'\"></svg>", "<iframe src='javascript:parent.document.title=1'>",
+           "<svg onload=\"document.body.dataset.pwned='3'\"></svg>",
+           "<iframe src='javascript:parent.document.title=1'>",
            "]]><!--", "</style><script>document.body.dataset.pwned='4'</script>", "\u202eRLO", "\x1b]0;T\x07"]
 
 

@@ -223,7 +223,8 @@ def test_sub_lm_429_storm_is_data(tmp_path: Path, evidence: Record) -> None:
     assert failed and "answered 429" in failed[0]["error"]
     assert audit.verify(Path(result.audit_log)).status == "intact"
     evidence("faults", fault="sub-call LM endpoint: 429 storm",
-             happened="the cell got a SubcallError (reply `lm_error`); `subcall.failed` recorded; the run finished", message=failed[0]["error"])
+             happened="the cell got a SubcallError (reply `lm_error`); `subcall.failed` recorded; the run finished",
+             message=failed[0]["error"])
 
 
 # -- the host process killed mid-run ----------------------------------------------------------
@@ -238,7 +239,7 @@ def wait_until(what: str, ready: Callable[[], bool], proc: subprocess.Popen, tim
 
 
 def test_host_killed_mid_run(tmp_path: Path, docker_ready: str, evidence: Record) -> None:
-    """SIGKILL of `rlm-host run` mid-cell: its log verifies as unfinished line for line; doctor --reap removes only the orphan."""
+    """`rlm-host run` SIGKILLed mid-cell: its log verifies as unfinished, lines intact; --reap removes the orphan."""
     runtime_dir = Path(tempfile.mkdtemp(prefix="rlmf-", dir="/tmp"))  # short: ipc socket paths are capped
     audit_dir = tmp_path / "audit"
     env = {**os.environ, "RLM_HOST_AUDIT_DIR": str(audit_dir), "RLM_HOST_RUNTIME_DIR": str(runtime_dir)}
@@ -338,7 +339,7 @@ def test_audit_dir_unwritable_at_start(state: str, tmp_path: Path, docker_ready:
 
 
 def test_audit_dir_fills_mid_run(tmp_path: Path, docker_ready: str, evidence: Record) -> None:
-    """The audit disk fills while a cell makes a sub-call: the sub-call is refused unrecorded, the run stops, no cell runs after."""
+    """The audit disk fills during a sub-call: it is refused unrecorded, the run stops, no cell runs after."""
     audit_dir = tmp_path / "audit"
     before = containers_of(os.getpid())
 
@@ -347,7 +348,8 @@ def test_audit_dir_fills_mid_run(tmp_path: Path, docker_ready: str, evidence: Re
             fill(audit_dir)
 
     with tmpfs(audit_dir, "size=1m"), ScriptedLM() as lm:
-        lm.script("root", [cell("try:\n    print(llm_query('x' * 20000))\nexcept Exception as e:\n    print(type(e).__name__, e)"),
+        lm.script("root", [cell("try:\n    print(llm_query('x' * 20000))\n"
+                                "except Exception as e:\n    print(type(e).__name__, e)"),
                            cell("print('a cell after the audit failed')"), "FINAL(done)"])
         lm.rule("sub", lambda messages: "a long answer " * 500)
         client = LMClient(base_url=lm.base_url, backoff_s=0.01, max_retries=0, prices=PRICES)
@@ -367,4 +369,5 @@ def test_audit_dir_fills_mid_run(tmp_path: Path, docker_ready: str, evidence: Re
     assert containers_of(os.getpid()) == before
     evidence("faults", fault="audit directory fills up mid-run (during a sub-call)",
              happened=f"the sub-call answer was not delivered, the run stopped with AuditError, no further cell; "
-                      f"log unfinished with all {verdict.lines} lines intact", message=message.replace(str(tmp_path), "$TMP"))
+                      f"log unfinished with all {verdict.lines} lines intact",
+             message=message.replace(str(tmp_path), "$TMP"))

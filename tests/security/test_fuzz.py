@@ -229,7 +229,7 @@ def is_reply(reply: dict[str, Any]) -> bool:
 
 
 def test_broker_survives_random_streams(fuzzed_broker, evidence: Record) -> None:
-    """Random frame streams over a real socket: every reply well-formed, no internal error, the broker serves after, the log verifies."""
+    """Random frames on a real socket: replies well-formed, no internal error, the broker goes on, the log verifies."""
     broker, events, log = fuzzed_broker
 
     def check(pieces: list[bytes]) -> None:
@@ -274,7 +274,7 @@ def near_valid_policy(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def test_near_valid_policy_dicts(evidence: Record) -> None:
-    """Policy mappings with odd values, missing and extra keys, network keys, hostile seccomp paths: a Policy or a PolicyError."""
+    """Policies with odd values, missing, extra or network keys, hostile seccomp paths: a Policy or a PolicyError."""
     def check(raw: dict[str, Any]) -> None:
         assert isinstance(parse_policy(raw, base_dir=policies_dir(), source="fuzz"), Policy)
 
@@ -317,11 +317,12 @@ def test_arbitrary_yaml_text(policy_dir: Path, evidence: Record) -> None:
 
 
 @pytest.mark.parametrize(("text", "needle"), [
-    ("[" * 3000, "deep"), ("- " * 5000, "nests too deeply"), (alias_bomb(12), "unknown keys 'l0', 'l1', 'l2', 'l3', 'l4' and 7 more"),
+    ("[" * 3000, "deep"), ("- " * 5000, "nests too deeply"),
+    (alias_bomb(12), "unknown keys 'l0', 'l1', 'l2', 'l3', 'l4' and 7 more"),
     (STANDARD_YAML.read_text().replace("seccomp-standard.json", "/dev/zero"), "not a file"),
     ("#" * 70_000, "over 64 KiB")], ids=["flow-nesting", "block-nesting", "alias-bomb", "seccomp-dev-zero", "huge"])
 def test_found_policies_are_refused(policy_dir: Path, text: str, needle: str) -> None:
-    """Policies fuzzing found hanging or escaping (slow YAML, RecursionError, a 1 GB message, /dev/zero) refuse in one short line."""
+    """Policies that hung or escaped under fuzzing (slow YAML, RecursionError, 1 GB, /dev/zero): refused in one line."""
     with pytest.raises(PolicyError) as info:
         load_text(policy_dir, text)
     assert needle in str(info.value) and len(str(info.value)) < 600, str(info.value)[:600]

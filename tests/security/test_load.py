@@ -167,7 +167,7 @@ def finish(session: Session, future: Future) -> Outcome:
     """The session's outcome, read from its result and its audit log."""
     try:
         result = future.result()
-    except Exception as exc:  # noqa: BLE001 - one failed session is reported with the rest
+    except Exception as exc:  # one failed session is reported with the rest
         return Outcome(session, error=f"{type(exc).__name__}: {exc}")
     log = Path(result.audit_log)
     loads = [json.loads(m.group(1)) for step in result.trajectory for m in LOAD_LINE.finditer(step.output)]
@@ -368,7 +368,7 @@ def run_load(policy: Policy, sessions: int, seconds: float, tmp_path: Path) -> L
         for session in planned:
             lm.rule(session.model, session.reply)
         futures = [pool.submit(run_session, s, lm.base_url, policy, tmp_path / "audit") for s in planned]
-        outcomes = [finish(s, f) for s, f in zip(planned, futures)]
+        outcomes = [finish(s, f) for s, f in zip(planned, futures, strict=False)]
     return Load(outcomes, monitor, time.monotonic() - started, time.process_time() - cpu)
 
 
@@ -414,7 +414,7 @@ def test_first_audit_key_under_concurrency(tmp_path: Path, monkeypatch: pytest.M
         barrier = threading.Barrier(20)
 
         def first_use() -> bytes:
-            barrier.wait()
+            barrier.wait()  # noqa: B023 - used up within its own trial
             return audit.load_key()
         with ThreadPoolExecutor(20) as pool:
             keys = list(pool.map(lambda _: first_use(), range(20)))
