@@ -16,7 +16,7 @@ from rich.text import Text
 
 from .settings import LM_TIMEOUT_S, __version__
 from .endpoints import open_rlm, wants_local
-from .events import Progress as ProgressEvent
+from .events import ProgressNote
 from .errors import ConfigError, ExitCode, RLMHostError
 from .sanitize import json_line, safe_text, visible
 
@@ -270,9 +270,9 @@ def report(
 ) -> None:
     """Write one self-contained HTML page for reviewing a run (no network fetches).
 
-    For a folder: each run's report beside OUTPUT, and OUTPUT an index linking them; exit as `audit verify` would.
-    A log that does not verify still gets its page, with a warning first; the exit code says why:
-    1 tampered, 2 unfinished, 5 no key to verify it.
+    A log that does not verify still gets its page, with a warning first. Exit as `audit verify`: 0 intact,
+    1 tampered, 2 unfinished, 3 not an audit log, 4 not found, 5 no key to verify it. For a folder: each
+    run's report beside OUTPUT, and OUTPUT an index linking them; the exit code is the gravest log's.
     """
     from .report import render
 
@@ -306,7 +306,7 @@ def tui(
     model: Annotated[str | None, typer.Option(help="Root model; needs an endpoint (--base-url, OPENAI_BASE_URL "
                                                       "or OPENAI_API_KEY).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint (or OPENAI_BASE_URL).")] = None,
-    max_iterations: Annotated[int, typer.Option(min=1)] = 20,
+    max_iterations: Annotated[int, typer.Option(min=1, help="Root-model turns before the last-resort answer.")] = 20,
     quality: Annotated[bool, typer.Option("--quality", help="Local model only: the 1.5B as root.")] = False,
 ) -> None:
     """Review a run step by step beside the paper: live (--query/--context) or replayed (--replay).
@@ -331,7 +331,7 @@ def tui(
     app = RLMApp(live=True, title=query)
 
     def start(hook: Any) -> Any:
-        note = lambda message: ProgressEvent(message).to(hook)  # noqa: E731
+        note = lambda message: ProgressNote(message).to(hook)  # noqa: E731
         with open_rlm(model=model, base_url=base_url, quality=quality, policy=policy, on_event=hook,
                       progress=note, max_iterations=max_iterations) as rlm:
             return rlm.complete(query, list(context))

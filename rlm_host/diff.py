@@ -14,6 +14,7 @@ from typing import Any
 
 from .audit import events, is_event, quoted
 from .runs import _number
+from .events import Cell, ExecStart, IterationStart, RootReply, RunEnd, RunStart, Subcall
 
 SHORT = 200
 
@@ -37,11 +38,11 @@ def _records(path: Path) -> list[dict[str, Any]]:
 
 
 def _start(records: list[dict[str, Any]]) -> dict[str, Any]:
-    return next((r for r in records if r["kind"] in {"run.start", "exec.start"}), records[0])
+    return next((r for r in records if r["kind"] in {RunStart.kind, ExecStart.kind}), records[0])
 
 
 def _end(records: list[dict[str, Any]]) -> dict[str, Any]:
-    return next((r for r in reversed(records) if r["kind"] == "run.end" and r.get("depth", 1) == 1), {})
+    return next((r for r in reversed(records) if r["kind"] == RunEnd.kind and r.get("depth", 1) == 1), {})
 
 
 def _text(record: dict[str, Any], name: str) -> str:
@@ -68,10 +69,10 @@ def _cells(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """Each cell's code, labelled with the iteration (and depth, for a child run) it ran in."""
     cells, label = [], "before iteration 1"
     for record in records:
-        if record["kind"] == "iteration.start":
+        if record["kind"] == IterationStart.kind:
             label = f"iteration {_count(record.get('iteration'))}"
             label += f" (depth {_count(record.get('depth'))})" if record.get("depth", 1) != 1 else ""
-        elif record["kind"] == "cell":
+        elif record["kind"] == Cell.kind:
             cells.append((label, _text(record, "code")))
     return cells
 
@@ -89,7 +90,7 @@ def _code(left: list[dict[str, Any]], right: list[dict[str, Any]]) -> Iterator[s
 
 
 def _subcalls(left: list[dict[str, Any]], right: list[dict[str, Any]]) -> Iterator[str]:
-    sa, sb = ([r for r in rs if r["kind"] == "subcall"] for rs in (left, right))
+    sa, sb = ([r for r in rs if r["kind"] == Subcall.kind] for rs in (left, right))
     if len(sa) != len(sb):
         yield f"sub-calls: A made {len(sa)}, B made {len(sb)}"
     for n, (x, y) in enumerate(zip(sa, sb, strict=False), 1):
@@ -123,7 +124,7 @@ def _tokens(records: list[dict[str, Any]]) -> int:
     """Every model call's prompt and completion tokens, root and sub-calls alike."""
     total = 0
     for record in records:
-        if record["kind"] in {"root", "subcall"}:
+        if record["kind"] in {RootReply.kind, Subcall.kind}:
             for name in ("prompt_tokens", "completion_tokens"):
                 value = record.get(name)
                 total += value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

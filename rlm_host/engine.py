@@ -28,8 +28,3 @@ def docker_client() -> docker.DockerClient:
         where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         raise DockerUnavailable(f"Docker Engine not reachable at {where}: {FIX}") from exc
     return client
-
-
-def runtimes() -> list[str]:
-    """The OCI runtimes registered with the engine (e.g. runc, runsc)."""
-    return sorted(docker_client().info().get("Runtimes", {}))

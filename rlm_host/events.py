@@ -105,7 +105,7 @@ def declared(kind: str, producer: str) -> Callable[[type[E]], type[E]]:
 
 @declared("progress", "documents.py, rlm.py")
 @dataclass(frozen=True)
-class Progress(Event):
+class ProgressNote(Event):
     """A line of progress worth keeping (ingestion, long steps)."""
 
     message: str

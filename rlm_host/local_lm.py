@@ -322,7 +322,6 @@ def forget() -> None:
 
 # -- what a run uses ------------------------------------------------------------------------
 
-ROLES = ("root", "sub")
 # Generation settings for the small local models (docs/local-model.md says why).
 GENERATION = {"temperature": 0.0, "root_max_tokens": 512, "sub_max_tokens": 256, "root_stop": ["\n```\n"]}
 

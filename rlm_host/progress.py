@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.status import Status
 from rich.text import Text
 
-from .events import Meter
 from .sanitize import safe_text
+from .events import Cell, DocumentSkipped, IterationStart, Meter, ProgressNote, RootReply, SandboxRestart, Subcall
 
 
 class Progress:
@@ -59,23 +59,23 @@ class Progress:
                 self._status.update(self._line())
 
     def _apply(self, kind: str, fields: dict[str, Any]) -> None:
-        if kind == "iteration.start":
+        if kind == IterationStart.kind:
             self.iteration, self.depth = fields["iteration"], fields.get("depth", 1)
             self.action = "waiting for the root model"
-        elif kind in {"root", "subcall"}:
+        elif kind in {RootReply.kind, Subcall.kind}:
             self.meter.add(fields)
-            if kind == "subcall":
+            if kind == Subcall.kind:
                 self.subcalls += 1
             else:
                 self.action = "running the cell"
-        elif kind == "cell":
+        elif kind == Cell.kind:
             self.action = f"cell {fields.get('status')} in {fields.get('duration_ms', 0):.0f} ms"
-        elif kind == "progress":
+        elif kind == ProgressNote.kind:
             self.action = str(fields.get("message", ""))
-        elif kind == "document.skipped":
+        elif kind == DocumentSkipped.kind:
             self.console.print(Text.assemble(("skipped", "yellow"), " ",
                                              safe_text(f"{fields.get('path')}: {fields.get('reason')}")))
-        elif kind == "sandbox.restart":
+        elif kind == SandboxRestart.kind:
             self.action = "restarting the sandbox"
         elif kind.startswith("limit."):
             self.action = f"limit: {kind.removeprefix('limit.')}"

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .report_html import compact, dicts, e, grid, money, num, rows, seconds, section, text, when
+from .events import (DocumentLoaded, DocumentSkipped, ExecError, ExecStart, IterationStart, RootReply, RunEnd, RunError,
+                     RunStart, SandboxStart, Seal, Subcall)
 
 STOPPED = {"answer": "answered (the model called answer())", "final": "answered with FINAL()",
            "max_iterations": "reached the iteration limit; the answer is the last-resort one",
@@ -38,13 +40,13 @@ class Story:
 
 def story(records: list[dict]) -> Story:
     """Find the start, end, error and seal among the records."""
-    start = next((r for r in records if r["kind"] == "exec.start"
-                  or (r["kind"] == "run.start" and r.get("depth", 1) == 1)), records[0])
-    end = next((r for r in reversed(records) if r["kind"] == "run.end" and r.get("depth", 1) == 1), None)
-    error = next((r for r in records if r["kind"] in {"run.error", "exec.error"}), None)
-    seal = next((r for r in reversed(records) if r["kind"] == "seal"), None)
+    start = next((r for r in records if r["kind"] == ExecStart.kind
+                  or (r["kind"] == RunStart.kind and r.get("depth", 1) == 1)), records[0])
+    end = next((r for r in reversed(records) if r["kind"] == RunEnd.kind and r.get("depth", 1) == 1), None)
+    error = next((r for r in records if r["kind"] in {RunError.kind, ExecError.kind}), None)
+    seal = next((r for r in reversed(records) if r["kind"] == Seal.kind), None)
     times = [t for t in (num(r.get("ts")) for r in records) if t is not None]
-    shape = "exec" if start["kind"] == "exec.start" else "run"
+    shape = "exec" if start["kind"] == ExecStart.kind else "run"
     return Story(shape, _level(start, records), start, end, error, seal, min(times, default=None),
                  max(times, default=None))
 
@@ -72,14 +74,14 @@ def stop_reason(s: Story) -> str:
 
 def overview(s: Story, records: list[dict]) -> str:
     """Who ran what, when, for how long, under which policy, and how it ended."""
-    start, boxes = s.start, [r for r in records if r["kind"] == "sandbox.start"]
+    start, boxes = s.start, [r for r in records if r["kind"] == SandboxStart.kind]
     duration = s.last_ts - s.first_ts if s.first_ts is not None and s.last_ts is not None else None
     pairs = [("Started", when(s.first_ts)), ("Last event", when(s.last_ts)), ("Duration", seconds(duration)),
              ("Stopped", stop_reason(s))]
     if s.seal is not None:
         pairs.append(("Seal reason", e(s.seal.get("reason", "not recorded (a log from before seal reasons)"))))
     if s.shape == "run":
-        iterations = s.end.get("iterations") if s.end else len([r for r in records if r["kind"] == "iteration.start"])
+        iterations = s.end.get("iterations") if s.end else len([r for r in records if r["kind"] == IterationStart.kind])
         pairs += [("Iterations", e(iterations)), ("Root model", e(start.get("model", "-"))),
                   ("Sub model", e(start.get("sub_model", "-")))]
     pairs += [("Policy", f"{e(start.get('policy', '-'))} <span class='hash'>sha256 {e(start.get('policy_sha256', '-'))}"
@@ -96,7 +98,7 @@ def failure(s: Story, records: list[dict]) -> str:
     """Why a failed run failed, first, with where in the run it happened."""
     if s.error is None:
         return ""
-    iterations = [r.get("iteration") for r in records[:records.index(s.error)] if r["kind"] == "iteration.start"]
+    iterations = [r.get("iteration") for r in records[:records.index(s.error)] if r["kind"] == IterationStart.kind]
     where = f"during iteration {e(iterations[-1])}" if iterations else "before the first iteration"
     message = s.error.get("error")
     cause, _, detail = message.partition(": ") if isinstance(message, str) else (str(message), "", "")
@@ -115,13 +117,14 @@ def audit_level(s: Story) -> str:
 
 def documents(s: Story, records: list[dict]) -> str:
     """Every document read, with its size and hashes; the ones skipped and why."""
-    docs = [r for r in records if r["kind"] == "document"] or dicts(s.start.get("documents"))
+    docs = [r for r in records if r["kind"] == DocumentLoaded.kind] or dicts(s.start.get("documents"))
     body = [[e(d.get("name")), e(d.get("type", "-")), e(d.get("size")), e(d.get("pages", "-")), e(d.get("chars")),
              f"<span class='hash'>{e(d.get('sha256'))}</span>", f"<span class='hash'>{e(d.get('text_sha256'))}</span>"]
             for d in docs]
     table = grid(["Name", "Type", "Bytes", "Pages", "Characters", "File SHA-256", "Text SHA-256"], body) if body \
         else "<p>none</p>"
-    skipped = [f"<li>{e(r.get('path'))}: {e(r.get('reason'))}</li>" for r in records if r["kind"] == "document.skipped"]
+    skipped = [f"<li>{e(r.get('path'))}: {e(r.get('reason'))}</li>"
+               for r in records if r["kind"] == DocumentSkipped.kind]
     more = f"<h3>Skipped ({len(skipped)})</h3><ul>{''.join(skipped)}</ul>" if skipped else ""
     return section("documents", f"Documents ({len(body)})", table + more)
 
@@ -145,8 +148,8 @@ _PARTIAL = "<p class='warn'>The run has no end event: these are summed from the 
 def _summed(records: list[dict]) -> list[dict]:
     totals: dict[tuple[str, str], dict] = {}
     for r in records:
-        if r["kind"] in {"root", "subcall"}:
-            role = "root" if r["kind"] == "root" else "sub"
+        if r["kind"] in {RootReply.kind, Subcall.kind}:
+            role = "root" if r["kind"] == RootReply.kind else "sub"
             entry = totals.setdefault((str(r.get("model")), role), {"model": r.get("model"), "role": role, "calls": 0,
                                                                      "prompt_tokens": 0, "completion_tokens": 0,
                                                                      "cost_usd": 0.0})

@@ -11,20 +11,22 @@ from collections.abc import Callable
 
 from .report_html import e, money, num, text
 from .report_sections import NOTED, detail
+from .events import (AnswerGiven, Cell, DocumentLoaded, DocumentSkipped, ExecError, ExecStart, IterationStart,
+                     ProgressNote, RootReply, RunEnd, RunError, RunStart, SandboxStart, SandboxStop, Seal, Subcall)
 
-BORING = {"run.start", "run.end", "seal", "progress", "document", "sandbox.start", "sandbox.stop", "exec.start",
-          "iteration.start", "document.skipped"}
+BORING = {RunStart.kind, RunEnd.kind, Seal.kind, ProgressNote.kind, DocumentLoaded.kind, SandboxStart.kind,
+          SandboxStop.kind, ExecStart.kind, IterationStart.kind, DocumentSkipped.kind}
 
 
 def timeline(records: list[dict]) -> str:
     """Every iteration as a block, with the events that happened in it, in order."""
     parts, open_block = ["<section id='timeline'><h2>Timeline</h2>"], False
     for record in records:
-        if record["kind"] == "iteration.start":
+        if record["kind"] == IterationStart.kind:
             parts.append("</div>" if open_block else "")
             parts.append(_iteration(record))
             open_block = True
-        elif record["kind"] not in BORING or (record["kind"] in {"run.start", "run.end"}
+        elif record["kind"] not in BORING or (record["kind"] in {RunStart.kind, RunEnd.kind}
                                               and record.get("depth", 1) != 1):
             parts.append(event(record))
     parts.append("</div></section>" if open_block else "</section>")
@@ -96,7 +98,7 @@ def _failure(record: dict) -> str:
 
 
 def _child(record: dict) -> str:
-    what = "starts" if record["kind"] == "run.start" else "ends"
+    what = "starts" if record["kind"] == RunStart.kind else "ends"
     return f"<div class='meta'>child RLM (depth {e(record.get('depth'))}) {what}</div>"
 
 
@@ -107,5 +109,5 @@ def _other(record: dict) -> str:
 
 
 RENDERERS: dict[str, Callable[[dict], str]] = {
-    "root": _root, "cell": _cell, "subcall": _subcall, "answer": _answer, "run.error": _failure,
-    "exec.error": _failure, "run.start": _child, "run.end": _child}
+    RootReply.kind: _root, Cell.kind: _cell, Subcall.kind: _subcall, AnswerGiven.kind: _answer,
+    RunError.kind: _failure, ExecError.kind: _failure, RunStart.kind: _child, RunEnd.kind: _child}

@@ -311,7 +311,7 @@ def _ingest(context: str | Path | list[str | Path] | None, scratch: Path, emit: 
     else:
         inputs = [context] if isinstance(context, Path) else [Path(p) for p in context]
         ingested = ingest(inputs, scratch, policy=policy, image=image,
-                          progress=lambda message: events.Progress(message).to(emit))
+                          progress=lambda message: events.ProgressNote(message).to(emit))
     for path, why in ingested.skipped:
         events.DocumentSkipped(str(path), why).to(emit)
     for doc in ingested.documents:

@@ -231,7 +231,6 @@ class Broker:
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._closed = False
-        self.frames = 0
         self.rejected = 0
 
     def start(self) -> Broker:
@@ -304,7 +303,6 @@ class Broker:
             if body is None:
                 self._reject("truncated", "the connection closed in the middle of a frame")
                 return False
-            self.frames += 1
             obj = decode(body)
             request_id = obj.get("id")
             request = parse_request(obj)

@@ -18,14 +18,16 @@ from typing import Any
 from . import audit
 from .audit import Verdict, audit_dir, is_event, load_key, quoted, read_log, verify_lines
 from .errors import AuditReadError, ConfigError, ExitCode, LogNotFound, NoAuditKey
+from .events import (ConnectionRefused, ExecStart, FrameRejected, RebindRefused, RunEnd, RunStart, SandboxStartRefused,
+                     Seal, SubcallDenied)
 
 VERIFICATION: dict[int, str] = {
     ExitCode.INTACT: "intact", ExitCode.TAMPERED: "tampered", ExitCode.UNFINISHED: "unfinished",
     ExitCode.NOT_A_LOG: "not-a-log", ExitCode.NOT_FOUND: "unreadable", ExitCode.NO_KEY: "no-key"}
 STATUSES = ("answered", "last_resort", "failed", "exec", "unfinished", "not-a-log")
 # The seal reasons rlm-host writes (docs/audit.md); any other value is shown as "?", never as itself.
-DENIALS = frozenset({"subcall.denied", "kernel.rebind_refused", "rpc.frame_rejected", "rpc.connection_refused",
-                     "sandbox.start_refused"})
+DENIALS = frozenset({SubcallDenied.kind, RebindRefused.kind, FrameRejected.kind, ConnectionRefused.kind,
+                     SandboxStartRefused.kind})
 QUERY_CHARS = 120
 
 
@@ -96,8 +98,8 @@ def summarize(path: Path, key: bytes | None, no_key: NoAuditKey | None = None) -
 
 def _from_records(summary: RunSummary, records: list[dict[str, Any]]) -> RunSummary:
     """Fill in what the events say, reading only fields of the expected types."""
-    start = next((r for r in records if r["kind"] in {"run.start", "exec.start"}), records[0])
-    end = next((r for r in reversed(records) if r["kind"] == "run.end" and r.get("depth", 1) == 1), None)
+    start = next((r for r in records if r["kind"] in {RunStart.kind, ExecStart.kind}), records[0])
+    end = next((r for r in reversed(records) if r["kind"] == RunEnd.kind and r.get("depth", 1) == 1), None)
     summary.kinds = [r["kind"] for r in records]
     summary.run_id = start["run_id"]
     summary.started = _number(start.get("ts"))
@@ -126,7 +128,7 @@ def _status(kinds: list[str], end: dict[str, Any] | None) -> str:
 
 def _seal_reason(records: list[dict[str, Any]]) -> str | None:
     """The seal's reason from our vocabulary, "" for a seal that names none (older logs), None unsealed."""
-    if records[-1]["kind"] != "seal":
+    if records[-1]["kind"] != Seal.kind:
         return None
     reason = records[-1].get("reason")
     if reason is None:

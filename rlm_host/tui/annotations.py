@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from ..events import AnswerGiven, Cell, ChildRLM, IterationStart, RunEnd, Subcall
 
 LOOP = "RLM Loop: the LLM writes code to explore the external environment (§3)"
 VARIABLE = "Context as Variable: documents stored externally, not in the context window (§3.1)"
@@ -14,17 +15,17 @@ SYNTHESIS = "Evidence Synthesis: cited answer without seeing the full corpus (§
 def annotate(event: dict[str, Any]) -> list[str]:
     """The paper annotations an audit event illustrates, in order (often none)."""
     kind = event.get("kind", "")
-    if kind == "iteration.start":
+    if kind == IterationStart.kind:
         return [LOOP]
-    if kind == "cell":
+    if kind == Cell.kind:
         code = str(event.get("code") or "")
         notes = [VARIABLE] if "peek(" in code else []
         return notes + ([SEARCH] if "search(" in code or "grep(" in code else [])
-    if kind in {"subcall", "subcall.child_rlm"}:
+    if kind in {Subcall.kind, ChildRLM.kind}:
         return [SUBCALL]
-    if kind == "answer":
+    if kind == AnswerGiven.kind:
         return [SYNTHESIS]
-    if kind == "run.end" and event.get("depth", 1) == 1 and "comparison" in event:
+    if kind == RunEnd.kind and event.get("depth", 1) == 1 and "comparison" in event:
         return [comparison(event["comparison"])]
     return []
 

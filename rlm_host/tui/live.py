@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import RLMHostError
 from .app import RLMApp, RunEvent
+from ..events import RunStart
 
 
 class LiveRun:
@@ -26,7 +27,7 @@ class LiveRun:
         self.stopped = False
 
     def note(self, kind: str, fields: dict[str, Any]) -> None:
-        if kind == "run.start" and fields.get("depth", 1) == 1 and not self.run_id:
+        if kind == RunStart.kind and fields.get("depth", 1) == 1 and not self.run_id:
             self.run_id = str(fields.get("run", ""))
 
     def log_path(self) -> Path | None:

@@ -19,6 +19,7 @@ from ..report_text import _short
 from ..sanitize import visible
 from .annotations import annotate
 from .detail import detail
+from ..events import ExecStart, IterationStart, RootReply, RunEnd, RunError, RunStart, SandboxRestart, Seal, Subcall
 
 BAD_FIELDS = (TypeError, ValueError, KeyError, AttributeError, OverflowError)
 
@@ -74,12 +75,12 @@ class Timeline:
         kind = _kind(event)
         row = _row(event)  # first: a bad event changes nothing
         status = _advance(self._status, event)
-        if kind in {"root", "subcall"}:
+        if kind in {RootReply.kind, Subcall.kind}:
             meter = replace(self._meter)
             meter.add(event)
             self._meter = meter
         self._status = replace(status, tokens=self._meter.tokens, cost=self._meter.cost_text("unknown"))
-        top = kind == "iteration.start" and _depth(event) == 1
+        top = kind == IterationStart.kind and _depth(event) == 1
         return Step(len(self.steps), kind, row, self._status, event, starts_iteration=top)
 
 
@@ -115,15 +116,15 @@ def _advance(status: Status, event: dict[str, Any]) -> Status:
     kind, notes = _kind(event), annotate(event)
     if notes:
         status = replace(status, notes=tuple(visible(n) for n in notes))
-    if kind == "iteration.start" and _depth(event) == 1:
+    if kind == IterationStart.kind and _depth(event) == 1:
         return replace(status, iteration=int(event.get("iteration", status.iteration)))
-    if kind in {"run.start", "exec.start"}:
+    if kind in {RunStart.kind, ExecStart.kind}:
         return replace(status, runtime=visible(event.get("runtime", "-")), limits=_limits(event), status="running")
-    if kind == "sandbox.restart":
+    if kind == SandboxRestart.kind:
         return replace(status, restarts=status.restarts + 1)
-    if kind == "run.error":
+    if kind == RunError.kind:
         return replace(status, status="failed")
-    if (kind == "run.end" and _depth(event) == 1) or kind == "seal":
+    if (kind == RunEnd.kind and _depth(event) == 1) or kind == Seal.kind:
         ended = "failed" if status.status.startswith("failed") else "finished"
         return replace(status, status=ended + _reason(event))
     return status
@@ -131,7 +132,7 @@ def _advance(status: Status, event: dict[str, Any]) -> Status:
 
 def _reason(event: dict[str, Any]) -> str:
     """The seal's reason (answered, interrupted, lm_error ...), when the log records one."""
-    reason = event.get("reason") if event.get("kind") == "seal" else None
+    reason = event.get("reason") if event.get("kind") == Seal.kind else None
     return f" ({_short(reason, 30)})" if reason else ""
 
 
