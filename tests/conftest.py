@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +45,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("fuzz"):
         settings.load_profile("fuzz")
+    # A suite started in the background by a non-interactive shell (`cmd &`, as CI scripts do) inherits
+    # SIGINT ignored, and so would every rlm-host it starts: the tests of what Ctrl-C does need it back.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 ITEM_ROWS = pytest.StashKey[list]()       # the rows one test recorded
