@@ -12,11 +12,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
+    AuditError,
     ConfigError,
     DockerUnavailable,
     ImageError,
     KernelStartError,
     LMError,
+    LocalModelError,
     PolicyError,
     RLMHostError,
     SandboxError,
@@ -50,6 +52,7 @@ _HOMES = {
 }
 
 __all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_units.py holds it
+    "AuditError",
     "CellError",
     "ConfigError",
     "DockerSandbox",
@@ -59,6 +62,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_units.py holds it
     "KernelStartError",
     "LMClient",
     "LMError",
+    "LocalModelError",
     "Policy",
     "PolicyError",
     "PriceTable",

@@ -34,8 +34,8 @@ from typing import Any, Literal, NamedTuple, TypeGuard
 import structlog
 from structlog.typing import EventDict
 
-from .errors import (AuditReadError, ConfigError, ExitCode, LMError, LogNotFound, NoAuditKey, NotAnAuditLog,
-                     RLMHostError, SandboxError)
+from .errors import (AuditError, AuditReadError, ConfigError, ExitCode, LMError, LogNotFound, NoAuditKey, NotAnAuditLog,
+                     SandboxError)
 from .events import Event, EventHook
 from .sanitize import json_escape, visible
 from .settings import state_dir
@@ -46,10 +46,6 @@ GENESIS = "0" * 64
 TEXT_FIELDS = {"code", "stdout", "stderr", "result", "output", "prompt", "response", "answer", "query",
                "question", "reason_text", "error_value", "evidence"}
 KEPT_AT_REDACTED = {"code", "query"}
-
-
-class AuditError(RLMHostError):
-    """The audit log cannot be written; the run must not go on without it."""
 
 
 def audit_dir() -> Path:

@@ -12,9 +12,11 @@ wrong and what to do; the CLI prints it as one line and exits with the error's `
     │       ├── NotAnAuditLog  a directory, FIFO, empty, text or binary file (exit 3)
     │       ├── LogNotFound    no such file, or unreadable (exit 4)
     │       └── NoAuditKey     no key here to check the log with (exit 5)
+    ├── AuditError             the audit log cannot be written: the run stops
     ├── DockerUnavailable      no Docker Engine reachable
     ├── ImageError             the kernel image is missing, stale or failed to build
     ├── LMError                the LM endpoint refused, failed or could not be reached
+    ├── LocalModelError        the embedded model could not be fetched, verified or served
     └── SandboxError           the sandbox broke (not the model's code: that is a result)
         ├── KernelStartError   the container or kernel did not come up
         └── SessionClosed      the session ended (closed, or its lifetime ran out)
@@ -87,6 +89,10 @@ class NoAuditKey(AuditReadError):
     exit_code = ExitCode.NO_KEY
 
 
+class AuditError(RLMHostError):
+    """The audit log cannot be written; the run must not go on without it."""
+
+
 class DockerUnavailable(RLMHostError):
     """The Docker Engine cannot be reached."""
 
@@ -107,6 +113,10 @@ class LMError(RLMHostError):
         super().__init__(message)
         self.status = status
         self.attempts = attempts
+
+
+class LocalModelError(RLMHostError):
+    """The local model could not be fetched, verified or served; the message says what to do."""
 
 
 class SandboxError(RLMHostError):

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import log_cap
-from .errors import ConfigError, RLMHostError
+from .errors import ConfigError, LocalModelError
 
 if TYPE_CHECKING:
     from .rlm import RLM
@@ -38,10 +38,6 @@ from .settings import cache_dir, state_dir
 Progress = Callable[[str], None]
 CHUNK = 4 * 1024 * 1024
 MEMBER = re.compile(r"(^|/)data/part(\d+)\.bin$")
-
-
-class LocalModelError(RLMHostError):
-    """The local model could not be fetched, verified or served; the message says what to do."""
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,7 @@ from typing import Any
 
 import structlog
 
-from .audit import AuditError
-from .errors import LMError
+from .errors import AuditError, LMError
 from . import events
 from .events import EventHook, null_hook
 from .lm import Completion, LMClient

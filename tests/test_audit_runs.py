@@ -17,7 +17,8 @@ import yaml
 
 from rlm_host.engine import docker_client
 
-from rlm_host.audit import SEAL_REASONS, AuditError, AuditLog, FsyncWriter, events, seal_reason, verify
+from rlm_host.audit import SEAL_REASONS, AuditLog, FsyncWriter, events, seal_reason, verify
+from rlm_host.errors import AuditError
 from rlm_host.errors import ConfigError, LMError, SessionClosed
 from rlm_host.lm import LMClient
 from rlm_host.policy import parse_policy, policies_dir

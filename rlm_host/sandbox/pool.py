@@ -15,7 +15,7 @@ from pathlib import Path
 
 import structlog
 
-from ..errors import RLMHostError
+from ..errors import ConfigError, RLMHostError
 from ..policy import Policy
 from .docker_sandbox import DockerSandbox
 from .document import Document
@@ -28,7 +28,7 @@ class WarmPool:
 
     def __init__(self, policy: Policy, size: int = 2, *, image: str | None = None) -> None:
         if size < 1:
-            raise ValueError("a warm pool needs size >= 1")
+            raise ConfigError(f"a warm pool needs size >= 1 (got {size})")
         self.policy = policy
         self.size = size
         self._image = image

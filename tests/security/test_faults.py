@@ -30,7 +30,7 @@ from conftest import Record, test_limits
 from harness import _host_processes_of, cell, run_attack
 
 from rlm_host import audit
-from rlm_host.audit import AuditError
+from rlm_host.errors import AuditError
 from rlm_host.engine import docker_client
 from rlm_host.errors import LMError
 from rlm_host.lm import LMClient, PriceTable
