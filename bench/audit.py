@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from report import RESULTS, write_results  # noqa: E402  (bench/report.py)
 from scripted_lm import ScriptedLM  # noqa: E402
 
-from rlm_host import audit  # noqa: E402
+from rlm_host import audit, settings  # noqa: E402
 from rlm_host.audit import AuditLog  # noqa: E402
 from rlm_host.lm import LMClient  # noqa: E402
 from rlm_host.rlm import RLM  # noqa: E402
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    audit_root = audit.audit_dir()
+    audit_root = settings.audit_dir()
     audit_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=audit_root) as folder:
         synced = per_event(args.events, Path(folder), fsync=True)

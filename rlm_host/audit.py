@@ -38,7 +38,7 @@ from .errors import (AuditError, AuditReadError, ConfigError, ExitCode, LMError,
                      SandboxError)
 from .events import Event, EventHook
 from .sanitize import json_escape, visible
-from .settings import state_dir
+from .settings import audit_dir, audit_key_named, audit_key_path
 
 Level = Literal["full", "redacted", "hashes"]
 GENESIS = "0" * 64
@@ -48,29 +48,17 @@ TEXT_FIELDS = {"code", "stdout", "stderr", "result", "output", "prompt", "respon
 KEPT_AT_REDACTED = {"code", "query"}
 
 
-def audit_dir() -> Path:
-    """Where audit logs go: ``RLM_HOST_AUDIT_DIR`` or ``<state dir>/audit``."""
-    value = os.environ.get("RLM_HOST_AUDIT_DIR")
-    return Path(value).expanduser() if value else state_dir() / "audit"
-
-
-def key_path() -> Path:
-    """Where the chain key is: ``RLM_HOST_AUDIT_KEY_FILE``, else ``audit.key`` in the state directory."""
-    named = os.environ.get("RLM_HOST_AUDIT_KEY_FILE")
-    return Path(named).expanduser() if named else state_dir() / "audit.key"
-
-
 def load_key(*, create: bool = True) -> bytes:
     """The chain key, made on first use by a writer.
 
     Readers pass ``create=False``: checking a log with a key made on the spot could only fail, and
     would leave a key behind that the log was never written with; they get ``NoAuditKey`` instead.
     """
-    path = key_path()
+    path = audit_key_path()
     if not path.exists():
         if not create:
             raise NoAuditKey(f"cannot verify: no key at {path}; set RLM_HOST_AUDIT_KEY_FILE to the key that wrote it")
-        if os.environ.get("RLM_HOST_AUDIT_KEY_FILE"):
+        if audit_key_named():
             raise ConfigError(f"audit key file {path} (RLM_HOST_AUDIT_KEY_FILE) not found")
         _create_key(path)
     try:

@@ -449,7 +449,7 @@ def audit_list(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run.")] = False,
 ) -> None:
     """One line per run: when, status, verification, cost, denials, limits hit, seal reason, file, query."""
-    from .audit import audit_dir
+    from .settings import audit_dir
     from .runs import HEADER, check_status, find_logs, keep, line, parse_when, summarize_all
 
     statuses = [check_status(s) for s in status or []]

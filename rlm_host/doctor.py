@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 
 from .engine import docker_client
 from .errors import DockerUnavailable, ImageError
 from .image import current_image, require_image
-from .settings import SESSION_LABEL, image_tag, runtime_dir
+from .settings import SESSION_LABEL, image_tag, model_name, openai_api_key, openai_base_url, runtime_dir
 
 # --oci-seccomp: without it runsc ignores the policy's seccomp profile (scripts/register_runsc.py says why)
 RUNSC_ARGS = ("--network=none", "--host-uds=all", "--oci-seccomp")
@@ -81,13 +80,13 @@ def _leftovers() -> Check:
 
 
 def _lm_endpoint() -> Check:
-    base = os.environ.get("OPENAI_BASE_URL")
-    key = "set" if os.environ.get("OPENAI_API_KEY") else "not set"
+    base = openai_base_url()
+    key = "set" if openai_api_key() else "not set"
     if base:
         return Check("LM endpoint", True, f"OPENAI_BASE_URL={base}, OPENAI_API_KEY {key}", required=False)
     if key == "set":
         return Check("LM endpoint", True, "OpenAI's API (OPENAI_API_KEY set)", required=False)
-    if os.environ.get("RLM_HOST_MODEL"):  # `run` refuses a named model with nothing to serve it
+    if model_name():  # `run` refuses a named model with nothing to serve it
         return Check("LM endpoint", False, "RLM_HOST_MODEL is set but no endpoint is configured: runs stop "
                      "with an error; set OPENAI_API_KEY or OPENAI_BASE_URL, or unset RLM_HOST_MODEL for the "
                      "embedded local model", "unset RLM_HOST_MODEL", required=False)

@@ -22,12 +22,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
-from .audit import audit_dir
 from .errors import ConfigError
 from .policy import Policy
 from .sandbox.document import Document, Marks, TextCount
 from .sandbox.ingest_box import IngestBox, Job, Parsed, Refused, Result
-from .settings import cache_dir, runtime_dir, state_dir
+from .settings import audit_dir, audit_key_path, cache_dir, runtime_dir, state_dir
 
 KINDS: dict[str, str] = {
     ".txt": "text", ".text": "text", ".log": "text", ".rst": "text",
@@ -167,10 +166,9 @@ class _Guard:
 
     @classmethod
     def current(cls, workdir: Path) -> _Guard:
-        key = os.environ.get("RLM_HOST_AUDIT_KEY_FILE")
         named = [("rlm-host's state directory", state_dir()), ("rlm-host's audit directory", audit_dir()),
                  ("rlm-host's runtime directory", runtime_dir()), ("rlm-host's cache directory", cache_dir()),
-                 ("rlm-host's audit key", Path(key).expanduser() if key else state_dir() / "audit.key"),
+                 ("rlm-host's audit key", audit_key_path()),
                  ("this run's work directory", workdir)]
         places = tuple((os.path.realpath(path), what) for what, path in named)
         return cls(places, {ident: what for what, path in named if (ident := _identity(path))})

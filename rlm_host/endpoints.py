@@ -8,7 +8,6 @@ endpoint to serve it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .events import EventHook
+from .settings import model_name, openai_api_key, openai_base_url
 
 if TYPE_CHECKING:
     from .rlm import RLM
@@ -25,9 +25,9 @@ DEFAULT_MODEL = "gpt-4o-mini"  # OpenAI's API with only OPENAI_API_KEY set
 
 def wants_local(base_url: str | None, model: str | None = None) -> bool:
     """Whether the embedded model answers: nothing names an endpoint, and nothing names a model."""
-    if base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"):
+    if base_url or openai_base_url() or openai_api_key():
         return False
-    named = model or os.environ.get("RLM_HOST_MODEL")
+    named = model or model_name()
     if named:
         source = "--model" if model else "RLM_HOST_MODEL"
         raise ConfigError(f"{source} {named} needs an endpoint and none is configured: set OPENAI_API_KEY "
@@ -38,8 +38,8 @@ def wants_local(base_url: str | None, model: str | None = None) -> bool:
 
 def endpoint(base_url: str | None, model: str | None) -> tuple[str | None, str]:
     """The endpoint and root model to use, or a ConfigError saying how to choose."""
-    base_url = base_url or os.environ.get("OPENAI_BASE_URL")
-    model = model or os.environ.get("RLM_HOST_MODEL")
+    base_url = base_url or openai_base_url()
+    model = model or model_name()
     if not model:
         if base_url:
             raise ConfigError("no model: pass --model (or set RLM_HOST_MODEL) with a model the endpoint serves")

@@ -7,12 +7,12 @@ running" is one clear message wherever it happens.
 from __future__ import annotations
 
 import functools
-import os
 
 import docker
 from docker.errors import DockerException
 
 from .errors import DockerUnavailable
+from .settings import docker_host
 
 FIX = ("start it (as root: `dockerd &`, or `systemctl start docker`) or point DOCKER_HOST at it; "
        "`rlm-host doctor` checks the set-up")
@@ -25,6 +25,6 @@ def docker_client() -> docker.DockerClient:
         client = docker.from_env(timeout=120)
         client.ping()
     except DockerException as exc:
-        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        where = docker_host()
         raise DockerUnavailable(f"Docker Engine not reachable at {where}: {FIX}") from exc
     return client

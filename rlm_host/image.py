@@ -28,9 +28,9 @@ from docker.models.images import Image
 
 from .engine import docker_client
 from .errors import ImageError
-from .settings import CONTENT_HASH_LABEL, IMAGE_REPOSITORY, cache_dir, image_tag
+from .settings import CONTENT_HASH_LABEL, DEFAULT_DEBIAN_MIRROR, IMAGE_REPOSITORY, cache_dir, debian_mirror, image_tag
 
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEFAULT_MIRROR = DEFAULT_DEBIAN_MIRROR
 DEFAULT_SUITE = "bookworm"
 BASE_REPOSITORY = "rlm-host-base"
 
@@ -133,7 +133,7 @@ def build_image(
 ) -> ImageInfo:
     """Build the kernel image unless one with the same content hash exists."""
     started = time.monotonic()
-    mirror = mirror or os.environ.get("RLM_HOST_DEBIAN_MIRROR", DEFAULT_MIRROR)
+    mirror = mirror or debian_mirror()
     base = offline_base_tag(suite, mirror) if offline else base_image
     want = content_hash(base)
     client = docker_client()

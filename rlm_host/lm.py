@@ -18,7 +18,6 @@ from __future__ import annotations
 import email.utils
 import json
 import math
-import os
 import re
 import time
 from collections.abc import Mapping
@@ -32,10 +31,9 @@ from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .errors import ConfigError, LMError
-from .settings import LM_TIMEOUT_S
+from .settings import LM_TIMEOUT_S, PRICES_ENV, openai_api_key, openai_base_url, prices_file
 
 REASONING_MODEL = re.compile(r"^(gpt-5|o[134])(\b|-|$)")
-PRICES_ENV = "RLM_HOST_PRICES"
 MAX_WAIT_S = 30.0  # no single backoff or Retry-After wait is longer than this
 PLACEHOLDER_KEY = "rlm-host-no-key"  # local servers ignore the key; openai refuses none
 _EXCERPT_CHARS = 200
@@ -135,8 +133,7 @@ class PriceTable:
     def load(cls, extra: Path | None = None) -> PriceTable:
         """Shipped prices overridden by ``extra`` (default: the file ``RLM_HOST_PRICES`` names)."""
         shipped = resources.files("rlm_host").joinpath("data/prices.json").read_text(encoding="utf-8")
-        if extra is None and os.environ.get(PRICES_ENV):
-            extra = Path(os.environ[PRICES_ENV]).expanduser()
+        extra = extra or prices_file()
         user = _read_user_prices(extra) if extra is not None else {}
         return cls({**_parse_prices(shipped), **user})
 
@@ -268,8 +265,8 @@ class LMClient:
 
     def __init__(self, *, base_url: str | None = None, api_key: str | None = None, max_retries: int = 4,
                  timeout_s: float = LM_TIMEOUT_S, backoff_s: float = 0.5, prices: PriceTable | None = None) -> None:
-        base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
-        api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
+        base_url = base_url or openai_base_url()
+        api_key = api_key or openai_api_key()
         if base_url is None and api_key is None:
             raise ConfigError("no LM endpoint: set OPENAI_API_KEY for api.openai.com, or pass "
                               "--base-url / OPENAI_BASE_URL for an OpenAI-compatible server")

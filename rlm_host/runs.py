@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from . import audit
-from .audit import Verdict, audit_dir, is_event, load_key, quoted, read_log, verify_lines
+from .audit import Verdict, is_event, load_key, quoted, read_log, verify_lines
 from .errors import AuditReadError, ConfigError, ExitCode, LogNotFound, NoAuditKey
 from .events import (ConnectionRefused, ExecStart, FrameRejected, RebindRefused, RunEnd, RunStart, SandboxStartRefused,
                      Seal, SubcallDenied)
+from .settings import audit_dir
 
 VERIFICATION: dict[int, str] = {
     ExitCode.INTACT: "intact", ExitCode.TAMPERED: "tampered", ExitCode.UNFINISHED: "unfinished",

@@ -1,8 +1,9 @@
-"""Where rlm-host keeps its state, decided in one place.
+"""Every environment variable rlm-host reads, and where it keeps its state, decided in one place.
 
 Each location has an environment override, then the XDG default. The runtime
 directory holds per-session directories whose Unix socket paths must stay short
-(the kernel's ipc sockets live there), so it defaults to a short path.
+(the kernel's ipc sockets live there), so it defaults to a short path. Nothing
+else in the package reads ``os.environ``: a newcomer finds every knob here.
 """
 
 from __future__ import annotations
@@ -19,8 +20,18 @@ CONTENT_HASH_LABEL = "rlm-host.content-hash"
 LM_TIMEOUT_S = 120.0  # one model reply; LMClient, RLM and `run --lm-timeout` default to it
 
 
+DEFAULT_DEBIAN_MIRROR = "http://deb.debian.org/debian"
+AUDIT_KEY_ENV = "RLM_HOST_AUDIT_KEY_FILE"
+PRICES_ENV = "RLM_HOST_PRICES"
+
+
+def _env(name: str) -> str | None:
+    """The variable's value, with an empty value meaning unset (as shells leave ``VAR=``)."""
+    return os.environ.get(name) or None
+
+
 def _env_path(name: str) -> Path | None:
-    value = os.environ.get(name)
+    value = _env(name)
     return Path(value).expanduser() if value else None
 
 
@@ -44,3 +55,48 @@ def state_dir() -> Path:
 def image_tag() -> str:
     """The kernel image sandboxes start from: ``RLM_HOST_IMAGE`` or ``rlm-host-kernel:latest``."""
     return os.environ.get("RLM_HOST_IMAGE", f"{IMAGE_REPOSITORY}:latest")
+
+
+def audit_dir() -> Path:
+    """Where audit logs go: ``RLM_HOST_AUDIT_DIR`` or ``<state dir>/audit``."""
+    return _env_path("RLM_HOST_AUDIT_DIR") or state_dir() / "audit"
+
+
+def audit_key_named() -> Path | None:
+    """The key file ``RLM_HOST_AUDIT_KEY_FILE`` names, if it names one (then it must exist)."""
+    return _env_path(AUDIT_KEY_ENV)
+
+
+def audit_key_path() -> Path:
+    """Where the chain key is: ``RLM_HOST_AUDIT_KEY_FILE``, else ``audit.key`` in the state directory."""
+    return audit_key_named() or state_dir() / "audit.key"
+
+
+def prices_file() -> Path | None:
+    """A prices file that overrides the shipped table: ``RLM_HOST_PRICES``."""
+    return _env_path(PRICES_ENV)
+
+
+def debian_mirror() -> str:
+    """The Debian mirror the image's root filesystem is built from: ``RLM_HOST_DEBIAN_MIRROR``."""
+    return _env("RLM_HOST_DEBIAN_MIRROR") or DEFAULT_DEBIAN_MIRROR
+
+
+def docker_host() -> str:
+    """The Docker Engine the SDK talks to (``DOCKER_HOST``), for messages only: the SDK reads it itself."""
+    return _env("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def model_name() -> str | None:
+    """The root model named by ``RLM_HOST_MODEL``."""
+    return _env("RLM_HOST_MODEL")
+
+
+def openai_base_url() -> str | None:
+    """An OpenAI-compatible endpoint: ``OPENAI_BASE_URL`` (as the openai client reads it)."""
+    return _env("OPENAI_BASE_URL")
+
+
+def openai_api_key() -> str | None:
+    """The endpoint's key: ``OPENAI_API_KEY`` (as the openai client reads it)."""
+    return _env("OPENAI_API_KEY")

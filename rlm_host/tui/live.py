@@ -36,7 +36,7 @@ class LiveRun:
             return Path(self.result.audit_log)
         if not self.run_id:
             return None
-        from ..audit import audit_dir
+        from ..settings import audit_dir
 
         return next(iter(sorted(audit_dir().glob(f"*-{self.run_id}.jsonl"))), None)
 
