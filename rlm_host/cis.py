@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 if TYPE_CHECKING:
     from .policy import Policy
 
-Status = Literal["pass", "fail", "na"]
+CisStatus = Literal["pass", "fail", "na"]
 SENSITIVE_DIRS = ("/boot", "/dev", "/etc", "/lib", "/proc", "/sys", "/usr")  # and "/" itself
 DEFAULT_CPU_SHARES = (0, 1024)
 
@@ -28,7 +28,7 @@ class Finding(NamedTuple):
 
     id: str
     title: str
-    status: Status
+    status: CisStatus
     detail: str
 
 
@@ -63,10 +63,10 @@ class _View:
         return [(port, b) for port, binds in (self.host.get("PortBindings") or {}).items() for b in binds or []]
 
 
-Verdict = tuple[Status, str]
+_Judgement = tuple[CisStatus, str]  # one rule's status and why (audit.Verdict is the log's)
 
 
-def _apparmor(v: _View) -> Verdict:
+def _apparmor(v: _View) -> _Judgement:
     if v.app_armor and v.app_armor != "unconfined":
         return "pass", f"profile {v.app_armor}"
     if not v.facts.apparmor:
@@ -74,7 +74,7 @@ def _apparmor(v: _View) -> Verdict:
     return "fail", "no AppArmor profile on a host that has AppArmor"
 
 
-def _selinux(v: _View) -> Verdict:
+def _selinux(v: _View) -> _Judgement:
     labels = [o for o in v.security_opt if o.startswith("label")]
     if labels:
         return "pass", ", ".join(labels)
@@ -83,18 +83,18 @@ def _selinux(v: _View) -> Verdict:
     return "fail", "no SELinux label option on a host that has SELinux"
 
 
-def _capabilities(v: _View) -> Verdict:
+def _capabilities(v: _View) -> _Judgement:
     dropped, added = v.host.get("CapDrop") or [], v.host.get("CapAdd") or []
     if "ALL" in [c.upper() for c in dropped] and not added:
         return "pass", "CapDrop ALL, nothing added"
     return "fail", f"CapDrop {dropped}, CapAdd {added}"
 
 
-def _privileged(v: _View) -> Verdict:
+def _privileged(v: _View) -> _Judgement:
     return ("fail", "Privileged true") if v.host.get("Privileged") else ("pass", "Privileged false")
 
 
-def _sensitive_mounts(v: _View) -> Verdict:
+def _sensitive_mounts(v: _View) -> _Judgement:
     bad = [m.get("Source", "") for m in v.mounts if _is_sensitive(m.get("Source", ""))]
     sources = ", ".join(m.get("Source", "?") for m in v.mounts) or "none"
     return ("fail", f"host paths mounted: {bad}") if bad else ("pass", f"mount sources: {sources}")
@@ -104,14 +104,14 @@ def _is_sensitive(source: str) -> bool:
     return source == "/" or any(source == d or source.startswith(d + "/") for d in SENSITIVE_DIRS)
 
 
-def _sshd(v: _View) -> Verdict:
+def _sshd(v: _View) -> _Judgement:
     command = " ".join([*(v.config.get("Entrypoint") or []), *(v.config.get("Cmd") or [])])
     if "sshd" in command:
         return "fail", f"command runs sshd: {command}"
     return "pass", f"the container runs only `{command}` (judged from its command)"
 
 
-def _privileged_ports(v: _View) -> Verdict:
+def _privileged_ports(v: _View) -> _Judgement:
     low = [b.get("HostPort") for _, b in v.port_bindings if b.get("HostPort", "").isdigit()
            and int(b["HostPort"]) < 1024]
     if low:
@@ -119,17 +119,17 @@ def _privileged_ports(v: _View) -> Verdict:
     return "pass", f"{len(v.port_bindings)} port(s) published"
 
 
-def _host_network(v: _View) -> Verdict:
+def _host_network(v: _View) -> _Judgement:
     mode = v.host.get("NetworkMode", "")
     return ("fail", "NetworkMode host") if mode == "host" else ("pass", f"NetworkMode {mode}")
 
 
-def _memory(v: _View) -> Verdict:
+def _memory(v: _View) -> _Judgement:
     memory = v.host.get("Memory") or 0
     return ("pass", f"Memory {memory // (1 << 20)} MiB") if memory > 0 else ("fail", "no memory limit")
 
 
-def _cpu(v: _View) -> Verdict:
+def _cpu(v: _View) -> _Judgement:
     shares, nano, quota = v.host.get("CpuShares") or 0, v.host.get("NanoCpus") or 0, v.host.get("CpuQuota") or 0
     if nano > 0 or quota > 0:
         return "pass", f"hard CPU cap NanoCpus={nano} CpuQuota={quota} (CpuShares {shares or 'default'})"
@@ -138,18 +138,18 @@ def _cpu(v: _View) -> Verdict:
     return "fail", "no CPU shares, quota or NanoCpus set"
 
 
-def _read_only_root(v: _View) -> Verdict:
+def _read_only_root(v: _View) -> _Judgement:
     return ("pass", "ReadonlyRootfs true") if v.host.get("ReadonlyRootfs") else ("fail", "root filesystem writable")
 
 
-def _bind_interface(v: _View) -> Verdict:
+def _bind_interface(v: _View) -> _Judgement:
     wildcard = [port for port, b in v.port_bindings if b.get("HostIp", "") in ("", "0.0.0.0", "::")]
     if wildcard:
         return "fail", f"ports bound to all host interfaces: {wildcard}"
     return "pass", f"{len(v.port_bindings)} port(s) published, none on a wildcard address"
 
 
-def _restart_policy(v: _View) -> Verdict:
+def _restart_policy(v: _View) -> _Judgement:
     policy = v.host.get("RestartPolicy") or {}
     name, retries = policy.get("Name") or "no", policy.get("MaximumRetryCount", 0)
     if name in {"always", "unless-stopped"} or (name == "on-failure" and not 0 < retries <= 5):
@@ -157,33 +157,33 @@ def _restart_policy(v: _View) -> Verdict:
     return "pass", f"RestartPolicy {name}" + (f":{retries}" if name == "on-failure" else "")
 
 
-def _namespace(key: str) -> Callable[[_View], Verdict]:
-    def check(v: _View) -> Verdict:
+def _namespace(key: str) -> Callable[[_View], _Judgement]:
+    def check(v: _View) -> _Judgement:
         mode = v.host.get(key) or ""
         return ("fail", f"{key} host") if mode == "host" else ("pass", f"{key} {mode or 'private (default)'}")
     return check
 
 
-def _devices(v: _View) -> Verdict:
+def _devices(v: _View) -> _Judgement:
     devices = v.host.get("Devices") or []
     return ("fail", f"host devices: {[d.get('PathOnHost') for d in devices]}") if devices else ("pass", "no devices")
 
 
-def _ulimits(v: _View) -> Verdict:
+def _ulimits(v: _View) -> _Judgement:
     limits = v.host.get("Ulimits") or []
     if not limits:
         return "fail", "no ulimits set (the daemon's defaults apply)"
     return "pass", ", ".join(f"{u['Name']}={u['Hard']}" for u in limits)
 
 
-def _propagation(v: _View) -> Verdict:
+def _propagation(v: _View) -> _Judgement:
     shared = [m.get("Destination") for m in v.mounts if m.get("Propagation") in ("shared", "rshared")]
     if shared:
         return "fail", f"shared propagation on {shared}"
     return "pass", ", ".join(f"{m.get('Destination')}={m.get('Propagation') or 'default'}" for m in v.mounts)
 
 
-def _seccomp(v: _View) -> Verdict:
+def _seccomp(v: _View) -> _Judgement:
     if any(o.replace(":", "=") == "seccomp=unconfined" for o in v.security_opt):
         return "fail", "seccomp=unconfined"
     custom = any(o.startswith("seccomp") for o in v.security_opt)
@@ -193,47 +193,47 @@ def _seccomp(v: _View) -> Verdict:
     return "pass", detail
 
 
-def _exec_option(v: _View) -> Verdict:
+def _exec_option(v: _View) -> _Judgement:
     return "na", ("an option of `docker exec`, not of a container; rlm-host runs no docker exec "
                   "(its healthcheck runs as the container's user)")
 
 
-def _cgroup(v: _View) -> Verdict:
+def _cgroup(v: _View) -> _Judgement:
     parent = v.host.get("CgroupParent") or ""
     return ("fail", f"CgroupParent {parent}") if parent else ("pass", "default cgroup parent")
 
 
-def _no_new_privileges(v: _View) -> Verdict:
+def _no_new_privileges(v: _View) -> _Judgement:
     if any(o.replace("=", ":") in ("no-new-privileges", "no-new-privileges:true") for o in v.security_opt):
         return "pass", "no-new-privileges:true"
     return "fail", "no-new-privileges not set"
 
 
-def _healthcheck(v: _View) -> Verdict:
+def _healthcheck(v: _View) -> _Judgement:
     test = (v.config.get("Healthcheck") or {}).get("Test") or []
     if test and test[0] != "NONE":
         return "pass", " ".join(test)
     return "fail", "no HEALTHCHECK"
 
 
-def _pids(v: _View) -> Verdict:
+def _pids(v: _View) -> _Judgement:
     limit = v.host.get("PidsLimit") or 0
     return ("pass", f"PidsLimit {limit}") if limit > 0 else ("fail", "no pids limit")
 
 
-def _default_bridge(v: _View) -> Verdict:
+def _default_bridge(v: _View) -> _Judgement:
     mode = v.host.get("NetworkMode", "")
     if mode in ("default", "bridge"):
         return "fail", f"NetworkMode {mode} (docker0)"
     return "pass", f"NetworkMode {mode}"
 
 
-def _docker_socket(v: _View) -> Verdict:
+def _docker_socket(v: _View) -> _Judgement:
     sockets = [m.get("Source") for m in v.mounts if str(m.get("Source", "")).endswith("docker.sock")]
     return ("fail", f"Docker socket mounted: {sockets}") if sockets else ("pass", "no Docker socket mounted")
 
 
-RECOMMENDATIONS: tuple[tuple[str, str, Callable[[_View], Verdict]], ...] = (
+RECOMMENDATIONS: tuple[tuple[str, str, Callable[[_View], _Judgement]], ...] = (
     ("5.1", "AppArmor profile enabled, if applicable", _apparmor),
     ("5.2", "SELinux security options set, if applicable", _selinux),
     ("5.3", "Linux kernel capabilities restricted", _capabilities),

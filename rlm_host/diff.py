@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .audit import events, is_event, quoted
-from .runs import _number
+from .formats import money
+from .sanitize import finite
 from .events import Cell, ExecStart, IterationStart, RootReply, RunEnd, RunStart, Subcall
 
 SHORT = 200
@@ -112,10 +113,9 @@ def _answers(left: list[dict[str, Any]], right: list[dict[str, Any]]) -> Iterato
 
 def _costs(left: list[dict[str, Any]], right: list[dict[str, Any]]) -> Iterator[str]:
     """Cost and tokens side by side, always (equal costs are worth knowing too)."""
-    ca, cb = _number(_end(left).get("cost_usd")), _number(_end(right).get("cost_usd"))
-    money = lambda c: f"${c:.6f}" if c is not None else "unknown"  # noqa: E731
+    ca, cb = finite(_end(left).get("cost_usd")), finite(_end(right).get("cost_usd"))
     delta = f" (B - A = ${cb - ca:+.6f})" if ca is not None and cb is not None else ""
-    yield f"cost: A {money(ca)}, B {money(cb)}{delta}"
+    yield f"cost: A {money(ca, 6, 'unknown')}, B {money(cb, 6, 'unknown')}{delta}"
     ta, tb = _tokens(left), _tokens(right)
     yield f"tokens: A {ta:,}, B {tb:,} (B - A = {tb - ta:+,})"
 

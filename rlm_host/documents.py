@@ -18,11 +18,12 @@ import itertools
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
 from .errors import ConfigError
+from .events import Say
 from .policy import Policy
 from .sandbox.document import Document, Marks, TextCount
 from .sandbox.ingest_box import IngestBox, Job, Parsed, Refused, Result
@@ -122,13 +123,13 @@ class _Input:
 @dataclass
 class _Context:
     workdir: Path
-    progress: Callable[[str], None]
+    progress: Say
     guard: _Guard
     policy: Policy
 
 
 def ingest(inputs: Sequence[Path], workdir: Path, *, policy: Policy, image: str | None = None,
-           progress: Callable[[str], None] | None = None) -> Ingested:
+           progress: Say | None = None) -> Ingested:
     """Turn files and folders into documents; raise ``ConfigError`` for an unusable input.
 
     ``image`` is the kernel image to parse in (default: the current one, as sandboxes start from).
@@ -358,7 +359,7 @@ def _copy_exact(fd: int, size: int, dest: Path, meter: _Meter) -> tuple[str, int
 class _Meter:
     """Reports each tenth of a long copy, e.g. "copying big.txt: 40% of 1,024 MB"."""
 
-    def __init__(self, label: str, total: int, report: Callable[[str], None]) -> None:
+    def __init__(self, label: str, total: int, report: Say) -> None:
         self.label, self.total, self.report = label, max(total, 1), report
         self.done, self.next_tenth = 0, 1 if total > BIG else 11  # 11: never reports
 
@@ -558,7 +559,7 @@ def _copy_text(box: IngestBox, index: int, name: str, context: _Context) -> tupl
     return dest, size, sha256, chars, marks
 
 
-def _notes(document: Document, result: Parsed, progress: Callable[[str], None]) -> None:
+def _notes(document: Document, result: Parsed, progress: Say) -> None:
     """What the user should know about a document that loaded: its encoding, blank pages, unparsed JSON."""
     if result.encoding in ENCODING_NAMES:
         progress(f"{document.name} is not UTF-8: read it as {ENCODING_NAMES[result.encoding]}, staging a UTF-8 copy")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .sandbox.document import Document
 
 EventHook = Callable[[str, dict[str, Any]], None]
+Say = Callable[[str], None]  # hears one line of progress for the user (fetching, building, skipping a file)
 
 
 def null_hook(_kind: str, _fields: dict[str, Any]) -> None:

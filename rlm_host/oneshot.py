@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import events
+from .events import Say
 from .audit import AuditLog, audited, seal_reason
 from .documents import ingest
 from .policy import Policy
@@ -21,7 +22,7 @@ from .sandbox import Document, DockerSandbox
 from .settings import __version__
 
 
-def run_cell(policy: Policy, code: str, inputs: list[Path], *, progress: Callable[[str], None] | None = None,
+def run_cell(policy: Policy, code: str, inputs: list[Path], *, progress: Say | None = None,
              skipped: Callable[[Path, str], None] | None = None,
              audit_dir: Path | None = None) -> tuple[ExecutionResult, Path]:
     """Run ``code`` over ``inputs`` in a fresh sandbox under ``policy``: its result and its log's path.

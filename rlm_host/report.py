@@ -23,7 +23,6 @@ from .report_style import STYLE
 from .report_timeline import exec_cell, timeline
 
 __all__ = ["STYLE", "Report", "build", "render"]
-_e = e  # the name other pages (the index of many runs) escape with
 
 SCRIPT = """
 document.querySelectorAll('.cite').forEach(function (link) {

@@ -7,25 +7,24 @@ belongs): it is shown escaped, or as "-". All text reaches the page through ``e`
 from __future__ import annotations
 
 import html
-import math
 import time
 from typing import Any
 
-from .sanitize import visible
+from . import formats
+from .sanitize import finite, visible
 
 SHOWN_CHARS = 65_536  # per field: the policy's output cap; a forged log's larger field is cut, and says so
 
 
-def e(value: Any) -> str:
-    """HTML-escaped (quotes too), with controls, bidi overrides and lone surrogates shown as visible escapes."""
-    return html.escape(visible(value, newlines=True))
+def e(value: Any, *, newlines: bool = True) -> str:
+    """HTML-escaped (quotes too), with controls, bidi overrides and lone surrogates shown as visible escapes.
+
+    ``newlines=False`` shows line breaks as ``\\n`` too, for a value that must stay one line (a table cell).
+    """
+    return html.escape(visible(value, newlines=newlines))
 
 
-def num(value: Any) -> float | None:
-    """A finite number, or None for anything else (a forged string, a bool, NaN)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return value if math.isfinite(value) else None
+num = finite  # a finite number, or None for anything else (a forged string, a bool, NaN, a huge int)
 
 
 def dicts(value: Any) -> list[dict]:
@@ -49,8 +48,7 @@ def text(record: dict, name: str) -> str:
 
 def money(value: Any) -> str:
     """A cost in dollars, or why there is none."""
-    cost = num(value)
-    return f"${cost:.5f}" if cost is not None else "unknown (no price for this model)"
+    return formats.money(value, 5, "unknown (no price for this model)")
 
 
 def when(value: Any) -> str:

@@ -7,7 +7,7 @@ to ``[A-Za-z0-9_-]``), never under a name the log chose. Every cell of the table
 
 from __future__ import annotations
 
-import html
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -17,10 +17,13 @@ from urllib.parse import quote
 from .errors import ConfigError, ExitCode, RLMHostError, worst
 from .report import STYLE, build
 from .runs import RunSummary, find_logs, summarize_all
-from .sanitize import visible
+from .formats import money
+from .report_html import e
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 CSS_CLASS = {"intact": "ok", "tampered": "bad", "unfinished": "warn"}
+
+_cell = functools.partial(e, newlines=False)  # a table cell stays one line: its breaks shown as \\n
 
 
 @dataclass(frozen=True)
@@ -78,21 +81,17 @@ def _write(path: Path, text: str) -> None:
                           "give -o a file in an existing, writable folder") from exc
 
 
-def _e(value: object) -> str:
-    return html.escape(visible(value))
-
-
 def _row(summary: RunSummary, report: Path | None) -> str:
-    when = _e(_when(summary))
-    cost = f"${summary.cost_usd:.4f}" if summary.cost_usd is not None else "-"
+    when = _cell(_when(summary))
+    cost = money(summary.cost_usd)
     sealed = "-" if summary.seal_reason is None else (summary.seal_reason or "sealed")
-    query = _e(summary.query if summary.query is not None else "-")
+    query = _cell(summary.query if summary.query is not None else "-")
     target = f"<a href='{quote(report.name)}'>{query}</a>" if report else query
     css = CSS_CLASS.get(summary.verification, "bad")
-    return (f"<tr data-verification='{_e(summary.verification)}'><td>{when}</td><td>{_e(summary.status)}</td>"
-            f"<td class='{css}'>{_e(summary.verification)}</td><td>{_e(cost)}</td><td>{summary.denials}</td>"
-            f"<td>{summary.limits}</td><td>{_e(sealed)}</td><td>{target}</td>"
-            f"<td class='meta'>{_e(Path(summary.file).name)}</td></tr>")
+    return (f"<tr data-verification='{_cell(summary.verification)}'><td>{when}</td><td>{_cell(summary.status)}</td>"
+            f"<td class='{css}'>{_cell(summary.verification)}</td><td>{_cell(cost)}</td><td>{summary.denials}</td>"
+            f"<td>{summary.limits}</td><td>{_cell(sealed)}</td><td>{target}</td>"
+            f"<td class='meta'>{_cell(Path(summary.file).name)}</td></tr>")
 
 
 def _when(summary: RunSummary) -> str:
@@ -108,4 +107,4 @@ def _page(folder: Path, rows: list[str], count: int) -> str:
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\"><title>rlm-host runs</title>"
             f"<style>{STYLE}</style></head><body><header><h1>rlm-host runs</h1><div class='meta'>{count} log(s) in "
-            f"{_e(folder)}</div></header><main><section id='runs'>{table}</section></main></body></html>")
+            f"{_cell(folder)}</div></header><main><section id='runs'>{table}</section></main></body></html>")

@@ -12,8 +12,9 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from .formats import money, saving, short
 from .results import Citation, RLMResult
-from .sanitize import safe_text, visible
+from .sanitize import finite, safe_text, visible
 
 
 def render_result(result: RLMResult, console: Console) -> None:
@@ -27,7 +28,7 @@ def render_result(result: RLMResult, console: Console) -> None:
         console.print()
     _usage(result, console)
     cmp = result.comparison
-    verdict = f"{cmp.saved_pct:.0f}% less" if cmp.saved_pct >= 0 else f"{-cmp.saved_pct:.0f}% more"
+    verdict = saving(cmp.saved_pct)
     console.print(Text.assemble(("Tokens", "bold"), f"  whole input in one prompt: ~{cmp.input_tokens:,}  ·  this "
                                 f"RLM run: {cmp.rlm_tokens:,}  ({verdict}; ", safe_text(cmp.method), ")"))
     console.print(safe_text(f"stopped: {result.stopped} after {result.iterations} iterations in "
@@ -44,12 +45,11 @@ def _citation(n: int, cite: Citation) -> Text:
 def _usage(result: RLMResult, console: Console) -> None:
     console.print(Text("Usage", style="bold"))
     for usage in result.usage:
-        cost = f"${usage.cost_usd:.4f}" if usage.cost_usd is not None else "cost unknown"
+        cost = money(usage.cost_usd, unknown="cost unknown")
         calls = f"{usage.calls} call" + ("" if usage.calls == 1 else "s")
         console.print(Text.assemble(f"  {usage.role:4} ", safe_text(usage.model), f": {calls}, {usage.prompt_tokens:,} "
                                     f"in + {usage.completion_tokens:,} out tokens, {cost}"))
-    total = (f"${result.cost_usd:.4f}" if result.cost_usd is not None
-             else "unknown (a model's price is not in the table)")
+    total = money(result.cost_usd, unknown="unknown (a model's price is not in the table)")
     console.print(Text(f"  total cost: {total}"))
 
 
@@ -60,7 +60,7 @@ HIDDEN_FIELDS = {"seq", "ts", "run_id", "kind", "prev", "hash"}
 
 def render_timeline(events: list[dict], console: Console) -> None:
     """One line per audit event: time, kind, and its key fields."""
-    start = _number(events[0].get("ts")) if events else 0.0
+    start = finite(events[0].get("ts")) or 0.0 if events else 0.0
     for event in events:
         console.print(timeline_line(event, start))
 
@@ -69,24 +69,12 @@ def timeline_line(event: dict[str, Any], start: float) -> Text:
     """One event as one line of text, whatever its fields hold (any type, any characters)."""
     kind = visible(event.get("kind", "?"))
     icon = ICONS.get(kind.split(".")[0], "·")
-    detail = ", ".join(f"{k}={_short(v)}" for k, v in event.items() if k not in HIDDEN_FIELDS)
-    when = f"{visible(event.get('seq', '?')):>4} +{_number(event.get('ts'), start) - start:7.2f}s"
+    detail = ", ".join(f"{k}={short(v)}" for k, v in event.items() if k not in HIDDEN_FIELDS)
+    when = f"{visible(event.get('seq', '?')):>4} +{_elapsed(event.get('ts'), start):7.2f}s"
     return Text.assemble((when, "dim"), f" {icon} ", (kind, "bold"), " ", safe_text(detail))
 
 
-def _number(value: object, default: float = 0.0) -> float:
-    """A timestamp as a float, or ``default`` when the field is missing or not a (finite) number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return default
-    try:
-        number = float(value)
-    except OverflowError:
-        return default
-    # number == number is False only for NaN
-    return number if number == number and abs(number) != float("inf") else default  # noqa: PLR0124
-
-
-def _short(value: object, limit: int = 80) -> str:
-    """One line of at most ``limit`` characters, with every dangerous character made visible."""
-    text = visible(" ".join(str(value)[: limit * 1000].split()))  # bounded work for a huge field
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _elapsed(ts: object, start: float) -> float:
+    """Seconds since the first event; 0 for a timestamp that is not a (finite) number."""
+    at = finite(ts)
+    return 0.0 if at is None else at - start

@@ -55,14 +55,14 @@ def _iteration(record: dict) -> str:
             f"<h3>Iteration {e(record.get('iteration'))}{child}</h3>")
 
 
+ROOT_EXCHANGE = "the root model's prompt (last message) and reply"
+
+
 def _root(record: dict) -> str:
     return (f"<div class='meta'>root model {e(record.get('model'))}: {e(record.get('prompt_tokens'))} + "
             f"{e(record.get('completion_tokens'))} tokens, {e(record.get('latency_s'))} s, "
             f"{e(record.get('retries', 0))} retries, cost {e(money(record.get('cost_usd')))}</div>"
-            f"<details><summary>the root model's prompt (last message) and reply</summary>"
-            f"<pre class='prompt'>{e(text(record, 'prompt'))}</pre>"
-            f"<pre class='reply'>{e(text(record, 'response'))}</pre>"
-            f"</details>")
+            f"{_exchange(record, ROOT_EXCHANGE)}")
 
 
 def _cell(record: dict) -> str:
@@ -82,10 +82,13 @@ def _subcall(record: dict) -> str:
     return (f"<div class='sub'><div class='meta'>↳ sub-call {e(record.get('model'))}: {e(record.get('prompt_chars'))} "
             f"chars in, {e(record.get('reply_chars'))} out, {e(record.get('prompt_tokens'))} + "
             f"{e(record.get('completion_tokens'))} tokens, {e(record.get('latency_s'))} s, "
-            f"cost {e(money(record.get('cost_usd')))}</div><details><summary>its prompt and reply</summary>"
-            f"<pre class='prompt'>{e(text(record, 'prompt'))}</pre>"
-            f"<pre class='reply'>{e(text(record, 'response'))}</pre>"
-            f"</details></div>")
+            f"cost {e(money(record.get('cost_usd')))}</div>{_exchange(record, 'its prompt and reply')}</div>")
+
+
+def _exchange(record: dict, summary: str) -> str:
+    """A model call's prompt and reply, folded under ``summary``."""
+    return (f"<details><summary>{summary}</summary><pre class='prompt'>{e(text(record, 'prompt'))}</pre>"
+            f"<pre class='reply'>{e(text(record, 'response'))}</pre></details>")
 
 
 def _answer(record: dict) -> str:

@@ -29,9 +29,9 @@ from .events import EventHook, null_hook
 from .lm import Completion, LMClient
 from .policy import SubcallBudget
 from .quotes import Layout
-from .results import Citation as Cited
+from .results import Citation
 from .sandbox.document import Document
-from .wire import (HEADER, Answer, Citation, FrameError, LLMQuery, LLMQueryBatched, Query, RLMQuery, decode, encode,
+from .wire import (HEADER, Answer, CitedSpan, FrameError, LLMQuery, LLMQueryBatched, Query, RLMQuery, decode, encode,
                    error_reply, frame_size, ok_reply, parse_request)
 
 log = structlog.get_logger(__name__)
@@ -97,7 +97,7 @@ class Evidence:
         self.layout = Layout(documents)
         self.documents = {doc.name: doc for doc in documents}
 
-    def problem(self, citation: Citation) -> str | None:
+    def problem(self, citation: CitedSpan) -> str | None:
         """Why ``citation`` points at nothing or contradicts the layout, or None when it holds."""
         start, end = citation.start, citation.end
         if start is None:
@@ -108,19 +108,19 @@ class Evidence:
             return f"offset {max(start, end or 0)} is past the end of context ({self.layout.chars:,} characters)"
         return self._claim_problem(citation, start)
 
-    def resolve(self, citations: Sequence[Citation]) -> list[Cited]:
+    def resolve(self, citations: Sequence[CitedSpan]) -> list[Citation]:
         """The citations as the host states them: its own document, page and quote for each."""
         return [self._resolve(c) for c in citations]
 
-    def _resolve(self, citation: Citation) -> Cited:
+    def _resolve(self, citation: CitedSpan) -> Citation:
         if citation.start is None:
-            return Cited(document=citation.document, page=citation.page)
+            return Citation(document=citation.document, page=citation.page)
         doc = self.layout.locate(citation.start)
         end = citation.start + 1 if citation.end is None or citation.end == citation.start else citation.end
-        return Cited(start=citation.start, end=citation.end, document=doc.name if doc else None,
+        return Citation(start=citation.start, end=citation.end, document=doc.name if doc else None,
                      page=doc.page_at(citation.start) if doc else None, text=self.layout.quote(citation.start, end))
 
-    def _claim_problem(self, citation: Citation, start: int) -> str | None:
+    def _claim_problem(self, citation: CitedSpan, start: int) -> str | None:
         """A document or page the citation claims for its offsets (from ``start``) that is not where they are."""
         doc = self.layout.locate(start)
         where = (f"offset {citation.start} is in {doc.name!r}" if doc
@@ -132,7 +132,7 @@ class Evidence:
             return f"{where} " + (f"on page {page}" if page else "(no pages)") + f", not on page {citation.page}"
         return None
 
-    def _named_problem(self, citation: Citation) -> str | None:
+    def _named_problem(self, citation: CitedSpan) -> str | None:
         """A citation by document (and page) alone: both must exist."""
         if citation.document is None:
             return "a citation needs offsets or a document name" + (" with its page" if citation.page else "")

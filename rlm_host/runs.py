@@ -8,7 +8,6 @@ quoted and made visible, at the end of a line (``line``), or escaped in HTML (``
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -20,6 +19,8 @@ from .audit import Verdict, is_event, load_key, quoted, read_log, verify_lines
 from .errors import AuditReadError, ConfigError, ExitCode, LogNotFound, NoAuditKey
 from .events import (ConnectionRefused, ExecStart, FrameRejected, RebindRefused, RunEnd, RunStart, SandboxStartRefused,
                      Seal, SubcallDenied)
+from .formats import money
+from .sanitize import finite
 from .settings import audit_dir
 
 VERIFICATION: dict[int, str] = {
@@ -103,12 +104,12 @@ def _from_records(summary: RunSummary, records: list[dict[str, Any]]) -> RunSumm
     end = next((r for r in reversed(records) if r["kind"] == RunEnd.kind and r.get("depth", 1) == 1), None)
     summary.kinds = [r["kind"] for r in records]
     summary.run_id = start["run_id"]
-    summary.started = _number(start.get("ts"))
+    summary.started = finite(start.get("ts"))
     summary.query = _string(start.get("query")) or ("[hidden at this audit level]" if "query_digest" in start else None)
     summary.status = _status(summary.kinds, end)
     if end is not None:
         summary.answer = _string(end.get("answer"))
-        summary.cost_usd = _number(end.get("cost_usd"))
+        summary.cost_usd = finite(end.get("cost_usd"))
         iterations = end.get("iterations")
         summary.iterations = iterations if isinstance(iterations, int) and not isinstance(iterations, bool) else None
     summary.denials = sum(kind in DENIALS for kind in summary.kinds)
@@ -135,16 +136,6 @@ def _seal_reason(records: list[dict[str, Any]]) -> str | None:
     if reason is None:
         return ""
     return reason if isinstance(reason, str) and reason in audit.SEAL_REASONS else "?"
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _string(value: object) -> str | None:
@@ -210,7 +201,7 @@ def line(summary: RunSummary) -> str:
     started = summary.started
     when = (datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M:%S")
             if started is not None and _iso(started) else "-")
-    cost = f"${summary.cost_usd:.4f}" if summary.cost_usd is not None else "-"
+    cost = money(summary.cost_usd)
     sealed = "-" if summary.seal_reason is None else (summary.seal_reason or "sealed")
     query = summary.query if summary.query is None or len(summary.query) <= QUERY_CHARS \
         else summary.query[: QUERY_CHARS - 1] + "…"

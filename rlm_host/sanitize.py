@@ -17,6 +17,7 @@ for a terminal goes through ``json_line``, which writes the same characters as `
 from __future__ import annotations
 
 import json
+import math
 import unicodedata
 from typing import TYPE_CHECKING, Any
 
@@ -107,3 +108,13 @@ def _json_char(char: str) -> str:
 def json_line(obj: Any) -> str:
     """One line of JSON for a terminal: readable UTF-8, with every dangerous character escaped."""
     return json_escape(json.dumps(obj, ensure_ascii=False, default=str))
+
+
+def finite(value: object) -> float | None:
+    """A number from a hostile record, or None: a bool, a string, NaN, infinity, an int past float's range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return value if math.isfinite(value) else None
+    except OverflowError:  # an int too large for a float
+        return None

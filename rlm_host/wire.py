@@ -107,7 +107,9 @@ class RLMQuery(_Request, Query):
     text: str
 
 
-class Citation(BaseModel):
+class CitedSpan(BaseModel):
+    """A span the model cites in answer(...): a request, checked by the host; the result is results.Citation."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
     start: int | None = Field(default=None, ge=0)
     end: int | None = Field(default=None, ge=0)
@@ -118,7 +120,7 @@ class Citation(BaseModel):
 class Answer(_Request):
     op: Literal["answer"]
     text: str
-    citations: list[Citation] = Field(default_factory=list, max_length=1000)
+    citations: list[CitedSpan] = Field(default_factory=list, max_length=1000)
 
 
 Request = Annotated[LLMQuery | LLMQueryBatched | RLMQuery | Answer, Field(discriminator="op")]

@@ -12,7 +12,7 @@ from rlm_host.quotes import QUOTE_CHARS, Layout
 from rlm_host.rpc import Evidence
 from rlm_host.sandbox import Document
 from rlm_host.sandbox.document import MARK_EVERY, TextCount
-from rlm_host.wire import Citation
+from rlm_host.wire import CitedSpan
 from rlm_kernel.contract import manifest_entry, write_manifest
 from rlm_kernel.documents import load_documents
 
@@ -152,27 +152,28 @@ def test_offsets_get_the_hosts_document_page_and_quote(tmp_path: Path) -> None:
     """An offset citation is stated with the document, page and text the host finds there."""
     ev, context = evidence(tmp_path)
     second = context.index("p2")
-    cited = ev.resolve([Citation(start=second, end=second + 7), Citation(start=4, end=4), Citation(document="a.txt")])
+    spans = [CitedSpan(start=second, end=second + 7), CitedSpan(start=4, end=4), CitedSpan(document="a.txt")]
+    cited = ev.resolve(spans)
     assert (cited[0].document, cited[0].page, cited[0].text) == ("paged.pdf", 2, "p2 text")
     assert (cited[1].document, cited[1].page, cited[1].text) == ("a.txt", None, "t")
     assert (cited[2].document, cited[2].text) == ("a.txt", None)
 
 
 @pytest.mark.parametrize("citation, problem", [
-    (Citation(start=0, end=5, document="paged.pdf"), "offset 0 is in 'a.txt', not in 'paged.pdf'"),
-    (Citation(start=290, end=292, document="paged.pdf", page=1), "on page 2, not on page 1"),
-    (Citation(start=2, document="a.txt", page=1), "(no pages), not on page 1"),
-    (Citation(start=283, end=10**6), "past the end of context (297 characters)"),
-    (Citation(start=298), "past the end"),
-    (Citation(start=281, end=282, document="a.txt"), "between documents"),
-    (Citation(document="paged.pdf", page=3), "has 2 pages, not page 3"),
-    (Citation(document="a.txt", page=1), "has no pages, not page 1"),
-    (Citation(document="nope.txt"), "no document named 'nope.txt'"),
-    (Citation(page=1), "needs offsets or a document name"),
-    (Citation(end=4), "needs a start too"),
-    (Citation(), "needs offsets or a document name"),
+    (CitedSpan(start=0, end=5, document="paged.pdf"), "offset 0 is in 'a.txt', not in 'paged.pdf'"),
+    (CitedSpan(start=290, end=292, document="paged.pdf", page=1), "on page 2, not on page 1"),
+    (CitedSpan(start=2, document="a.txt", page=1), "(no pages), not on page 1"),
+    (CitedSpan(start=283, end=10**6), "past the end of context (297 characters)"),
+    (CitedSpan(start=298), "past the end"),
+    (CitedSpan(start=281, end=282, document="a.txt"), "between documents"),
+    (CitedSpan(document="paged.pdf", page=3), "has 2 pages, not page 3"),
+    (CitedSpan(document="a.txt", page=1), "has no pages, not page 1"),
+    (CitedSpan(document="nope.txt"), "no document named 'nope.txt'"),
+    (CitedSpan(page=1), "needs offsets or a document name"),
+    (CitedSpan(end=4), "needs a start too"),
+    (CitedSpan(), "needs offsets or a document name"),
 ])
-def test_citations_that_contradict_the_layout_are_refused(tmp_path: Path, citation: Citation, problem: str) -> None:
+def test_citations_that_contradict_the_layout_are_refused(tmp_path: Path, citation: CitedSpan, problem: str) -> None:
     """A claim the host's layout does not bear out is refused with the reason."""
     ev, context = evidence(tmp_path)
     assert len(context) == 297 and context.index("p2") == 290
@@ -182,6 +183,6 @@ def test_citations_that_contradict_the_layout_are_refused(tmp_path: Path, citati
 def test_citations_that_hold_pass(tmp_path: Path) -> None:
     """Offsets with their true document and page, and existing documents and pages, are accepted."""
     ev, _context = evidence(tmp_path)
-    good = [Citation(start=282, end=284, document="paged.pdf", page=1), Citation(start=0, end=297),
-            Citation(document="paged.pdf", page=2), Citation(start=297), Citation(start=0, end=3, document="a.txt")]
+    good = [CitedSpan(start=282, end=284, document="paged.pdf", page=1), CitedSpan(start=0, end=297),
+            CitedSpan(document="paged.pdf", page=2), CitedSpan(start=297), CitedSpan(start=0, end=3, document="a.txt")]
     assert [ev.problem(c) for c in good] == [None] * len(good)

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from rlm_host.sanitize import DANGEROUS_CATEGORIES, json_line, safe_text, visible
+from rlm_host.formats import money, saving, short
+from rlm_host.sanitize import DANGEROUS_CATEGORIES, finite, json_line, safe_text, visible
 
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
 EVERYTHING = st.text(st.characters(codec=None, exclude_categories=()), max_size=200)
@@ -84,3 +85,20 @@ def test_application_logs_never_carry_a_control_sequence(as_json: bool) -> None:
     assert "hostile" in text and not any(bad(c) for c in text.rstrip("\n"))
     if as_json:
         assert json.loads(text)["value"] == "\x9b2J \u202e \u2028 x"  # escaped, not lost
+
+
+@pytest.mark.parametrize("forged", [True, "1.5", None, [1], float("nan"), float("inf"), -float("inf"), 10**400])
+def test_a_forged_number_is_no_number(forged: object) -> None:
+    """A bool, a string, NaN, infinity and an int too large for a float read as no number, and never raise."""
+    assert finite(forged) is None
+    assert money(forged) == "-" and saving(forged) == "?"
+
+
+def test_figures_read_as_people_expect() -> None:
+    """Costs keep their places, savings say less or more, an excerpt is one visible line within its limit."""
+    assert (finite(3), finite(2.5)) == (3, 2.5)
+    assert (money(0.00123), money(0.00123, 6, "unknown"), money(None, unknown="unknown")) == (
+        "$0.0012", "$0.001230", "unknown")
+    assert (saving(54.6), saving(-12.2), saving(0)) == ("55% less", "12% more", "0% less")
+    excerpt = short("a\n\x1b]0;t\x07 " + "b" * 100, 20)
+    assert len(excerpt) == 20 and excerpt.endswith("…") and "\x1b" not in excerpt and "\n" not in excerpt

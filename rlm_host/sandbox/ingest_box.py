@@ -20,7 +20,6 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -28,6 +27,7 @@ from typing import Annotated, Literal
 from docker.types import Mount, Ulimit
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from ..events import Say
 from ..image import require_image
 from ..policy import Policy
 from ..settings import runtime_dir
@@ -84,7 +84,7 @@ class Job:
 class IngestBox:
     """The ingestion directory and container of one ingestion."""
 
-    def __init__(self, policy: Policy, image: str | None, progress: Callable[[str], None]) -> None:
+    def __init__(self, policy: Policy, image: str | None, progress: Say) -> None:
         self.policy, self.image, self.progress = policy, image or require_image(), progress
         self.session = SessionDir(f"ingest-{secrets.token_hex(6)}", sandbox_uid(policy))
         self.root = runtime_dir() / self.session.session_id

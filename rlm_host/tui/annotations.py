@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from ..formats import saving
 from ..events import AnswerGiven, Cell, ChildRLM, IterationStart, RunEnd, Subcall
 
 LOOP = "RLM Loop: the LLM writes code to explore the external environment (§3)"
@@ -31,5 +32,5 @@ def annotate(event: dict[str, Any]) -> list[str]:
 
 
 def comparison(cmp: dict[str, Any]) -> str:
-    verdict = f"{cmp['saved_pct']:.0f}% less" if cmp["saved_pct"] >= 0 else f"{-cmp['saved_pct']:.0f}% more"
+    verdict = saving(cmp.get("saved_pct"))
     return f"Traditional: {cmp['input_tokens']:,} tokens / RLM: {cmp['rlm_tokens']:,} tokens ({verdict}) (§5)"

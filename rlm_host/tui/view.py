@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..events import Meter
-from ..report_text import _short
+from ..formats import short
 from ..sanitize import visible
 from .annotations import annotate
 from .detail import detail
@@ -66,7 +66,7 @@ class Timeline:
         try:
             step = self._step(event)
         except BAD_FIELDS:
-            step = Step(len(self.steps), "?", f"· {_short(_kind(event), 60)} (unreadable event: fields of the "
+            step = Step(len(self.steps), "?", f"· {short(_kind(event), 60)} (unreadable event: fields of the "
                         "wrong type)", self._status, event)
         self.steps.append(step)
         return step
@@ -133,7 +133,7 @@ def _advance(status: Status, event: dict[str, Any]) -> Status:
 def _reason(event: dict[str, Any]) -> str:
     """The seal's reason (answered, interrupted, lm_error ...), when the log records one."""
     reason = event.get("reason") if event.get("kind") == Seal.kind else None
-    return f" ({_short(reason, 30)})" if reason else ""
+    return f" ({short(reason, 30)})" if reason else ""
 
 
 def _limits(event: dict[str, Any]) -> str:
@@ -143,27 +143,27 @@ def _limits(event: dict[str, Any]) -> str:
 
 
 def _iteration_row(event: dict[str, Any]) -> str:
-    depth = "" if _depth(event) == 1 else f" (depth {_short(event.get('depth'))})"
-    return f"── iteration {_short(event.get('iteration'))} ──{depth}"
+    depth = "" if _depth(event) == 1 else f" (depth {short(event.get('depth'))})"
+    return f"── iteration {short(event.get('iteration'))} ──{depth}"
 
 
 def _cell_row(event: dict[str, Any]) -> str:
     code = event.get("code")
     first = str(code).strip().split("\n", 1)[0] if code else "(code hidden at this audit level)"
-    return f"▷ cell {_short(event.get('status'), 20)}: {_short(first, 100)}"
+    return f"▷ cell {short(event.get('status'), 20)}: {short(first, 100)}"
 
 
 ROWS: dict[str, Callable[[dict[str, Any]], str]] = {
     "iteration.start": _iteration_row,
     "cell": _cell_row,
-    "subcall": lambda e: (f"↳ llm_query → {_short(e.get('model'), 40)}: {_short(e.get('prompt_chars'))} chars in, "
-                          f"{_short(e.get('reply_chars'))} out"),
-    "answer": lambda e: f"✔ answer: {_short(e.get('answer', '(hidden)'), 100)}",
-    "root": lambda e: f"◆ root model replied ({_short(e.get('completion_tokens'))} tokens)",
-    "document": lambda e: f"· document {_short(e.get('name'), 60)} ({_short(e.get('size'))} bytes)",
-    "run.error": lambda e: f"✘ run failed: {_short(e.get('error'), 100)}",
-    "run.end": lambda e: f"■ run ended ({_short(e.get('stopped'), 30)}): {_short(e.get('answer', ''), 80)}",
-    "seal": lambda e: "· seal" + (f" ({_short(e['reason'], 40)})" if "reason" in e else ""),
+    "subcall": lambda e: (f"↳ llm_query → {short(e.get('model'), 40)}: {short(e.get('prompt_chars'))} chars in, "
+                          f"{short(e.get('reply_chars'))} out"),
+    "answer": lambda e: f"✔ answer: {short(e.get('answer', '(hidden)'), 100)}",
+    "root": lambda e: f"◆ root model replied ({short(e.get('completion_tokens'))} tokens)",
+    "document": lambda e: f"· document {short(e.get('name'), 60)} ({short(e.get('size'))} bytes)",
+    "run.error": lambda e: f"✘ run failed: {short(e.get('error'), 100)}",
+    "run.end": lambda e: f"■ run ended ({short(e.get('stopped'), 30)}): {short(e.get('answer', ''), 80)}",
+    "seal": lambda e: "· seal" + (f" ({short(e['reason'], 40)})" if "reason" in e else ""),
 }
 
 
@@ -173,5 +173,5 @@ def _row(event: dict[str, Any]) -> str:
     if kind in ROWS:
         return ROWS[kind](event)
     if kind.startswith("limit.") or kind.endswith((".denied", ".refused", ".rejected")):
-        return f"⚠ {_short(kind, 60)}"
-    return f"· {_short(kind, 60)}"
+        return f"⚠ {short(kind, 60)}"
+    return f"· {short(kind, 60)}"
