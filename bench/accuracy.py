@@ -101,7 +101,7 @@ class Methods:
                     {"role": "user", "content": f"{text}\n\nQuestion: {task.question}"}]
         began = time.monotonic()
         assert self.direct_lm is not None, "use Methods as a context manager"
-        reply = self.direct_lm.complete(messages, model=self.model.name, max_tokens=ANSWER_TOKENS, temperature=0)
+        reply = self.direct_lm.chat(messages, model=self.model.name, max_tokens=ANSWER_TOKENS, temperature=0)
         return {"answer": reply.text, "stopped": "answer", "iterations": 1,
                 "wall_s": round(time.monotonic() - began, 1),
                 "prompt_tokens": reply.usage.prompt_tokens, "completion_tokens": reply.usage.completion_tokens,

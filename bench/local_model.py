@@ -75,12 +75,12 @@ def start_times(path: Path) -> list[float]:
 def speeds(client: LMClient, model: str) -> dict[str, float]:
     prompt = gen.filler(6000)  # about 1,500 tokens
     began = time.monotonic()
-    read = client.complete([{"role": "user", "content": prompt + "\nSay OK."}], model=model, max_tokens=1,
-                           temperature=0)
+    read = client.chat([{"role": "user", "content": prompt + "\nSay OK."}], model=model, max_tokens=1,
+                       temperature=0)
     read_s = time.monotonic() - began
     began = time.monotonic()
-    made = client.complete([{"role": "user", "content": "List the numbers from 1 to 150, one per line."}],
-                           model=model, max_tokens=300, temperature=0)
+    made = client.chat([{"role": "user", "content": "List the numbers from 1 to 150, one per line."}],
+                       model=model, max_tokens=300, temperature=0)
     made_s = time.monotonic() - began
     return {"prompt_tokens": read.usage.prompt_tokens, "prompt_tok_per_s": read.usage.prompt_tokens / read_s,
             "completion_tokens": made.usage.completion_tokens,

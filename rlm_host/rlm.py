@@ -237,8 +237,8 @@ class _Run:
         return shown.stdout.rstrip("\n") if shown.ok else None
 
     def _root(self, messages: list[dict[str, str]]) -> str:
-        completion = self.rlm.lm.complete(messages, model=self.rlm.model, max_tokens=self.rlm.root_max_tokens,
-                                          temperature=self.rlm.temperature, stop=self.rlm.root_stop)
+        completion = self.rlm.lm.chat(messages, model=self.rlm.model, max_tokens=self.rlm.root_max_tokens,
+                                      temperature=self.rlm.temperature, stop=self.rlm.root_stop)
         self.shared.root_calls.append(completion)
         events.RootReply(model=completion.model, prompt=messages[-1]["content"], response=completion.text,
                          messages=len(messages), prompt_tokens=completion.usage.prompt_tokens,
