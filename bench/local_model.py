@@ -27,7 +27,7 @@ from pathlib import Path
 import tasks as gen  # bench/tasks.py: the filler text
 from report import RESULTS, write_results  # bench/report.py
 
-from rlm_host import local_lm
+from rlm_host import RLM, local_lm
 from rlm_host.lm import LMClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,7 +91,7 @@ def run_tasks(servers: dict[str, local_lm.Server], folder: Path) -> list[dict]:
     rows = []
     for name, docs, question, want in tasks(folder):
         began = time.monotonic()
-        with local_lm.local_rlm(servers, max_iterations=6) as rlm:
+        with RLM(local_lm.models_for(servers), generation=local_lm.GENERATION, max_iterations=6) as rlm:
             result = rlm.complete(question, docs)
         rows.append({"task": name, "ok": want in result.answer, "answer": result.answer[:200],
                      "stopped": result.stopped, "iterations": result.iterations,

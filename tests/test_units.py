@@ -16,9 +16,10 @@ from rlm_kernel.documents import load_documents
 from rlm_kernel.output_limit import MARK, OutputLimiter
 
 
-PUBLIC = ["CellError", "ConfigError", "DockerSandbox", "DockerUnavailable", "ExecutionResult", "ImageError",
-          "KernelStartError", "LMClient", "LMError", "Policy", "PolicyError", "PriceTable", "RLM", "RLMHostError",
-          "RLMResult", "Sandbox", "SandboxError", "SessionClosed", "WarmPool", "load_policy", "open_rlm", "run_cell"]
+PUBLIC = ["CellError", "ConfigError", "DockerSandbox", "DockerUnavailable", "ExecutionResult", "Generation",
+          "ImageError", "KernelStartError", "LMClient", "LMError", "Models", "Policy", "PolicyError", "PriceTable",
+          "RLM", "RLMHostError", "RLMResult", "Sandbox", "SandboxError", "SessionClosed", "WarmPool", "load_policy",
+          "open_rlm", "run_cell"]
 
 
 def test_public_names_are_the_agreed_list() -> None:
