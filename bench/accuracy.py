@@ -4,8 +4,8 @@ For each size (tokens at 4 characters per token) and seed, one task from ``bench
 (S-NIAH, and OOLONG-style counting at ``--count-sizes``) is answered twice by the same local
 Qwen2.5-Coder model:
 
-- rlm: ``local_lm.local_rlm`` (root and sub-calls on their own servers, ``max_iterations`` 6)
-  over the whole text in the real sandbox (policy ``standard``);
+- rlm: ``RLM(local_lm.models_for(servers), generation=local_lm.GENERATION)`` (root and sub-calls on
+  their own servers, ``max_iterations`` 6) over the whole text in the real sandbox (policy ``standard``);
 - direct: one chat call with as much of the text as fits the server's window (``n_ctx`` 8192 tokens)
   minus room for the instructions, the question and the answer: the text's first tokens, counted by
   the server's own tokenizer, then the question. It cannot see a needle past the first window.
@@ -39,7 +39,7 @@ from pathlib import Path
 import tasks as gen  # bench/tasks.py
 from report import RESULTS, write_results  # bench/report.py
 
-from rlm_host import local_lm
+from rlm_host import RLM, local_lm
 from rlm_host.lm import LMClient
 from rlm_host.results import CHARS_PER_TOKEN
 
@@ -84,7 +84,8 @@ class Methods:
     def rlm(self, task: gen.Task) -> dict:
         """The RLM over the whole text; its usage sums every root and sub call."""
         began = time.monotonic()
-        with local_lm.local_rlm(self.servers, max_iterations=MAX_ITERATIONS, max_wall_s=self.max_wall_s) as rlm:
+        with RLM(local_lm.models_for(self.servers), generation=local_lm.GENERATION, max_iterations=MAX_ITERATIONS,
+                 max_wall_s=self.max_wall_s) as rlm:
             result = rlm.complete(task.question, task.text)
         by_role = {role: sum(u.total_tokens for u in result.usage if u.role == role) for role in ("root", "sub")}
         return {"answer": result.answer, "stopped": result.stopped, "iterations": result.iterations,
@@ -101,7 +102,7 @@ class Methods:
                     {"role": "user", "content": f"{text}\n\nQuestion: {task.question}"}]
         began = time.monotonic()
         assert self.direct_lm is not None, "use Methods as a context manager"
-        reply = self.direct_lm.complete(messages, model=self.model.name, max_tokens=ANSWER_TOKENS, temperature=0)
+        reply = self.direct_lm.chat(messages, model=self.model.name, max_tokens=ANSWER_TOKENS, temperature=0)
         return {"answer": reply.text, "stopped": "answer", "iterations": 1,
                 "wall_s": round(time.monotonic() - began, 1),
                 "prompt_tokens": reply.usage.prompt_tokens, "completion_tokens": reply.usage.completion_tokens,

@@ -32,6 +32,7 @@ from rlm_host import audit, settings  # noqa: E402
 from rlm_host.audit import AuditLog  # noqa: E402
 from rlm_host.lm import LMClient  # noqa: E402
 from rlm_host.rlm import RLM  # noqa: E402
+from rlm_host.rlm_config import Models  # noqa: E402
 
 FIELDS = {"iteration": 3, "status": "ok", "code": "hits = search(r'fee')\nfor h in hits[:5]:\n    print(h)\n" * 3,
           "stdout": "Hit(30890-30905 in clauses.txt: 'termination fee ...')\n" * 20, "duration_ms": 4.2}
@@ -56,7 +57,7 @@ def run_share(directory: Path, event_ms: float) -> dict[str, float]:
     with ScriptedLM() as lm:
         lm.script("root", RUN)
         lm.rule("sub", lambda messages: "EUR 48,500")
-        rlm = RLM(model="root", sub_model="sub", lm=LMClient(base_url=lm.base_url), audit_dir=directory)
+        rlm = RLM(Models("root", sub_model="sub", lm=LMClient(base_url=lm.base_url)), audit_dir=directory)
         began = time.perf_counter()
         result = rlm.complete("What is the fee?", [ROOT / "examples" / "clauses.txt"])
         wall = time.perf_counter() - began

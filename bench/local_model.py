@@ -27,7 +27,7 @@ from pathlib import Path
 import tasks as gen  # bench/tasks.py: the filler text
 from report import RESULTS, write_results  # bench/report.py
 
-from rlm_host import local_lm
+from rlm_host import RLM, local_lm
 from rlm_host.lm import LMClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,12 +75,12 @@ def start_times(path: Path) -> list[float]:
 def speeds(client: LMClient, model: str) -> dict[str, float]:
     prompt = gen.filler(6000)  # about 1,500 tokens
     began = time.monotonic()
-    read = client.complete([{"role": "user", "content": prompt + "\nSay OK."}], model=model, max_tokens=1,
-                           temperature=0)
+    read = client.chat([{"role": "user", "content": prompt + "\nSay OK."}], model=model, max_tokens=1,
+                       temperature=0)
     read_s = time.monotonic() - began
     began = time.monotonic()
-    made = client.complete([{"role": "user", "content": "List the numbers from 1 to 150, one per line."}],
-                           model=model, max_tokens=300, temperature=0)
+    made = client.chat([{"role": "user", "content": "List the numbers from 1 to 150, one per line."}],
+                       model=model, max_tokens=300, temperature=0)
     made_s = time.monotonic() - began
     return {"prompt_tokens": read.usage.prompt_tokens, "prompt_tok_per_s": read.usage.prompt_tokens / read_s,
             "completion_tokens": made.usage.completion_tokens,
@@ -91,7 +91,7 @@ def run_tasks(servers: dict[str, local_lm.Server], folder: Path) -> list[dict]:
     rows = []
     for name, docs, question, want in tasks(folder):
         began = time.monotonic()
-        with local_lm.local_rlm(servers, max_iterations=6) as rlm:
+        with RLM(local_lm.models_for(servers), generation=local_lm.GENERATION, max_iterations=6) as rlm:
             result = rlm.complete(question, docs)
         rows.append({"task": name, "ok": want in result.answer, "answer": result.answer[:200],
                      "stopped": result.stopped, "iterations": result.iterations,

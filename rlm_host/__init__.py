@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .policy import Policy, load_policy
     from .results import CellError, ExecutionResult, RLMResult
     from .rlm import RLM
+    from .rlm_config import Generation, Models
     from .endpoints import open_rlm
     from .oneshot import run_cell
     from .sandbox import DockerSandbox, Sandbox, WarmPool
@@ -39,7 +40,9 @@ _HOMES = {
     "CellError": ".results",
     "DockerSandbox": ".sandbox",
     "ExecutionResult": ".results",
+    "Generation": ".rlm_config",
     "LMClient": ".lm",
+    "Models": ".rlm_config",
     "Policy": ".policy",
     "PriceTable": ".lm",
     "RLM": ".rlm",
@@ -58,11 +61,13 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_units.py holds it
     "DockerSandbox",
     "DockerUnavailable",
     "ExecutionResult",
+    "Generation",
     "ImageError",
     "KernelStartError",
     "LMClient",
     "LMError",
     "LocalModelError",
+    "Models",
     "Policy",
     "PolicyError",
     "PriceTable",

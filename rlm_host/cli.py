@@ -232,7 +232,7 @@ def run(
     with Progress(enabled=show, console=err) as progress, _log_path_said(), \
             open_rlm(model=model, sub_model=sub_model, base_url=base_url, quality=quality, policy=policy,
                      on_event=progress.event, progress=progress.note, max_iterations=max_iterations,
-                     max_depth=max_depth, lm_timeout_s=lm_timeout) as rlm:
+                     max_depth=max_depth, timeout_s=lm_timeout) as rlm:
         result = rlm.complete(query, list(context))
     if as_json:
         print(json_line(result.model_dump(mode="json")))

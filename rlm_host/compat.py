@@ -16,6 +16,7 @@ from typing import Any
 from .errors import ConfigError
 from .results import RLMResult
 from .rlm import RLM as _RLM
+from .rlm_config import Generation, Models
 
 OPENAI_COMPATIBLE = {"openai", "vllm", "openrouter"}
 REPL_ENVIRONMENTS = {"local", "docker", "ipython"}
@@ -67,11 +68,12 @@ class RLM:
         _refuse_if(logger is not None, "rlm-host records every run itself (the result's trajectory and events); "
                                        "pass logger=None")
         self.backend_kwargs = dict(backend_kwargs or {})
-        self._rlm = _RLM(model=model, sub_model=sub_model, base_url=base_url, api_key=api_key, policy=policy,
-                         max_iterations=max_iterations, max_depth=max_depth,
-                         system_prompt=custom_system_prompt, on_event=_printer() if verbose else None)
+        rlm = _RLM(Models(model, sub_model=sub_model, base_url=base_url, api_key=api_key),
+                   generation=Generation(system_prompt=custom_system_prompt), policy=policy,
+                   max_iterations=max_iterations, max_depth=max_depth, on_event=_printer() if verbose else None)
         if max_sub_tokens is not None:
-            self._rlm.policy = self._rlm.policy.with_subcalls(max_total_tokens=max_sub_tokens)
+            rlm = rlm.with_policy(rlm.policy.with_subcalls(max_total_tokens=max_sub_tokens))
+        self._rlm = rlm
 
     def completion(self, prompt: str | list[Any] | dict[str, Any], root_prompt: str | None = None) -> RLMChatCompletion:
         """``prompt`` is the context (loaded into the REPL); ``root_prompt`` the question, if any."""

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .events import EventHook
-from .settings import model_name, openai_api_key, openai_base_url
+from .rlm_config import Generation, Models
+from .settings import LM_TIMEOUT_S, model_name, openai_api_key, openai_base_url
 
 if TYPE_CHECKING:
     from .rlm import RLM
@@ -49,34 +50,39 @@ def endpoint(base_url: str | None, model: str | None) -> tuple[str | None, str]:
 
 @contextmanager
 def open_rlm(*, model: str | None = None, sub_model: str | None = None, base_url: str | None = None,
-             quality: bool = False, policy: str | Path = "standard", on_event: EventHook | None = None,
-             progress: Callable[[str], None] | None = None, **options: Any) -> Iterator[RLM]:
+             timeout_s: float = LM_TIMEOUT_S, quality: bool = False, generation: Generation | None = None,
+             progress: Callable[[str], None] | None = None, policy: str | Path = "standard",
+             max_iterations: int = 20, max_depth: int | None = None, max_wall_s: float | None = None,
+             on_event: EventHook | None = None, audit_dir: Path | None = None) -> Iterator[RLM]:
     """An RLM on the endpoint the arguments and environment name, or on the embedded model.
 
-    ``quality`` (embedded model only) makes the 1.5B the root; ``progress`` hears the embedded
-    model's setup (fetching, starting servers); ``options`` go to ``RLM`` (limits, audit_dir, ...).
-    The embedded model's servers, when started here, stop when the block ends.
+    The first keywords choose the models: ``timeout_s`` bounds one model reply, ``quality`` (embedded
+    model only) makes the 1.5B the root, ``generation`` replaces the chosen models' own settings
+    (``local_lm.GENERATION`` for the embedded model, ``Generation()`` for an endpoint), and
+    ``progress`` hears the embedded model's setup (fetching, starting servers). The rest are the
+    run's, as ``RLM`` takes them. The embedded model's servers, when started here, stop when the block ends.
     """
-    if wants_local(base_url, model):
-        with _local(quality, policy, on_event, progress, options) as rlm:
-            yield rlm
-        return
     from .rlm import RLM
 
-    url, root = endpoint(base_url, model)
-    with RLM(model=root, sub_model=sub_model, base_url=url, policy=policy, on_event=on_event, **options) as rlm:
+    with _models(model, sub_model, base_url, timeout_s, quality, progress) as (models, defaults, info), \
+            RLM(models, generation=generation or defaults, policy=policy, max_iterations=max_iterations,
+                max_depth=max_depth, max_wall_s=max_wall_s, on_event=on_event, run_info=info,
+                audit_dir=audit_dir) as rlm:
         yield rlm
 
 
 @contextmanager
-def _local(quality: bool, policy: str | Path, on_event: EventHook | None, progress: Callable[[str], None] | None,
-           options: dict[str, Any]) -> Iterator[RLM]:
-    """A run on the embedded model; its choice and digests go into the run's first event."""
+def _models(model: str | None, sub_model: str | None, base_url: str | None, timeout_s: float, quality: bool,
+            progress: Callable[[str], None] | None) -> Iterator[tuple[Models, Generation, dict[str, Any]]]:
+    """The models for a run, their generation settings and what ``run.start`` records of the choice."""
+    if not wants_local(base_url, model):
+        url, root = endpoint(base_url, model)
+        yield Models(root, sub_model=sub_model, base_url=url, timeout_s=timeout_s), Generation(), {}
+        return
     from . import local_lm
 
     with local_lm.Endpoints(quality, progress=progress or (lambda _m: None)) as servers:
-        models = local_lm.choose(quality)
-        info = {"local_model": {role: {"name": m.name, "sha256": m.sha256} for role, m in models.items()},
+        chosen = local_lm.choose(quality)  # its choice and digests go into the run's first event
+        info = {"local_model": {role: {"name": m.name, "sha256": m.sha256} for role, m in chosen.items()},
                 "quality": quality}
-        with local_lm.local_rlm(servers, policy=policy, on_event=on_event, run_info=info, **options) as rlm:
-            yield rlm
+        yield local_lm.models_for(servers, timeout_s=timeout_s), local_lm.GENERATION, info

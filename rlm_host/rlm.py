@@ -10,6 +10,7 @@ then one last call asks for the best answer from what was found.
 
 from __future__ import annotations
 
+import copy
 import functools
 import tempfile
 import time
@@ -27,11 +28,12 @@ from .parsing import code_blocks, final_answer, same_code, unclosed_block
 from .policy import Policy, load_policy
 from .prompts import (DESCRIBE_CELL, LAST_CALL, NUDGE_NO_CODE, NUDGE_REPEAT, NUDGE_UNCLOSED, default_system_prompt,
                       example_turns, next_step)
+from .rlm_config import Generation, Models
 from .results import Citation, ExecutionResult, RLMResult, Step, Stopped, compare, usage_of
 from .rpc import Broker, Budget, Evidence, Subcalls
 from .documents import Ingested, ingest, stage_text
 from .sandbox import Document, DockerSandbox, Sandbox, SandboxFactory
-from .settings import LM_TIMEOUT_S, __version__
+from .settings import __version__
 
 @dataclass
 class _Shared:
@@ -44,69 +46,66 @@ class _Shared:
 
 
 class RLM:
-    """A Recursive Language Model whose code runs in the hardened sandbox."""
+    """A Recursive Language Model whose code runs in the hardened sandbox.
+
+    ``RLM(models, *, generation=Generation(), policy="standard", ...)``: ``models`` is a ``Models``
+    record, or a model name as shorthand for ``Models(model=name)``; ``generation`` says how the root
+    model is asked. The keywords after them are this RLM's runs: the policy (``max_depth`` overrides
+    its ``subcalls.max_depth``), the iteration and wall-time limits, the image, an event hook, extra
+    ``run.start`` info, the audit folder and where each sandbox comes from.
+    """
 
     def __init__(
         self,
+        models: Models | str,
         *,
-        model: str,
-        sub_model: str | None = None,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        sub_base_url: str | None = None,
-        lm_timeout_s: float = LM_TIMEOUT_S,
+        generation: Generation = Generation(),
         policy: str | Path | Policy = "standard",
         max_iterations: int = 20,
         max_depth: int | None = None,
         max_wall_s: float | None = None,
-        root_max_tokens: int | None = 1024,
-        sub_max_tokens: int | None = 1024,
-        temperature: float = 0.0,
-        output_chars: int = 4000,
-        lm: LMClient | None = None,
-        sub_lm: LMClient | None = None,
-        root_stop: list[str] | None = None,
-        prices: PriceTable | None = None,
         image: str | None = None,
         on_event: EventHook | None = None,
-        system_prompt: str | None = None,
         run_info: dict[str, Any] | None = None,
-        few_shot: bool = True,
         audit_dir: Path | None = None,
         sandbox_factory: SandboxFactory | None = None,
     ) -> None:
         if max_iterations < 1:
             raise ConfigError(f"max_iterations must be at least 1 (got {max_iterations})")
-        loaded = policy if isinstance(policy, Policy) else load_policy(policy)
-        if max_depth is not None:
-            loaded = loaded.with_subcalls(max_depth=max_depth)
-        self.policy = loaded
-        self.model = model
-        self.sub_model = sub_model or model
-        self.prices = prices or PriceTable.load()
+        models = Models(model=models) if isinstance(models, str) else models
+        self.models = models
+        self.generation = generation
+        self.policy = _loaded(policy, max_depth)
+        self.model = models.model
+        self.sub_model = models.sub_model or models.model
+        self.prices = models.prices or PriceTable.load()
         self._owned: list[LMClient] = []  # closed by close(); clients passed in are the caller's
-        if lm is None:
-            lm = LMClient(base_url=base_url, api_key=api_key, prices=self.prices, timeout_s=lm_timeout_s)
-            self._owned.append(lm)
-        if sub_lm is None and sub_base_url:  # a separate sub-call server keeps the root's prompt cache warm
-            sub_lm = LMClient(base_url=sub_base_url, api_key=api_key, prices=self.prices, timeout_s=lm_timeout_s)
-            self._owned.append(sub_lm)
-        self.lm, self.sub_lm = lm, sub_lm or lm
-        self.root_stop = root_stop
+        self.lm = models.lm or self._client(models.base_url)
+        sub_lm = models.sub_lm
+        if sub_lm is None and models.sub_base_url:  # a separate sub-call server keeps the root's prompt cache warm
+            sub_lm = self._client(models.sub_base_url)
+        self.sub_lm = sub_lm or self.lm
         self.max_iterations = max_iterations
         self.max_wall_s = max_wall_s
-        self.root_max_tokens = root_max_tokens
-        self.sub_max_tokens = sub_max_tokens
-        self.temperature = temperature
-        self.output_chars = output_chars
         self.image = image
         self.sandbox_factory = sandbox_factory or functools.partial(DockerSandbox.start, image=image)
         self.on_event = on_event
-        self.system_prompt = system_prompt or default_system_prompt()
         self.run_info = run_info or {}
-        self.examples = example_turns() if few_shot else []
         self.audit_dir = audit_dir
+        self.opening = [{"role": "system", "content": generation.system_prompt or default_system_prompt()},
+                        *(example_turns() if generation.few_shot else [])]
         self._check_cost_budget()
+
+    def with_policy(self, policy: str | Path | Policy) -> RLM:
+        """This RLM under another policy, for the same models; the copy shares this one's clients.
+
+        The clients stay this RLM's to close: the copy's ``close()`` closes none.
+        """
+        twin = copy.copy(self)
+        twin.policy = _loaded(policy, None)
+        twin._owned = []
+        twin._check_cost_budget()
+        return twin
 
     def close(self) -> None:
         """Close the HTTP connections of the model clients this RLM made (not those passed in)."""
@@ -134,6 +133,12 @@ class RLM:
             audit.seal("last_resort" if result.fallback else "answered")
         return result.model_copy(update={"audit_log": str(audit.path)})
 
+    def _client(self, base_url: str | None) -> LMClient:
+        client = LMClient(base_url=base_url, api_key=self.models.api_key, prices=self.prices,
+                          timeout_s=self.models.timeout_s)
+        self._owned.append(client)
+        return client
+
     def _check_cost_budget(self) -> None:
         limit = self.policy.subcalls.max_cost_usd
         if limit is not None and not self.prices.known(self.sub_model):
@@ -142,12 +147,21 @@ class RLM:
                 f"'{self.sub_model}' is unknown: add it to a prices file (RLM_HOST_PRICES) or remove max_cost_usd")
 
 
+def _loaded(policy: str | Path | Policy, max_depth: int | None) -> Policy:
+    loaded = policy if isinstance(policy, Policy) else load_policy(policy)
+    return loaded if max_depth is None else loaded.with_subcalls(max_depth=max_depth)
+
+
 class _Run:
     """One root conversation over one sandbox (a child RLM is another _Run)."""
 
     def __init__(self, rlm: RLM, shared: _Shared, query: str, documents: list[Document],
                  depth: int, run_id: str | None = None) -> None:
-        self.rlm, self.shared, self.query, self.documents, self.depth = rlm, shared, query, documents, depth
+        self.rlm = rlm
+        self.shared = shared
+        self.query = query
+        self.documents = documents
+        self.depth = depth
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.evidence = Evidence(documents)  # the host's own layout: it checks citations and quotes them
         self.emit = shared.events
@@ -164,7 +178,7 @@ class _Run:
                         info=self.rlm.run_info).to(self.emit)
         with self.rlm.sandbox_factory(self.rlm.policy, self.documents, on_event=self.emit) as sandbox:
             subcalls = Subcalls(self.rlm.sub_lm, self.rlm.sub_model, self.shared.budget, depth=self.depth,
-                                child=self._child, max_tokens=self.rlm.sub_max_tokens,
+                                child=self._child, max_tokens=self.rlm.generation.sub_max_tokens,
                                 evidence=self.evidence, on_event=self.emit)
             broker = Broker(sandbox.rpc_socket_path, subcalls, uid=sandbox.rpc_socket_owner,
                             max_frame_bytes=self.rlm.policy.subcalls.max_frame_bytes, on_event=self.emit).start()
@@ -183,7 +197,7 @@ class _Run:
 
     def _loop(self, sandbox: Sandbox, subcalls: Subcalls) -> RLMResult:
         description = sandbox.execute(DESCRIBE_CELL).stdout.strip()
-        self.messages = [{"role": "system", "content": self.rlm.system_prompt}, *self.rlm.examples,
+        self.messages = [*self.rlm.opening,
                          {"role": "user", "content": f"Question: {self.query}\n\n{description}\n\n"
                                                      "Write your first cell."}]
         last_code: str | None = None
@@ -237,15 +251,16 @@ class _Run:
         return shown.stdout.rstrip("\n") if shown.ok else None
 
     def _root(self, messages: list[dict[str, str]]) -> str:
-        completion = self.rlm.lm.complete(messages, model=self.rlm.model, max_tokens=self.rlm.root_max_tokens,
-                                          temperature=self.rlm.temperature, stop=self.rlm.root_stop)
+        generation = self.rlm.generation
+        completion = self.rlm.lm.chat(messages, model=self.rlm.model, max_tokens=generation.root_max_tokens,
+                                      temperature=generation.temperature, stop=list(generation.root_stop) or None)
         self.shared.root_calls.append(completion)
         events.RootReply(model=completion.model, prompt=messages[-1]["content"], response=completion.text,
                          messages=len(messages), prompt_tokens=completion.usage.prompt_tokens,
                          completion_tokens=completion.usage.completion_tokens, cost_usd=completion.cost_usd,
                          latency_s=round(completion.latency_s, 4), retries=completion.retries,
                          depth=self.depth).to(self.emit)
-        if self.rlm.root_stop and unclosed_block(completion.text):
+        if generation.root_stop and unclosed_block(completion.text):
             return completion.text.rstrip() + "\n```"  # the stop sequence ate the closing fence
         return completion.text
 
@@ -294,7 +309,7 @@ class _Run:
         if result.status != "ok" and result.reason:
             parts.append(f"[{result.status}: {result.reason}]")
         text = "\n".join(p.rstrip("\n") for p in parts if p and p.strip()) or "(no output)"
-        return _clip(text, self.rlm.output_chars)
+        return _clip(text, self.rlm.generation.output_chars)
 
     def _out_of_time(self) -> bool:
         limit = self.rlm.max_wall_s

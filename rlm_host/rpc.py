@@ -177,7 +177,7 @@ class Subcalls:
     def _call(self, query: Query) -> str:
         messages = [{"role": "system", "content": SUBCALL_SYSTEM}, {"role": "user", "content": query.prompt()}]
         with self.budget.slots:
-            completion = self.lm.complete(messages, model=self.model, max_tokens=self.max_tokens, temperature=0)
+            completion = self.lm.chat(messages, model=self.model, max_tokens=self.max_tokens, temperature=0)
         self.budget.record(completion)
         with self._lock:
             self.completions.append(completion)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from rlm_host import Models
 from rlm_host.errors import LMError
 from rlm_host.lm import LMClient
 from rlm_host.rlm import RLM
@@ -35,7 +36,7 @@ def three_turns(folder: Path, *, sub_reply: str = "EUR 48,500", query: str = QUE
     with ScriptedLM() as lm:
         lm.script("root", THREE_TURNS)
         lm.rule("sub", lambda messages: sub_reply)
-        result = RLM(model="root", sub_model="sub", lm=LMClient(base_url=lm.base_url),
+        result = RLM(Models("root", sub_model="sub", lm=LMClient(base_url=lm.base_url)),
                      audit_dir=folder).complete(query, [CLAUSES])
     return Path(result.audit_log)
 
@@ -47,7 +48,7 @@ def twenty_iterations(folder: Path) -> Path:
     with ScriptedLM() as lm:
         lm.script("root", cells)
         lm.rule("root", lambda messages: "The fee is EUR 48,500 (best effort).")
-        result = RLM(model="root", lm=LMClient(base_url=lm.base_url), audit_dir=folder,
+        result = RLM(Models("root", lm=LMClient(base_url=lm.base_url)), audit_dir=folder,
                      max_iterations=20).complete(QUERY, [CLAUSES])
     return Path(result.audit_log)
 
@@ -62,7 +63,7 @@ def forty_documents(folder: Path) -> Path:
                "```python\nanswer('EUR 1000', citations=[hits[0]])\n```"]
     with ScriptedLM() as lm:
         lm.script("root", replies)
-        result = RLM(model="root", lm=LMClient(base_url=lm.base_url), audit_dir=folder).complete(QUERY, [docs])
+        result = RLM(Models("root", lm=LMClient(base_url=lm.base_url)), audit_dir=folder).complete(QUERY, [docs])
     return Path(result.audit_log)
 
 
@@ -73,7 +74,7 @@ def failed_run(folder: Path) -> Path:
         lm.rule("sub", lambda messages: "EUR 48,500")
         lm.fail(401, 10, model="root", after=2)
         try:
-            RLM(model="root", sub_model="sub", lm=LMClient(base_url=lm.base_url),
+            RLM(Models("root", sub_model="sub", lm=LMClient(base_url=lm.base_url)),
                 audit_dir=folder).complete(QUERY, [CLAUSES])
         except LMError:
             return _newest(folder)

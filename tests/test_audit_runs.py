@@ -23,6 +23,7 @@ from rlm_host.errors import ConfigError, LMError, SessionClosed
 from rlm_host.lm import LMClient
 from rlm_host.policy import parse_policy, policies_dir
 from rlm_host.rlm import RLM
+from rlm_host.rlm_config import Models
 from rlm_host.sandbox import reap
 from rlm_host.settings import OWNER_LABEL
 from scripted_lm import ScriptedLM
@@ -47,7 +48,7 @@ def test_audit_level_of_a_real_run(tmp_path: Path, level: str, docker_ready: str
     with ScriptedLM() as lm:
         lm.script("root", RUN)
         lm.rule("sub", lambda messages: "The fee is EUR 48,500.")
-        rlm = RLM(model="root", sub_model="sub", lm=LMClient(base_url=lm.base_url), policy=policy_at(level),
+        rlm = RLM(Models("root", sub_model="sub", lm=LMClient(base_url=lm.base_url)), policy=policy_at(level),
                   audit_dir=tmp_path)
         result = rlm.complete("What is the termination fee of the Customer?", [DOC])
     log = Path(result.audit_log)
@@ -70,7 +71,8 @@ CHILD = """
 import sys
 from rlm_host.lm import LMClient
 from rlm_host.rlm import RLM
-rlm = RLM(model="root", sub_model="sub", lm=LMClient(base_url=sys.argv[1]), max_iterations=3)
+from rlm_host.rlm_config import Models
+rlm = RLM(Models("root", sub_model="sub", lm=LMClient(base_url=sys.argv[1])), max_iterations=3)
 rlm.complete("What is the fee?", [sys.argv[2]])
 """
 

@@ -59,3 +59,14 @@ def test_arguments_without_meaning_here_are_refused(kwargs: dict, needle: str) -
 
     with pytest.raises(ConfigError, match=needle):
         RLM(**kwargs)
+
+
+def test_max_sub_tokens_becomes_the_policys_token_budget() -> None:
+    """max_sub_tokens caps the run's sub-call tokens (the policy's max_total_tokens); max_depth stays set too."""
+    from rlm_host.compat import RLM
+
+    rlm = RLM(backend_kwargs={"model_name": "m", "base_url": "http://127.0.0.1:9/v1"}, max_depth=2,
+              max_sub_tokens=5000, custom_system_prompt="Be brief.")
+    limits = rlm._rlm.policy.subcalls
+    assert limits.max_total_tokens == 5000 and limits.max_depth == 2
+    assert rlm._rlm.opening[0]["content"] == "Be brief." and rlm._rlm.sub_model == "m"

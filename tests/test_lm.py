@@ -56,7 +56,7 @@ def _closed_port() -> int:
 def test_scripted_replies_in_order_then_fallback(lm: ScriptedLM, client: LMClient) -> None:
     """Scripted replies come back in order, then the fixed fallback text."""
     lm.script("root", ["first", "second"])
-    texts = [client.complete(HELLO, model="root").text for _ in range(3)]
+    texts = [client.chat(HELLO, model="root").text for _ in range(3)]
     assert texts == ["first", "second", NO_MORE_REPLIES]
 
 
@@ -64,14 +64,14 @@ def test_rule_computes_reply_from_messages(lm: ScriptedLM, client: LMClient) -> 
     """A rule answers from the messages once the script is empty (sub-models echo)."""
     lm.rule("sub", lambda messages: "echo: " + messages[-1]["content"])
     question = [{"role": "user", "content": "what year?"}]
-    assert client.complete(question, model="sub").text == "echo: what year?"
+    assert client.chat(question, model="sub").text == "echo: what year?"
 
 
 def test_completion_carries_usage_and_exact_cost(lm: ScriptedLM, client: LMClient) -> None:
     """Usage is the server's numbers and cost is tokens times the list price per million."""
     lm.script("gpt-4o", ["four"])
     lm.usage_for("gpt-4o", 1000, 500)
-    result = client.complete(HELLO, model="gpt-4o")
+    result = client.chat(HELLO, model="gpt-4o")
     assert isinstance(result, Completion)
     assert (result.text, result.model, result.retries) == ("four", "gpt-4o", 0)
     assert result.usage == Usage(1000, 500) and result.usage.total_tokens == 1500
@@ -81,21 +81,21 @@ def test_completion_carries_usage_and_exact_cost(lm: ScriptedLM, client: LMClien
 
 def test_unknown_model_has_no_cost(lm: ScriptedLM, client: LMClient) -> None:
     """A model without a price costs None, not a guess."""
-    assert client.complete(HELLO, model="my-own-finetune").cost_usd is None
+    assert client.chat(HELLO, model="my-own-finetune").cost_usd is None
 
 
 def test_default_usage_is_a_character_estimate(lm: ScriptedLM, client: LMClient) -> None:
     """Without fixed usage the server counts about four characters a token."""
     lm.script("m", ["x" * 12])
-    result = client.complete([{"role": "system", "content": "a" * 20}, {"role": "user", "content": "b" * 20}],
-                             model="m")
+    result = client.chat([{"role": "system", "content": "a" * 20}, {"role": "user", "content": "b" * 20}],
+                         model="m")
     assert result.usage == Usage(10, 3)
 
 
 def test_options_are_sent_only_when_set(lm: ScriptedLM, client: LMClient) -> None:
     """max_tokens, temperature and stop reach the server when given and are absent otherwise."""
-    client.complete(HELLO, model="m")
-    client.complete(HELLO, model="m", max_tokens=64, temperature=0.0, stop=["```"])
+    client.chat(HELLO, model="m")
+    client.chat(HELLO, model="m", max_tokens=64, temperature=0.0, stop=["```"])
     plain, tuned = lm.requests
     assert not {"max_tokens", "temperature", "stop"} & plain.keys()
     assert (tuned["max_tokens"], tuned["temperature"], tuned["stop"]) == (64, 0.0, ["```"])
@@ -105,7 +105,7 @@ def test_options_are_sent_only_when_set(lm: ScriptedLM, client: LMClient) -> Non
 def test_stop_sequences_cut_the_reply(lm: ScriptedLM, client: LMClient) -> None:
     """The server cuts the reply at the earliest stop sequence, as real servers do."""
     lm.script("m", ["print(1)\n```\nmore text END tail"])
-    assert client.complete(HELLO, model="m", stop=["END", "```"]).text == "print(1)\n"
+    assert client.chat(HELLO, model="m", stop=["END", "```"]).text == "print(1)\n"
 
 
 def test_null_content_and_missing_usage(lm: ScriptedLM, client: LMClient) -> None:
@@ -114,7 +114,7 @@ def test_null_content_and_missing_usage(lm: ScriptedLM, client: LMClient) -> Non
             "choices": [{"index": 0, "message": {"role": "assistant", "content": None},
                          "finish_reason": "stop"}]}
     lm.fail(200, 1, body=json.dumps(body))
-    result = client.complete(HELLO, model="m")
+    result = client.chat(HELLO, model="m")
     assert (result.text, result.usage) == ("", Usage(0, 0))
 
 
@@ -125,7 +125,7 @@ def test_429_twice_then_success(lm: ScriptedLM, client: LMClient) -> None:
     """Rate limits are retried and counted."""
     lm.script("m", ["ok"])
     lm.fail(429, 2)
-    result = client.complete(HELLO, model="m")
+    result = client.chat(HELLO, model="m")
     assert (result.text, result.retries) == ("ok", 2)
     assert len(lm.requests) == 3
 
@@ -134,14 +134,14 @@ def test_500_then_success(lm: ScriptedLM, client: LMClient) -> None:
     """A server error is retried once and the reply still arrives."""
     lm.script("m", ["ok"])
     lm.fail(500, 1)
-    assert client.complete(HELLO, model="m").retries == 1
+    assert client.chat(HELLO, model="m").retries == 1
 
 
 def test_failure_for_another_model_is_not_consumed(lm: ScriptedLM, client: LMClient) -> None:
     """A failure injected for one model leaves requests for other models alone."""
     lm.fail(503, 1, model="root")
-    assert client.complete(HELLO, model="sub").retries == 0
-    assert client.complete(HELLO, model="root").retries == 1
+    assert client.chat(HELLO, model="sub").retries == 0
+    assert client.chat(HELLO, model="root").retries == 1
 
 
 def test_gives_up_after_the_retry_limit(lm: ScriptedLM) -> None:
@@ -149,7 +149,7 @@ def test_gives_up_after_the_retry_limit(lm: ScriptedLM) -> None:
     lm.fail(503, 100)
     with (LMClient(base_url=lm.base_url, max_retries=2, backoff_s=0.001) as client,
           pytest.raises(LMError) as caught):
-        client.complete(HELLO, model="m")
+        client.chat(HELLO, model="m")
     assert (caught.value.status, caught.value.attempts) == (503, 3)
     assert "after 3 attempts" in str(caught.value) and lm.base_url in str(caught.value)
     assert isinstance(caught.value, RLMHostError)
@@ -161,7 +161,7 @@ def test_retry_after_is_honoured(lm: ScriptedLM, client: LMClient) -> None:
     """The client waits at least the Retry-After the server asked for."""
     lm.fail(429, 1, retry_after=0.2)
     started = time.monotonic()
-    result = client.complete(HELLO, model="m")
+    result = client.chat(HELLO, model="m")
     assert result.retries == 1
     assert time.monotonic() - started >= 0.2
 
@@ -171,7 +171,7 @@ def test_client_errors_are_not_retried(lm: ScriptedLM, client: LMClient, status:
     """400, 401 and 404 fail at once with the status and what to check."""
     lm.fail(status, 5, model="nope")
     with pytest.raises(LMError) as caught:
-        client.complete(HELLO, model="nope")
+        client.chat(HELLO, model="nope")
     assert (caught.value.status, caught.value.attempts) == (status, 1)
     assert f"answered {status} for model 'nope'" in str(caught.value) and hint in str(caught.value)
     assert len(lm.requests) == 1
@@ -182,7 +182,7 @@ def test_garbage_body_with_200_is_an_lm_error(lm: ScriptedLM, client: LMClient, 
     """A 200 whose body is not a chat completion raises LMError quoting it, not a crash."""
     lm.fail(200, 1, body=body)
     with pytest.raises(LMError) as caught:
-        client.complete(HELLO, model="m")
+        client.chat(HELLO, model="m")
     assert caught.value.status == 200 and "not a chat completion" in str(caught.value)
     assert body.split(">", maxsplit=1)[0] in str(caught.value)
 
@@ -191,7 +191,7 @@ def test_connection_refused_is_an_lm_error_after_retries() -> None:
     """A closed port is retried, then reported as unreachable with the fix."""
     url = f"http://127.0.0.1:{_closed_port()}/v1"
     with LMClient(base_url=url, max_retries=2, backoff_s=0.001) as client, pytest.raises(LMError) as caught:
-        client.complete(HELLO, model="m")
+        client.chat(HELLO, model="m")
     assert (caught.value.status, caught.value.attempts) == (None, 3)
     assert "unreachable" in str(caught.value) and "OPENAI_BASE_URL" in str(caught.value)
 
@@ -201,7 +201,7 @@ def test_timeouts_are_retried_then_reported() -> None:
     with (ScriptedLM(latency_s=0.3) as lm,
           LMClient(base_url=lm.base_url, max_retries=1, timeout_s=0.05, backoff_s=0.001) as client,
           pytest.raises(LMError) as caught):
-        client.complete(HELLO, model="m")
+        client.chat(HELLO, model="m")
     assert (caught.value.status, caught.value.attempts) == (None, 2)
     assert "did not answer" in str(caught.value)
 
@@ -214,7 +214,7 @@ def test_base_url_from_environment_needs_no_key(lm: ScriptedLM, monkeypatch: pyt
     monkeypatch.setenv("OPENAI_BASE_URL", lm.base_url)
     with LMClient(backoff_s=0.001) as client:
         assert client.base_url == lm.base_url
-        assert client.complete(HELLO, model="m").text == NO_MORE_REPLIES
+        assert client.chat(HELLO, model="m").text == NO_MORE_REPLIES
 
 
 def test_no_endpoint_and_no_key_is_a_config_error() -> None:
@@ -278,7 +278,7 @@ def test_scripted_server_answers_concurrent_requests_in_parallel() -> None:
     with ScriptedLM(latency_s=0.2) as lm, LMClient(base_url=lm.base_url, backoff_s=0.001) as client:
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=8) as pool:
-            results = list(pool.map(lambda i: client.complete(HELLO, model=f"m{i}"), range(8)))
+            results = list(pool.map(lambda i: client.chat(HELLO, model=f"m{i}"), range(8)))
         elapsed = time.monotonic() - started
     assert len(results) == 8 and all(r.retries == 0 for r in results)
     assert elapsed < 8 * 0.2 / 2
@@ -288,7 +288,7 @@ def test_scripted_server_stops_its_threads() -> None:
     """Leaving the context stops the server and joins every thread it started."""
     before = set(threading.enumerate())
     with ScriptedLM(latency_s=0.05) as lm, LMClient(base_url=lm.base_url) as client:
-        client.complete(HELLO, model="m")
+        client.chat(HELLO, model="m")
     assert set(threading.enumerate()) <= before
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rlm_host import local_lm
+from rlm_host import RLM, local_lm
 from rlm_host.errors import LocalModelError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
@@ -30,7 +30,7 @@ def test_real_model_answers_from_the_document(tmp_path: Path, docker_ready: str)
     doc = haystack(tmp_path / "minutes.txt")
     servers = local_lm.start_servers(quality=False)
     try:
-        with local_lm.local_rlm(servers, max_iterations=6) as rlm:
+        with RLM(local_lm.models_for(servers), generation=local_lm.GENERATION, max_iterations=6) as rlm:
             result = rlm.complete("What is the access code for the east vault?", [doc])
     finally:
         for server in servers.values():

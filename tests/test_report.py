@@ -16,6 +16,7 @@ import pytest
 import run_logs
 import yaml
 
+from rlm_host import Models
 from rlm_host.audit import events, verify
 from rlm_host.lm import LMClient
 from rlm_host.policy import parse_policy, policies_dir
@@ -40,7 +41,7 @@ def logs(tmp_path_factory: pytest.TempPathFactory, docker_ready: str) -> dict[st
     with ScriptedLM() as lm:
         lm.script("root", run_logs.THREE_TURNS)
         lm.rule("sub", lambda messages: "EUR 48,500")
-        made["hashes"] = Path(RLM(model="root", sub_model="sub", lm=LMClient(base_url=lm.base_url),
+        made["hashes"] = Path(RLM(Models("root", sub_model="sub", lm=LMClient(base_url=lm.base_url)),
                                   policy=parse_policy(raw, base_dir=policies_dir()),
                                   audit_dir=tmp_path_factory.mktemp("hashes")).complete(run_logs.QUERY,
                                                                                        [run_logs.CLAUSES]).audit_log)

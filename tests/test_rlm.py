@@ -32,10 +32,11 @@ def lm() -> Iterator[ScriptedLM]:
 
 def make_rlm(lm: ScriptedLM, policy: str = "standard", **kwargs) -> RLM:
     from rlm_host.lm import LMClient
+    from rlm_host.rlm_config import Models
 
     prices = kwargs.pop("prices", PriceTable({"root": (1.0, 1.0), "sub": (0.5, 0.5)}))
     client = LMClient(base_url=lm.base_url, backoff_s=0.01, max_retries=kwargs.pop("max_retries", 3), prices=prices)
-    return RLM(model="root", sub_model="sub", lm=client, prices=prices, policy=policy, **kwargs)
+    return RLM(Models("root", sub_model="sub", lm=client, prices=prices), policy=policy, **kwargs)
 
 
 FULL_RUN = [

@@ -22,6 +22,7 @@ import run_logs
 from rlm_host.audit import events, verify
 from rlm_host.lm import LMClient
 from rlm_host.rlm import RLM
+from rlm_host.rlm_config import Models
 from rlm_host.tui import RLMApp
 from rlm_host.tui.annotations import LOOP, SEARCH, SUBCALL, SYNTHESIS, VARIABLE, annotate
 from rlm_host.tui.view import build
@@ -187,7 +188,7 @@ def test_live_mode_follows_the_run(docker_ready: str) -> None:
         app = RLMApp(live=True, title="live")
 
         def start(hook):
-            return RLM(model="root", sub_model="sub", lm=LMClient(base_url=lm.base_url),
+            return RLM(Models("root", sub_model="sub", lm=LMClient(base_url=lm.base_url)),
                        on_event=hook).complete(run_logs.QUERY, [run_logs.CLAUSES])
 
         async with app.run_test(size=(80, 24)) as pilot:

@@ -17,9 +17,9 @@ from rlm_kernel.output_limit import MARK, OutputLimiter
 
 
 PUBLIC = ["AuditError", "CellError", "ConfigError", "DockerSandbox", "DockerUnavailable", "ExecutionResult",
-          "ImageError", "KernelStartError", "LMClient", "LMError", "LocalModelError", "Policy", "PolicyError",
-          "PriceTable", "RLM", "RLMHostError", "RLMResult", "Sandbox", "SandboxError", "SessionClosed", "WarmPool",
-          "load_policy", "open_rlm", "run_cell"]
+          "Generation", "ImageError", "KernelStartError", "LMClient", "LMError", "LocalModelError", "Models", "Policy",
+          "PolicyError", "PriceTable", "RLM", "RLMHostError", "RLMResult", "Sandbox", "SandboxError", "SessionClosed",
+          "WarmPool", "load_policy", "open_rlm", "run_cell"]
 
 
 def test_public_names_are_the_agreed_list() -> None:

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import pytest
 from conftest import Record, test_limits
 
-from rlm_host import audit
+from rlm_host import Generation, Models, audit
 from rlm_host.engine import docker_client
 from rlm_host.lm import LMClient, PriceTable
 from rlm_host.policy import Policy, load_policy
@@ -100,8 +100,8 @@ def run_attack(policy: str | Policy, code: str | Callable[[int], str], tmp_path:
         lm.rule("sub", sub or (lambda messages: "pong"))
         prices = PriceTable({"root": (0.0, 0.0), "sub": (0.0, 0.0)})
         client = LMClient(base_url=lm.base_url, backoff_s=0.01, max_retries=2, prices=prices)
-        rlm = RLM(model="root", sub_model="sub", lm=client, prices=prices, policy=loaded,
-                  audit_dir=audit_dir, few_shot=False, **rlm_options)
+        rlm = RLM(Models("root", sub_model="sub", lm=client, prices=prices), generation=Generation(few_shot=False),
+                  policy=loaded, audit_dir=audit_dir, **rlm_options)
         result = rlm.complete("security probe", documents or None)
     step, after = result.trajectory[0], result.trajectory[1]
     log = Path(result.audit_log)

@@ -19,7 +19,7 @@ import pytest
 from conftest import test_limits
 from harness import PRELUDE, Outcome, _own_containers, cell, record  # noqa: F401 - record is a fixture
 
-from rlm_host import audit
+from rlm_host import Generation, Models, audit
 from rlm_host.lm import LMClient, PriceTable
 from rlm_host.policy import load_policy
 from rlm_host.rlm import RLM
@@ -65,8 +65,8 @@ def run_answer(policy: str, attack: str, answer: str, tmp_path: Path, docs: list
         lm.rule("sub", lambda messages: "pong")
         prices = PriceTable({"root": (0.0, 0.0), "sub": (0.0, 0.0)})
         client = LMClient(base_url=lm.base_url, backoff_s=0.01, max_retries=2, prices=prices)
-        rlm = RLM(model="root", sub_model="sub", lm=client, prices=prices, policy=loaded,
-                  audit_dir=tmp_path / "audit", few_shot=False)
+        rlm = RLM(Models("root", sub_model="sub", lm=client, prices=prices), generation=Generation(few_shot=False),
+                  policy=loaded, audit_dir=tmp_path / "audit")
         result = rlm.complete("evidence probe", docs or documents(tmp_path))
     log = Path(result.audit_log)
     assert audit.verify(log).status == "intact"

@@ -20,7 +20,7 @@ import pytest
 from conftest import test_limits
 from harness import Outcome, cell, record, run_attack  # noqa: F401 - record is a fixture
 
-from rlm_host import audit, report
+from rlm_host import Generation, Models, audit, report
 from rlm_host.lm import LMClient, PriceTable
 from rlm_host.policy import Policy, load_policy
 from rlm_host.rlm import RLM
@@ -151,8 +151,8 @@ def answered_run(policy: str, tmp_path: Path, query: str, answer_code: str) -> t
         lm.script("root", [cell("print('first', llm_query('q', 'c'))"), cell(answer_code)])
         lm.rule("sub", lambda messages: "pong\u2028")
         prices = PriceTable({"root": (0.0, 0.0), "sub": (0.0, 0.0)})
-        rlm = RLM(model="root", sub_model="sub", lm=LMClient(base_url=lm.base_url, prices=prices), prices=prices,
-                  policy=full(policy), audit_dir=tmp_path / "audit", few_shot=False)
+        rlm = RLM(Models("root", sub_model="sub", lm=LMClient(base_url=lm.base_url, prices=prices), prices=prices),
+                  generation=Generation(few_shot=False), policy=full(policy), audit_dir=tmp_path / "audit")
         result = rlm.complete(query, None)
     log = Path(result.audit_log)
     assert audit.verify(log).status == "intact"

@@ -29,7 +29,7 @@ import pytest
 from conftest import Record, test_limits
 from harness import _host_processes_of, cell, run_attack
 
-from rlm_host import audit
+from rlm_host import Generation, Models, audit
 from rlm_host.errors import AuditError
 from rlm_host.engine import docker_client
 from rlm_host.errors import LMError
@@ -42,6 +42,7 @@ from scripted_lm import ScriptedLM
 
 pytestmark = pytest.mark.docker
 PRICES = PriceTable({"root": (0.0, 0.0), "sub": (0.0, 0.0)})
+NO_EXAMPLES = Generation(few_shot=False)
 SLEEPING_CELL = "import time\nprint('cell started', flush=True)\ntime.sleep(120)\nprint('not reached')"
 
 
@@ -178,8 +179,8 @@ def test_lm_endpoint_faults(mode: str, tmp_path: Path, evidence: Record) -> None
         url = lm.base_url
         client = LMClient(base_url=url, backoff_s=0.01, prices=PRICES,
                           **{"max_retries": 2, **client_options})
-        rlm = RLM(model="root", sub_model="sub", lm=client, prices=PRICES, policy=test_limits(load_policy("standard")),
-                  audit_dir=tmp_path / "audit", few_shot=False)
+        rlm = RLM(Models("root", sub_model="sub", lm=client, prices=PRICES), generation=NO_EXAMPLES,
+                  policy=test_limits(load_policy("standard")), audit_dir=tmp_path / "audit")
         with pytest.raises(LMError) as info:
             rlm.complete("who pays?", context_file(tmp_path))
     message = str(info.value)
@@ -214,8 +215,8 @@ def test_sub_lm_429_storm_is_data(tmp_path: Path, evidence: Record) -> None:
                            "FINAL(done)"])
         lm.fail(429, 50, model="sub", retry_after=0)
         client = LMClient(base_url=lm.base_url, backoff_s=0.01, max_retries=2, prices=PRICES)
-        rlm = RLM(model="root", sub_model="sub", lm=client, prices=PRICES,
-                  policy=test_limits(load_policy("standard")), audit_dir=tmp_path / "audit", few_shot=False)
+        rlm = RLM(Models("root", sub_model="sub", lm=client, prices=PRICES), generation=NO_EXAMPLES,
+                  policy=test_limits(load_policy("standard")), audit_dir=tmp_path / "audit")
         result = rlm.complete("who pays?", context_file(tmp_path))
     shown = result.trajectory[0].output
     assert result.answer == "done" and "SubcallError llm_query refused" in shown and "429" in shown, shown
@@ -353,8 +354,8 @@ def test_audit_dir_fills_mid_run(tmp_path: Path, docker_ready: str, evidence: Re
                            cell("print('a cell after the audit failed')"), "FINAL(done)"])
         lm.rule("sub", lambda messages: "a long answer " * 500)
         client = LMClient(base_url=lm.base_url, backoff_s=0.01, max_retries=0, prices=PRICES)
-        rlm = RLM(model="root", sub_model="sub", lm=client, prices=PRICES, policy=test_limits(load_policy("standard")),
-                  audit_dir=audit_dir, few_shot=False, on_event=fill_at_first_cell)
+        rlm = RLM(Models("root", sub_model="sub", lm=client, prices=PRICES), generation=NO_EXAMPLES,
+                  policy=test_limits(load_policy("standard")), audit_dir=audit_dir, on_event=fill_at_first_cell)
         with pytest.raises(AuditError) as info:
             rlm.complete("who pays?", context_file(tmp_path))
         roots = [r for r in lm.requests if r["model"] == "root"]

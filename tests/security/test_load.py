@@ -37,7 +37,7 @@ from typing import Any
 import pytest
 from conftest import Record
 
-from rlm_host import audit
+from rlm_host import Generation, Models, audit
 from rlm_host.engine import docker_client
 from rlm_host.lm import LMClient, PriceTable
 from rlm_host.policy import Policy, load_policy
@@ -158,8 +158,8 @@ def run_session(session: Session, base_url: str, policy: Policy, audit_dir: Path
     """One whole RLM run against the scripted LM (in a worker thread)."""
     prices = PriceTable({session.model: (0.0, 0.0), "sub": (0.0, 0.0)})
     client = LMClient(base_url=base_url, backoff_s=0.01, max_retries=2, prices=prices)
-    rlm = RLM(model=session.model, sub_model="sub", lm=client, prices=prices, policy=policy,
-              audit_dir=audit_dir, few_shot=False, max_iterations=MAX_ITERATIONS)
+    rlm = RLM(Models(session.model, sub_model="sub", lm=client, prices=prices), generation=Generation(few_shot=False),
+              policy=policy, audit_dir=audit_dir, max_iterations=MAX_ITERATIONS)
     return rlm.complete(QUERY, [session.document])
 
 
