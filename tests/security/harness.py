@@ -33,7 +33,7 @@ from rlm_host.policy import Policy, load_policy
 from rlm_host.results import RLMResult, Step
 from rlm_host.rlm import RLM
 from rlm_host.settings import OWNER_LABEL
-from scripted_lm import ScriptedLM
+from rlm_host.testing import ScriptedLM
 
 # What an attack cell starts with: ctypes for raw syscalls and a way to report outcomes.
 PRELUDE = r'''

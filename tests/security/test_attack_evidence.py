@@ -23,7 +23,7 @@ from rlm_host import audit
 from rlm_host.lm import LMClient, PriceTable
 from rlm_host.policy import load_policy
 from rlm_host.rlm import RLM
-from scripted_lm import ScriptedLM
+from rlm_host.testing import ScriptedLM
 
 pytestmark = pytest.mark.docker
 CATEGORY = "record integrity"

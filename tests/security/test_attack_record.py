@@ -25,8 +25,8 @@ from rlm_host.lm import LMClient, PriceTable
 from rlm_host.policy import Policy, load_policy
 from rlm_host.rlm import RLM
 from rlm_host.sanitize import visible
+from rlm_host.testing import ScriptedLM
 from rlm_host.tui.view import build
-from scripted_lm import ScriptedLM
 
 pytestmark = pytest.mark.docker
 CATEGORY = "record integrity"

@@ -38,7 +38,7 @@ from rlm_host.policy import load_policy
 from rlm_host.rlm import RLM
 from rlm_host.sandbox import DockerSandbox
 from rlm_host.settings import OWNER_LABEL
-from scripted_lm import ScriptedLM
+from rlm_host.testing import ScriptedLM
 
 pytestmark = pytest.mark.docker
 PRICES = PriceTable({"root": (0.0, 0.0), "sub": (0.0, 0.0)})
