@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import Record, test_limits
+from helpers import Record, short_limits
 
 from rlm_host import audit
 from rlm_host.engine import docker_client
@@ -90,7 +90,7 @@ def run_attack(policy: str | Policy, code: str | Callable[[int], str], tmp_path:
 
     ``code`` may be a function of the scripted LM's port (a host service on 127.0.0.1 to aim at).
     """
-    loaded = policy if isinstance(policy, Policy) else test_limits(load_policy(policy))
+    loaded = policy if isinstance(policy, Policy) else short_limits(load_policy(policy))
     before = _own_containers()
     audit_dir = tmp_path / "audit"
     with ScriptedLM() as lm:

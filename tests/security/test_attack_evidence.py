@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import test_limits
 from harness import PRELUDE, Outcome, _own_containers, cell, record  # noqa: F401 - record is a fixture
+from helpers import short_limits
 
 from rlm_host import audit
 from rlm_host.lm import LMClient, PriceTable
@@ -58,7 +58,7 @@ CONTEXT = LEASE + "\n\n" + ANNEX
 
 def run_answer(policy: str, attack: str, answer: str, tmp_path: Path, docs: list[Path] | None = None) -> Outcome:
     """The attack as the first cell, ``answer`` as the second, then FINAL; the host checked after."""
-    loaded = test_limits(load_policy(policy))
+    loaded = short_limits(load_policy(policy))
     before = _own_containers()
     with ScriptedLM() as lm:
         lm.script("root", [cell(PRELUDE + RAW + attack), cell(answer), "FINAL(no answer)"])

@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import Record
+from helpers import Record
 
 from rlm_host.audit import AuditLog, events
 from rlm_host.sanitize import dangerous, escape

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import Record
+from helpers import Record
 from hypothesis import given
 from hypothesis import strategies as st
 

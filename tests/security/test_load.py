@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Record
+from helpers import Record
 
 from rlm_host import audit
 from rlm_host.engine import docker_client
