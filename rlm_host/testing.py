@@ -10,14 +10,17 @@ injected by count. Stdlib only (importing it loads nothing else of rlm-host),
 bound to port 0, quiet, and it joins every thread it started on exit (pytest
 with warnings as errors stays clean).
 
-    from rlm_host import RLM
+    from rlm_host import open_rlm
     from rlm_host.testing import ScriptedLM
 
     with ScriptedLM(latency_s=0.1) as lm:
-        lm.script("root", ["```repl\\nprint(1)\\n```", "FINAL(done)"])
-        lm.rule("sub", lambda messages: messages[-1]["content"])
-        client = LMClient(base_url=lm.base_url)
+        lm.script("root", ["```repl\\nprint(llm_query('Who pays?', context))\\n```", "FINAL(the tenant)"])
+        lm.rule("sub", lambda messages: "the tenant")
+        with open_rlm(base_url=lm.base_url, model="root", sub_model="sub") as rlm:
+            result = rlm.complete("Who pays?", "The tenant pays.")
         lm.requests  # every chat request's JSON body, in order
+
+README.md's "Testing your code against rlm-host" has an example that the suite runs.
 """
 
 from __future__ import annotations
