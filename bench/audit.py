@@ -15,24 +15,22 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from unittest import mock
 
+from report import RESULTS, write_results  # bench/report.py
+
+from rlm_host import audit, settings
+from rlm_host.audit import AuditLog
+from rlm_host.lm import LMClient
+from rlm_host.rlm import RLM
+from rlm_host.rlm_config import Models
+from rlm_host.testing import ScriptedLM
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from report import RESULTS, write_results  # noqa: E402  (bench/report.py)
-from scripted_lm import ScriptedLM  # noqa: E402
-
-from rlm_host import audit, settings  # noqa: E402
-from rlm_host.audit import AuditLog  # noqa: E402
-from rlm_host.lm import LMClient  # noqa: E402
-from rlm_host.rlm import RLM  # noqa: E402
-from rlm_host.rlm_config import Models  # noqa: E402
 
 FIELDS = {"iteration": 3, "status": "ok", "code": "hits = search(r'fee')\nfor h in hits[:5]:\n    print(h)\n" * 3,
           "stdout": "Hit(30890-30905 in clauses.txt: 'termination fee ...')\n" * 20, "duration_ms": 4.2}

@@ -31,15 +31,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from common import MiB, POLICY_OF, make_document, timed_start  # bench/common.py
 from report import RESULTS, write_results  # bench/report.py
-from sandbox import make_document  # bench/sandbox.py
 
 from rlm_host.engine import docker_client
-from rlm_host.policy import Policy, load_policy
+from rlm_host.policy import load_policy
 from rlm_host.sandbox import DockerSandbox
 
-MiB = 1024 * 1024
-POLICIES = {"runc": "standard", "runsc": "strict"}
 SCAN = """
 import time, json
 _t = []
@@ -67,14 +65,8 @@ def mem_available_mb() -> float:
     raise RuntimeError("no MemAvailable in /proc/meminfo")
 
 
-def timed_start(policy: Policy, documents: list[Path]) -> tuple[DockerSandbox, float]:
-    t0 = time.perf_counter()
-    sandbox = DockerSandbox.start(policy, documents)
-    return sandbox, time.perf_counter() - t0
-
-
 def one_runtime(runtime: str, docs: dict[int, Path]) -> dict:
-    policy = load_policy(POLICIES[runtime]).with_limits(cell_timeout_s=600, start_timeout_s=300)
+    policy = load_policy(POLICY_OF[runtime]).with_limits(cell_timeout_s=600, start_timeout_s=300)
     empty_starts, idle_mb = [], []
     for _ in range(3):
         sandbox, took = timed_start(policy, [])

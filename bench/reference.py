@@ -45,19 +45,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import (FOREIGN_SEEN, MiB, POLICY_OF, TRIVIAL, RunCell, bare_kernel, fmt,  # bench/common.py
+                    machine_info, median, note_foreign, p99, ratio, remember, remove_leftovers, round_trips,
+                    sandbox_runner)
 from report import RESULTS, md_table, text_table, write_results  # bench/report.py
-from sandbox import (FOREIGN_SEEN, RunCell, bare_kernel, fmt, machine_info, median, note_foreign, p99, remember,
-                     remove_leftovers, round_trips, sandbox_runner)  # bench/sandbox.py
 
 from rlm_host import settings
 from rlm_host.image import require_image
 from rlm_host.policy import load_policy
 from rlm_host.sandbox import DockerSandbox
 
-MiB = 1 << 20
 RLMS = "rlms[ipython]==0.1.3"
 DRIVER = Path(__file__).resolve().parent / "reference_driver.py"
-TRIVIAL = "1"
 FLAT_RATIO = 1.25  # "flat in context size": p50 with a context within this of a plain kernel's alongside
 
 
@@ -80,7 +79,6 @@ ENVS = [
     Env("runc", "rlm-host runc (standard)", True),
     Env("runsc", "rlm-host runsc (strict)", True),
 ]
-POLICY_OF = {"runc": "standard", "runsc": "strict"}
 
 
 @dataclass
@@ -255,10 +253,6 @@ def measure(env: Env, ctx: Path | None, cells: int, warmup: int, setup: Setup) -
 
 
 # -- summary ------------------------------------------------------------------------
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b else None
-
 
 def summarize(env: Env, by_size: dict[int, Measured]) -> dict[str, Any]:
     sizes = {}

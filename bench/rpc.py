@@ -22,20 +22,17 @@ import argparse
 import json
 import math
 import statistics
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
 from report import RESULTS, write_results  # bench/report.py
-from scripted_lm import ScriptedLM
 
 from rlm_host.events import Recorder
 from rlm_host.lm import LMClient
 from rlm_host.policy import load_policy
 from rlm_host.rpc import Broker, Budget, Subcalls
 from rlm_host.sandbox import DockerSandbox
+from rlm_host.testing import ScriptedLM
 
 TIMED_CELL = """
 import time, json

@@ -54,7 +54,7 @@ _HOMES = {
     "run_cell": ".oneshot",
 }
 
-__all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_units.py holds it
+__all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_front_door.py holds it
     "AuditError",
     "CellError",
     "ConfigError",

@@ -12,10 +12,11 @@ import platform
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import RUNTIMES, Record, short_limits
 from hypothesis import HealthCheck, settings
 
 from rlm_host.engine import docker_client
@@ -23,8 +24,6 @@ from rlm_host.image import require_image
 from rlm_host.policy import Policy, load_policy
 from rlm_host.sandbox import DockerSandbox
 from rlm_host.settings import OWNER_LABEL
-
-RUNTIMES = {"standard": "runc", "strict": "runsc"}
 
 # Fuzz tests take their example counts from the profile: thousands in the suite, far more with --fuzz.
 settings.register_profile("suite", max_examples=2000, deadline=None,
@@ -53,7 +52,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 ITEM_ROWS = pytest.StashKey[list]()       # the rows one test recorded
 ITEM_PASSED = pytest.StashKey[bool]()     # False once any phase of that test failed
-Record = Callable[..., None]
 
 
 @pytest.fixture
@@ -114,16 +112,6 @@ def _docker_version() -> str:
         return "unreachable"
 
 
-def test_limits(policy: Policy) -> Policy:
-    """Short limits so exhaustion tests end quickly."""
-    pids = 64 if policy.runtime == "runc" else 160  # gVisor's own threads count too
-    return policy.with_limits(cell_timeout_s=4, interrupt_grace_s=2, memory_mb=384, pids=pids,
-                              tmpfs_mb=16, fsize_mb=8, output_cap_bytes=4096, session_lifetime_s=900)
-
-
-test_limits.__test__ = False  # a helper, not a test
-
-
 def _labelled() -> set[str]:
     """Containers this test process started (rlm-host labels each with its owner pid)."""
     label = f"{OWNER_LABEL}={os.getpid()}"
@@ -155,13 +143,13 @@ def no_leftover_containers(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture(params=list(RUNTIMES), ids=list(RUNTIMES.values()))
 def policy(request: pytest.FixtureRequest, docker_ready: str) -> Policy:
     """Each shipped policy (runc and runsc) with test limits."""
-    return test_limits(load_policy(request.param))
+    return short_limits(load_policy(request.param))
 
 
 @pytest.fixture(scope="module", params=list(RUNTIMES), ids=list(RUNTIMES.values()))
 def shared_sandbox(request: pytest.FixtureRequest, docker_ready: str) -> Iterator[DockerSandbox]:
     """One sandbox per runtime for a module's read-only checks."""
-    sandbox = DockerSandbox.start(test_limits(load_policy(request.param)))
+    sandbox = DockerSandbox.start(short_limits(load_policy(request.param)))
     try:
         yield sandbox
     finally:

@@ -16,7 +16,7 @@ from rlm_host import Models
 from rlm_host.errors import LMError
 from rlm_host.lm import LMClient
 from rlm_host.rlm import RLM
-from scripted_lm import ScriptedLM
+from rlm_host.testing import ScriptedLM
 
 ROOT = Path(__file__).resolve().parent.parent
 CLAUSES = ROOT / "examples" / "clauses.txt"

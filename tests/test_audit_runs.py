@@ -26,7 +26,7 @@ from rlm_host.rlm import RLM
 from rlm_host.rlm_config import Models
 from rlm_host.sandbox import reap
 from rlm_host.settings import OWNER_LABEL
-from scripted_lm import ScriptedLM
+from rlm_host.testing import ScriptedLM
 
 pytestmark = pytest.mark.docker
 

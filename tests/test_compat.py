@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rlm_host.errors import ConfigError
-from scripted_lm import ScriptedLM
+from rlm_host.testing import ScriptedLM
 
 CONTEXT = "Clause 121 (termination fee). The Customer pays a termination fee of EUR 48,500.\n" * 3
 

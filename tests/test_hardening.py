@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import test_limits
+from helpers import short_limits
 
 from rlm_host.engine import docker_client
 from rlm_host.policy import Policy, load_policy
@@ -128,7 +128,7 @@ def test_seccomp_denies_with_eperm(docker_ready: str) -> None:
         "    return [ret, ctypes.get_errno()]\n"
         f"out = {{}}\n{calls}\nprint(json.dumps(out))\n"
     )
-    with DockerSandbox.start(test_limits(load_policy("standard"))) as sandbox:
+    with DockerSandbox.start(short_limits(load_policy("standard"))) as sandbox:
         result = sandbox.execute(code)
         assert result.status == "ok", result
         assert json.loads(result.stdout) == {name: [-1, 1] for name in SYSCALLS}

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import openai
 import pytest
-from scripted_lm import NO_MORE_REPLIES, ScriptedLM
 
 from rlm_host.errors import ConfigError, LMError, RLMHostError
 from rlm_host.lm import Completion, LMClient, PriceTable, Usage
+from rlm_host.testing import NO_MORE_REPLIES, ScriptedLM
 
 HELLO = [{"role": "user", "content": "hello"}]
 

@@ -23,7 +23,7 @@ from rlm_host.policy import parse_policy, policies_dir
 from rlm_host.report import STYLE, build, render
 from rlm_host.report_style import PAIRS
 from rlm_host.rlm import RLM
-from scripted_lm import ScriptedLM
+from rlm_host.testing import ScriptedLM
 
 pytestmark = pytest.mark.docker
 

@@ -11,7 +11,7 @@ from rlm_host import audit
 from rlm_host.errors import ConfigError, LMError
 from rlm_host.lm import PriceTable
 from rlm_host.rlm import RLM
-from scripted_lm import ScriptedLM
+from rlm_host.testing import ScriptedLM
 
 pytestmark = pytest.mark.docker
 

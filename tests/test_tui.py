@@ -23,10 +23,10 @@ from rlm_host.audit import events, verify
 from rlm_host.lm import LMClient
 from rlm_host.rlm import RLM
 from rlm_host.rlm_config import Models
+from rlm_host.testing import ScriptedLM
 from rlm_host.tui import RLMApp
 from rlm_host.tui.annotations import LOOP, SEARCH, SUBCALL, SYNTHESIS, VARIABLE, annotate
 from rlm_host.tui.view import build
-from scripted_lm import ScriptedLM
 
 pytestmark = pytest.mark.docker
 

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import Record, test_limits
+from helpers import Record, short_limits
 
 from rlm_host import Generation, Models, audit
 from rlm_host.engine import docker_client
@@ -33,7 +33,7 @@ from rlm_host.policy import Policy, load_policy
 from rlm_host.results import RLMResult, Step
 from rlm_host.rlm import RLM
 from rlm_host.settings import OWNER_LABEL
-from scripted_lm import ScriptedLM
+from rlm_host.testing import ScriptedLM
 
 # What an attack cell starts with: ctypes for raw syscalls and a way to report outcomes.
 PRELUDE = r'''
@@ -90,7 +90,7 @@ def run_attack(policy: str | Policy, code: str | Callable[[int], str], tmp_path:
 
     ``code`` may be a function of the scripted LM's port (a host service on 127.0.0.1 to aim at).
     """
-    loaded = policy if isinstance(policy, Policy) else test_limits(load_policy(policy))
+    loaded = policy if isinstance(policy, Policy) else short_limits(load_policy(policy))
     before = _own_containers()
     audit_dir = tmp_path / "audit"
     with ScriptedLM() as lm:

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import test_limits
 from harness import PRELUDE, Outcome, _own_containers, cell, record  # noqa: F401 - record is a fixture
+from helpers import short_limits
 
 from rlm_host import Generation, Models, audit
 from rlm_host.lm import LMClient, PriceTable
 from rlm_host.policy import load_policy
 from rlm_host.rlm import RLM
-from scripted_lm import ScriptedLM
+from rlm_host.testing import ScriptedLM
 
 pytestmark = pytest.mark.docker
 CATEGORY = "record integrity"
@@ -58,7 +58,7 @@ CONTEXT = LEASE + "\n\n" + ANNEX
 
 def run_answer(policy: str, attack: str, answer: str, tmp_path: Path, docs: list[Path] | None = None) -> Outcome:
     """The attack as the first cell, ``answer`` as the second, then FINAL; the host checked after."""
-    loaded = test_limits(load_policy(policy))
+    loaded = short_limits(load_policy(policy))
     before = _own_containers()
     with ScriptedLM() as lm:
         lm.script("root", [cell(PRELUDE + RAW + attack), cell(answer), "FINAL(no answer)"])

@@ -10,15 +10,15 @@ session, or its replacement, answers a cell and a sub-call afterwards.
 from __future__ import annotations
 
 import pytest
-from conftest import test_limits
 from harness import Outcome, record, run_attack  # noqa: F401 - record is a fixture
+from helpers import short_limits
 
 from rlm_host.policy import load_policy
 
 pytestmark = pytest.mark.docker
 CATEGORY = "exhaustion"
 POLICIES = pytest.mark.parametrize("policy", ["standard", "strict"], ids=["runc", "runsc"])
-LIMITS = test_limits(load_policy("standard")).limits
+LIMITS = short_limits(load_policy("standard")).limits
 
 
 def restarted(out: Outcome) -> bool:

@@ -13,8 +13,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import test_limits
 from harness import Outcome, record, run_attack  # noqa: F401 - record is a fixture
+from helpers import short_limits
 
 from rlm_host.policy import load_policy
 from rlm_host.sandbox import DockerSandbox
@@ -204,7 +204,7 @@ def test_read_other_session_directory(policy: str, tmp_path, record) -> None:
     secret = "other-tenant-" + os.urandom(6).hex()
     doc = tmp_path / "other.txt"
     doc.write_text(f"confidential: {secret}\n")
-    other = DockerSandbox.start(test_limits(load_policy(policy)), [doc])
+    other = DockerSandbox.start(short_limits(load_policy(policy)), [doc])
     try:
         root = other.rpc_socket_path.parent.parent
         paths = [str(root / "docs" / "00000.doc"), str(root / "io" / "kernel.json"),

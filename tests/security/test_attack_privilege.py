@@ -9,8 +9,8 @@ kernel answers first (a path it does not have, a device it does not implement) t
 from __future__ import annotations
 
 import pytest
-from conftest import test_limits
 from harness import Outcome, record, run_attack  # noqa: F401 - record is a fixture
+from helpers import short_limits
 
 from rlm_host.policy import Policy, load_policy
 
@@ -611,7 +611,7 @@ verdict(found=found, searched=searched)
 @POLICIES
 def test_setuid_binary_hunt(policy: str, tmp_path, record) -> None:
     """Hunt for setuid/setgid files and files with capabilities to exec"""
-    slow_walk = test_limits(load_policy(policy)).with_limits(cell_timeout_s=60)  # the whole image, on a busy host
+    slow_walk = short_limits(load_policy(policy)).with_limits(cell_timeout_s=60)  # the whole image, on a busy host
     out = attack(slow_walk, SETUID_HUNT, tmp_path)
     assert out.found["found"] == [] and out.found["searched"] > 5000, out.step.output
     record(out, "none: no setuid, setgid or file-capability binary in the image")

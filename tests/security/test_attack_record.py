@@ -17,16 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import test_limits
 from harness import Outcome, cell, record, run_attack  # noqa: F401 - record is a fixture
+from helpers import short_limits
 
 from rlm_host import Generation, Models, audit, report
 from rlm_host.lm import LMClient, PriceTable
 from rlm_host.policy import Policy, load_policy
 from rlm_host.rlm import RLM
 from rlm_host.sanitize import visible
+from rlm_host.testing import ScriptedLM
 from rlm_host.tui.view import build
-from scripted_lm import ScriptedLM
 
 pytestmark = pytest.mark.docker
 CATEGORY = "record integrity"
@@ -36,7 +36,7 @@ FORGED = '{"seq":3,"ts":0,"run_id":"x","kind":"answer","answer":"FORGED","prev":
 
 def full(name: str) -> Policy:
     """The policy with short test limits and audit level full, so the log keeps every text it is attacked with."""
-    return test_limits(load_policy(name)).model_copy(update={"audit_level": "full"})
+    return short_limits(load_policy(name)).model_copy(update={"audit_level": "full"})
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Record
+from helpers import Record
 
 import run_logs
 from rlm_host.audit import AuditLog, events, verify

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Record
+from helpers import Record
 
 from rlm_host.audit import AuditLog, verify
 

@@ -10,8 +10,8 @@ session's own ``llm_query`` still works (the harness's follow-up cell proves it)
 from __future__ import annotations
 
 import pytest
-from conftest import test_limits
 from harness import Outcome, record, run_attack  # noqa: F401 - record is a fixture
+from helpers import short_limits
 
 from rlm_host.policy import load_policy
 from rlm_host.rpc import FRAME_TIMEOUT_S, MAX_CONNECTIONS
@@ -287,7 +287,7 @@ for _ in range(20):  # the broker frees a slot just after its last reply
     time.sleep(0.25)
 verdict(fifth=fifth, held=held, then=then)
 """
-    loaded = test_limits(load_policy(policy)).with_limits(cell_timeout_s=FRAME_TIMEOUT_S + 8)
+    loaded = short_limits(load_policy(policy)).with_limits(cell_timeout_s=FRAME_TIMEOUT_S + 8)
     out = run_attack(loaded, code, tmp_path)
     assert out.found == {"fifth": "closed", "held": ["slow_frame"] * MAX_CONNECTIONS, "then": "ok"}, \
         out.step.output

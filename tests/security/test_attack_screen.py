@@ -23,11 +23,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import Record
+from helpers import Record
 
 from rlm_host.audit import AuditLog, events
 from rlm_host.sanitize import dangerous, escape
-from scripted_lm import ScriptedLM
+from rlm_host.testing import ScriptedLM
 
 pytestmark = pytest.mark.docker
 CATEGORY = "reviewer's screen"

@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import test_limits
 from harness import record, run_attack  # noqa: F401 - record is a fixture
+from helpers import short_limits
 
 from rlm_host.policy import load_policy
 from rlm_host.sandbox import DockerSandbox
@@ -75,7 +75,7 @@ def test_rpc_peer_credentials(policy: str, tmp_path, record) -> None:
 @POLICIES
 def test_other_session_sockets(policy: str, tmp_path, record) -> None:
     """Connect to a second live session's sockets: its abstract socket, its rpc.sock and kernel sockets"""
-    other = DockerSandbox.start(test_limits(load_policy(policy)))
+    other = DockerSandbox.start(short_limits(load_policy(policy)))
     try:
         name = f"rlm-victim-{other.session_id}"
         listening = other.execute(f"import socket\n_v = socket.socket(socket.AF_UNIX)\n_v.bind('\\0{name}')\n"

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Record, test_limits
 from harness import _host_processes_of, cell, run_attack
+from helpers import Record, short_limits
 
 from rlm_host import Generation, Models, audit
 from rlm_host.errors import AuditError
@@ -38,7 +38,7 @@ from rlm_host.policy import load_policy
 from rlm_host.rlm import RLM
 from rlm_host.sandbox import DockerSandbox
 from rlm_host.settings import OWNER_LABEL
-from scripted_lm import ScriptedLM
+from rlm_host.testing import ScriptedLM
 
 pytestmark = pytest.mark.docker
 PRICES = PriceTable({"root": (0.0, 0.0), "sub": (0.0, 0.0)})
@@ -107,7 +107,7 @@ class Killer:
 def test_docker_kill_mid_cell(runtime: str, tmp_path: Path, evidence: Record) -> None:
     """`docker kill` of the container while a cell sleeps: status killed, a fresh sandbox, the run goes on."""
     killer = Killer()
-    policy = test_limits(load_policy(runtime)).with_limits(cell_timeout_s=100)
+    policy = short_limits(load_policy(runtime)).with_limits(cell_timeout_s=100)
     started = time.monotonic()
     try:
         out = run_attack(policy, SLEEPING_CELL, tmp_path, prelude=False, on_event=killer)
@@ -180,7 +180,7 @@ def test_lm_endpoint_faults(mode: str, tmp_path: Path, evidence: Record) -> None
         client = LMClient(base_url=url, backoff_s=0.01, prices=PRICES,
                           **{"max_retries": 2, **client_options})
         rlm = RLM(Models("root", sub_model="sub", lm=client, prices=PRICES), generation=NO_EXAMPLES,
-                  policy=test_limits(load_policy("standard")), audit_dir=tmp_path / "audit")
+                  policy=short_limits(load_policy("standard")), audit_dir=tmp_path / "audit")
         with pytest.raises(LMError) as info:
             rlm.complete("who pays?", context_file(tmp_path))
     message = str(info.value)
@@ -216,7 +216,7 @@ def test_sub_lm_429_storm_is_data(tmp_path: Path, evidence: Record) -> None:
         lm.fail(429, 50, model="sub", retry_after=0)
         client = LMClient(base_url=lm.base_url, backoff_s=0.01, max_retries=2, prices=PRICES)
         rlm = RLM(Models("root", sub_model="sub", lm=client, prices=PRICES), generation=NO_EXAMPLES,
-                  policy=test_limits(load_policy("standard")), audit_dir=tmp_path / "audit")
+                  policy=short_limits(load_policy("standard")), audit_dir=tmp_path / "audit")
         result = rlm.complete("who pays?", context_file(tmp_path))
     shown = result.trajectory[0].output
     assert result.answer == "done" and "SubcallError llm_query refused" in shown and "429" in shown, shown
@@ -244,7 +244,7 @@ def test_host_killed_mid_run(tmp_path: Path, docker_ready: str, evidence: Record
     runtime_dir = Path(tempfile.mkdtemp(prefix="rlmf-", dir="/tmp"))  # short: ipc socket paths are capped
     audit_dir = tmp_path / "audit"
     env = {**os.environ, "RLM_HOST_AUDIT_DIR": str(audit_dir), "RLM_HOST_RUNTIME_DIR": str(runtime_dir)}
-    bystander = DockerSandbox.start(test_limits(load_policy("standard")))  # a live session that must survive
+    bystander = DockerSandbox.start(short_limits(load_policy("standard")))  # a live session that must survive
     try:
         with ScriptedLM() as lm:
             lm.script("root", [cell(SLEEPING_CELL)])
@@ -355,7 +355,7 @@ def test_audit_dir_fills_mid_run(tmp_path: Path, docker_ready: str, evidence: Re
         lm.rule("sub", lambda messages: "a long answer " * 500)
         client = LMClient(base_url=lm.base_url, backoff_s=0.01, max_retries=0, prices=PRICES)
         rlm = RLM(Models("root", sub_model="sub", lm=client, prices=PRICES), generation=NO_EXAMPLES,
-                  policy=test_limits(load_policy("standard")), audit_dir=audit_dir, on_event=fill_at_first_cell)
+                  policy=short_limits(load_policy("standard")), audit_dir=audit_dir, on_event=fill_at_first_cell)
         with pytest.raises(AuditError) as info:
             rlm.complete("who pays?", context_file(tmp_path))
         roots = [r for r in lm.requests if r["model"] == "root"]

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import Record
+from helpers import Record
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -30,8 +30,8 @@ from rlm_host.events import Recorder
 from rlm_host.lm import LMClient, PriceTable
 from rlm_host.policy import NETWORK_KEYS, PRIVILEGE_KEYS, Policy, load_policy, parse_policy, policies_dir
 from rlm_host.rpc import Broker, Budget, Subcalls
+from rlm_host.testing import ScriptedLM
 from rlm_kernel.rpc import RPCError, read_frame
-from scripted_lm import ScriptedLM
 
 STANDARD_YAML = policies_dir() / "standard.yaml"
 FRAME_LIMIT = 4096

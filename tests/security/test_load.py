@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Record
+from helpers import Record
 
 from rlm_host import Generation, Models, audit
 from rlm_host.engine import docker_client
@@ -44,7 +44,7 @@ from rlm_host.policy import Policy, load_policy
 from rlm_host.results import RLMResult
 from rlm_host.rlm import RLM
 from rlm_host.settings import OWNER_LABEL, runtime_dir
-from scripted_lm import ScriptedLM
+from rlm_host.testing import ScriptedLM
 
 pytestmark = pytest.mark.docker
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from conftest import RUNTIMES, test_limits
+from helpers import RUNTIMES, short_limits
 
 from rlm_host.engine import docker_client
 from rlm_host.errors import SandboxError
@@ -58,7 +58,7 @@ WEAKENINGS = [
 @pytest.fixture
 def session(docker_ready: str, request: pytest.FixtureRequest) -> Iterator[SessionDir]:
     """A real session directory for a bare Container (no kernel is waited for)."""
-    policy = test_limits(load_policy(request.node.callspec.params["policy"]))
+    policy = short_limits(load_policy(request.node.callspec.params["policy"]))
     directory = SessionDir(new_session_id(), sandbox_uid(policy))
     directory.create()
     try:
@@ -86,7 +86,7 @@ def start_normal(policy: Policy, image: str, session: SessionDir) -> None:
 def test_weakened_container_is_refused(policy: str, title: str, weaken, named: str, session: SessionDir,
                                        docker_ready: str, evidence) -> None:
     """A container started weaker than the hardening is removed at once and the start fails with why."""
-    loaded = test_limits(load_policy(policy))
+    loaded = short_limits(load_policy(policy))
     container = Container(loaded, docker_ready, session, overrides=weaken(loaded))
     with pytest.raises(SandboxError, match="did not start as asked") as refused:
         container.start()
@@ -100,7 +100,7 @@ def test_weakened_container_is_refused(policy: str, title: str, weaken, named: s
 @POLICIES
 def test_hardened_container_passes(policy: str, session: SessionDir, docker_ready: str) -> None:
     """The container create_args asks for passes every start check, and its inspect view shows none."""
-    loaded = test_limits(load_policy(policy))
+    loaded = short_limits(load_policy(policy))
     container = Container(loaded, docker_ready, session)
     try:
         container.start()
@@ -116,7 +116,7 @@ def test_hardened_container_passes(policy: str, session: SessionDir, docker_read
 def test_refusal_is_recorded_and_the_next_session_works(policy: str, session: SessionDir, docker_ready: str,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A session whose container fails the check records sandbox.start_refused; a new one then runs."""
-    loaded = test_limits(load_policy(policy))
+    loaded = short_limits(load_policy(policy))
     harden = container_module.create_args
     monkeypatch.setattr(container_module, "create_args", lambda *a: {**harden(*a), "read_only": False})
     events: list[tuple[str, dict]] = []

@@ -1,17 +1,26 @@
-"""A scripted OpenAI-compatible chat server on 127.0.0.1, for tests and benchmarks.
+"""A scripted OpenAI-compatible chat server on 127.0.0.1: test your code against rlm-host without a model.
 
-The one stand-in the test suite allows: it speaks the real wire protocol
-(``POST /v1/chat/completions`` non-streaming, ``GET /v1/models``), so the real
-``openai`` client, its HTTP stack and our retry loop are all exercised; only the
-model's words are scripted. Replies come from a per-model queue, then a per-model
-rule, then a fixed text. Failures (429, 5xx, garbage bodies) are injected by
-count. Stdlib only, bound to port 0, quiet, and it joins every thread it started
-on exit (pytest runs with warnings as errors).
+The one stand-in rlm-host's own suite allows, shipped so yours can use it too (as
+``structlog.testing`` or ``httpx.MockTransport`` are). It speaks the real wire
+protocol (``POST /v1/chat/completions`` non-streaming, ``GET /v1/models``), so
+the real ``openai`` client, its HTTP stack and our retry loop are all exercised;
+only the model's words are scripted. Replies come from a per-model queue, then a
+per-model rule, then ``NO_MORE_REPLIES``. Failures (429, 5xx, garbage bodies) are
+injected by count. Stdlib only (importing it loads nothing else of rlm-host),
+bound to port 0, quiet, and it joins every thread it started on exit (pytest
+with warnings as errors stays clean).
+
+    from rlm_host import open_rlm
+    from rlm_host.testing import ScriptedLM
 
     with ScriptedLM(latency_s=0.1) as lm:
-        lm.script("root", ["```repl\\nprint(1)\\n```"])
-        lm.rule("sub", lambda messages: messages[-1]["content"])
-        client = LMClient(base_url=lm.base_url)
+        lm.script("root", ["```repl\\nprint(llm_query('Who pays?', context))\\n```", "FINAL(the tenant)"])
+        lm.rule("sub", lambda messages: "the tenant")
+        with open_rlm(base_url=lm.base_url, model="root", sub_model="sub") as rlm:
+            result = rlm.complete("Who pays?", "The tenant pays.")
+        lm.requests  # every chat request's JSON body, in order
+
+README.md's "Testing your code against rlm-host" has an example that the suite runs.
 """
 
 from __future__ import annotations
