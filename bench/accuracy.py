@@ -39,8 +39,9 @@ from pathlib import Path
 import tasks as gen  # bench/tasks.py
 from report import RESULTS, write_results  # bench/report.py
 
-from rlm_host import RLM, local_lm
-from rlm_host.lm import LMClient
+from rlm_host import RLM
+from rlm_host.rlm import local_lm
+from rlm_host.rlm.lm import LMClient
 from rlm_host.results import CHARS_PER_TOKEN
 
 N_CTX = 8192                 # the servers' window (local_lm.serve's default)

@@ -25,9 +25,9 @@ from report import RESULTS, write_results  # bench/report.py
 
 from rlm_host import audit, settings
 from rlm_host.audit import AuditLog
-from rlm_host.lm import LMClient
-from rlm_host.rlm import RLM
-from rlm_host.rlm_config import Models
+from rlm_host.rlm.lm import LMClient
+from rlm_host.rlm.loop import RLM
+from rlm_host.rlm.config import Models
 from rlm_host.testing import ScriptedLM
 
 ROOT = Path(__file__).resolve().parent.parent

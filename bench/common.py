@@ -27,7 +27,7 @@ from docker.errors import NotFound
 from rlm_host.policy import Policy
 from rlm_host.sandbox import DockerSandbox
 from rlm_host.sandbox.kernel import KernelChannel, Outcome
-from rlm_host.sandbox.output import OutputCollector
+from rlm_host.sandbox.output_cap import OutputCollector
 from rlm_host.settings import OWNER_LABEL, POLICY_LABEL, SESSION_LABEL
 
 MiB = 1 << 20

@@ -34,7 +34,7 @@ from pathlib import Path
 from common import MiB, POLICY_OF, make_document, timed_start  # bench/common.py
 from report import RESULTS, write_results  # bench/report.py
 
-from rlm_host.engine import docker_client
+from rlm_host.sandbox.docker_engine import docker_client
 from rlm_host.policy import load_policy
 from rlm_host.sandbox import DockerSandbox
 

@@ -27,8 +27,9 @@ from pathlib import Path
 import tasks as gen  # bench/tasks.py: the filler text
 from report import RESULTS, write_results  # bench/report.py
 
-from rlm_host import RLM, local_lm
-from rlm_host.lm import LMClient
+from rlm_host import RLM
+from rlm_host.rlm import local_lm
+from rlm_host.rlm.lm import LMClient
 
 ROOT = Path(__file__).resolve().parent.parent
 NEEDLES = [

@@ -51,7 +51,7 @@ from common import (FOREIGN_SEEN, MiB, POLICY_OF, TRIVIAL, RunCell, bare_kernel,
 from report import RESULTS, md_table, text_table, write_results  # bench/report.py
 
 from rlm_host import settings
-from rlm_host.image import require_image
+from rlm_host.sandbox.image import require_image
 from rlm_host.policy import load_policy
 from rlm_host.sandbox import DockerSandbox
 

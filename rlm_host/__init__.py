@@ -27,12 +27,12 @@ from .errors import (
 from .settings import __version__ as __version__
 
 if TYPE_CHECKING:
-    from .lm import LMClient, PriceTable
+    from .rlm.lm import LMClient, PriceTable
     from .policy import Policy, load_policy
     from .results import CellError, ExecutionResult, RLMResult
-    from .rlm import RLM
-    from .rlm_config import Generation, Models
-    from .endpoints import open_rlm
+    from .rlm.loop import RLM
+    from .rlm.config import Generation, Models
+    from .rlm.endpoints import open_rlm
     from .oneshot import run_cell
     from .sandbox import DockerSandbox, Sandbox, WarmPool
 
@@ -40,17 +40,17 @@ _HOMES = {
     "CellError": ".results",
     "DockerSandbox": ".sandbox",
     "ExecutionResult": ".results",
-    "Generation": ".rlm_config",
-    "LMClient": ".lm",
-    "Models": ".rlm_config",
+    "Generation": ".rlm.config",
+    "LMClient": ".rlm.lm",
+    "Models": ".rlm.config",
     "Policy": ".policy",
-    "PriceTable": ".lm",
-    "RLM": ".rlm",
+    "PriceTable": ".rlm.lm",
+    "RLM": ".rlm.loop",
     "RLMResult": ".results",
     "Sandbox": ".sandbox",
     "WarmPool": ".sandbox",
     "load_policy": ".policy",
-    "open_rlm": ".endpoints",
+    "open_rlm": ".rlm.endpoints",
     "run_cell": ".oneshot",
 }
 

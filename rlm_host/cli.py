@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .settings import LM_TIMEOUT_S, __version__
-from .endpoints import open_rlm, wants_local
+from .rlm.endpoints import open_rlm, wants_local
 from .events import ProgressNote
 from .errors import ConfigError, ExitCode, RLMHostError
 from .sanitize import json_line, safe_text, visible
@@ -69,7 +69,7 @@ def image_build(
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if the content hash matches.")] = False,
 ) -> None:
     """Build the kernel image (skipped when an image with the same content hash exists)."""
-    from .image import build_image
+    from .sandbox.image import build_image
 
     info = build_image(offline=offline, base_image=base_image, mirror=mirror, force=force,
                        progress=lambda msg: _note("image", msg))
@@ -120,8 +120,8 @@ _CIS_STATUS = {"pass": "green", "fail": "red", "na": "dim"}
 
 
 def _doctor_cis(policies: list[str]) -> None:
-    """One sandbox per policy, its inspect data judged by ``rlm_host.cis``; exit 1 on any fail."""
-    from .cis import check_container, inspect_policy_sandbox
+    """One sandbox per policy, its inspect data judged by ``rlm_host.sandbox.cis``; exit 1 on any fail."""
+    from .sandbox.cis import check_container, inspect_policy_sandbox
     from .policy import load_policy
 
     table = Table(show_header=True, header_style="bold",
@@ -224,8 +224,8 @@ def run(
     With no OPENAI_API_KEY, no --base-url and no --model, the embedded local model answers.
     However the run ends, its log is sealed with the reason and its path printed on stderr.
     """
-    from .progress import Progress
-    from .report_text import render_result
+    from .review.progress import Progress
+    from .review.text import render_result
 
     show = err.is_terminal and not as_json
     wants_local(base_url, model)  # a model named with no endpoint is refused before anything starts
@@ -274,7 +274,7 @@ def report(
     1 tampered, 2 unfinished, 3 not an audit log, 4 not found, 5 no key to verify it. For a folder: each
     run's report beside OUTPUT, and OUTPUT an index linking them; the exit code is the gravest log's.
     """
-    from .report import render
+    from .review.report import render
 
     if file.is_dir():
         _report_folder(file, output)
@@ -290,7 +290,7 @@ def report(
 
 
 def _report_folder(folder: Path, output: Path) -> None:
-    from .report_index import write_index
+    from .review.report_index import write_index
 
     index = write_index(folder, output)
     print(visible(f"wrote {output}: {len(index.summaries)} run(s), {len(index.reports)} report(s) beside it"))
@@ -316,8 +316,8 @@ def tui(
     Live, q stops the run at its next step; the log's path is printed when the TUI ends.
     """
     from .audit import events
-    from .tui import RLMApp
-    from .tui.live import run_live
+    from .review.tui import RLMApp
+    from .review.tui.live import run_live
 
     if replay is not None:
         recorded = events(_existing(replay))
@@ -359,7 +359,7 @@ def _run_app(app: Any, after: Any = None) -> None:
     SIGTERM or SIGHUP end it with 128 + the signal's number and one line saying so. ``after`` runs
     once the app is gone, however it ended (the live TUI prints its log's path there).
     """
-    from .tui.signals import StopOnSignal
+    from .review.tui.signals import StopOnSignal
 
     with StopOnSignal(app) as stop:
         app.run()
@@ -381,7 +381,7 @@ def audit_verify(path: Annotated[Path, typer.Argument(help="An audit log (.jsonl
     """
     from .audit import verify
     from .errors import worst
-    from .runs import find_logs, summarize_all, tally
+    from .review.runs import find_logs, summarize_all, tally
 
     if not path.is_dir():
         verdict = verify(path)
@@ -407,7 +407,7 @@ def audit_show(
     A log that is not intact and sealed gets one line on stderr saying so after the timeline.
     """
     from .audit import check_kind, events, of_kind
-    from .report_text import render_timeline
+    from .review.text import render_timeline
 
     kinds = [check_kind(k) for k in kind or []]
     chosen = [e for e in events(file) if not kinds or of_kind(e, kinds)]
@@ -450,7 +450,7 @@ def audit_list(
 ) -> None:
     """One line per run: when, status, verification, cost, denials, limits hit, seal reason, file, query."""
     from .settings import audit_dir
-    from .runs import HEADER, check_status, find_logs, keep, line, parse_when, summarize_all
+    from .review.runs import HEADER, check_status, find_logs, keep, line, parse_when, summarize_all
 
     statuses = [check_status(s) for s in status or []]
     start = parse_when(since) if since else None
@@ -472,7 +472,7 @@ def audit_diff(
 
     Exits with the graver of the two logs' verifications (0 when both are intact), not with whether they differ.
     """
-    from .diff import compare
+    from .review.diff import compare
     from .errors import worst
 
     for text in compare(a, b):
@@ -514,7 +514,7 @@ def policy_show(name: Annotated[str, typer.Argument(help="A packaged policy (sta
 @local_app.command("fetch")
 def local_fetch(quality: Annotated[bool, typer.Option("--quality", help="Also the 1.5B root model.")] = False) -> None:
     """Download, join and verify the model weights (cached; a second fetch is instant)."""
-    from . import local_lm
+    from .rlm import local_lm
 
     for model in {m.name: m for m in local_lm.choose(quality).values()}.values():
         path = local_lm.fetch(model, progress=lambda msg: _note("local-lm", msg))
@@ -524,7 +524,7 @@ def local_fetch(quality: Annotated[bool, typer.Option("--quality", help="Also th
 @local_app.command("serve")
 def local_serve(quality: Annotated[bool, typer.Option("--quality", help="The 1.5B as root.")] = False) -> None:
     """Start the local model servers and keep them for later runs (stop with `local-lm stop`)."""
-    from . import local_lm
+    from .rlm import local_lm
 
     if local_lm.kept():
         raise ConfigError("local model servers are already running: `rlm-host local-lm status`, or stop them first")
@@ -537,7 +537,7 @@ def local_serve(quality: Annotated[bool, typer.Option("--quality", help="The 1.5
 @local_app.command("status")
 def local_status() -> None:
     """Show the kept local model servers; exit 1 when none runs."""
-    from . import local_lm
+    from .rlm import local_lm
 
     servers = local_lm.kept()
     if not servers:
@@ -550,7 +550,7 @@ def local_status() -> None:
 @local_app.command("stop")
 def local_stop() -> None:
     """Stop the kept local model servers (by process id)."""
-    from . import local_lm
+    from .rlm import local_lm
 
     servers = local_lm.kept()
     for server in servers.values():

@@ -15,8 +15,8 @@ from typing import Any
 
 from .errors import ConfigError
 from .results import RLMResult
-from .rlm import RLM as _RLM
-from .rlm_config import Generation, Models
+from .rlm.loop import RLM as _RLM
+from .rlm.config import Generation, Models
 
 OPENAI_COMPATIBLE = {"openai", "vllm", "openrouter"}
 REPL_ENVIRONMENTS = {"local", "docker", "ipython"}

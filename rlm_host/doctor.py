@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .engine import docker_client
+from .sandbox.docker_engine import docker_client
 from .errors import DockerUnavailable, ImageError
-from .image import current_image, require_image
+from .sandbox.image import current_image, require_image
 from .settings import SESSION_LABEL, image_tag, model_name, openai_api_key, openai_base_url, runtime_dir
 
 # --oci-seccomp: without it runsc ignores the policy's seccomp profile (scripts/register_runsc.py says why)
@@ -97,7 +97,7 @@ def _local_model() -> Check:
     """The embedded model: llama-cpp-python installed, the 0.5B weights fetched and verified."""
     import importlib.util
 
-    from .local_lm import MODELS, verified, models_dir
+    from .rlm.local_lm import MODELS, verified, models_dir
 
     if importlib.util.find_spec("llama_cpp") is None:
         return Check("local model", False, "llama-cpp-python not installed (needed without an API key; "

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
-    from .lm import Completion
+    from .rlm.lm import Completion
     from .sandbox.document import Document
 
 Status = Literal["ok", "error", "timeout", "oom", "killed"]

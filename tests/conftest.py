@@ -19,8 +19,8 @@ import pytest
 from helpers import RUNTIMES, Record, short_limits
 from hypothesis import HealthCheck, settings
 
-from rlm_host.engine import docker_client
-from rlm_host.image import require_image
+from rlm_host.sandbox.docker_engine import docker_client
+from rlm_host.sandbox.image import require_image
 from rlm_host.policy import Policy, load_policy
 from rlm_host.sandbox import DockerSandbox
 from rlm_host.settings import OWNER_LABEL

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from rlm_host import Models
 from rlm_host.errors import LMError
-from rlm_host.lm import LMClient
-from rlm_host.rlm import RLM
+from rlm_host.rlm.lm import LMClient
+from rlm_host.rlm.loop import RLM
 from rlm_host.testing import ScriptedLM
 
 ROOT = Path(__file__).resolve().parent.parent

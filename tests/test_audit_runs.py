@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlm_host.engine import docker_client
+from rlm_host.sandbox.docker_engine import docker_client
 
 from rlm_host.audit import SEAL_REASONS, AuditLog, FsyncWriter, events, seal_reason, verify
 from rlm_host.errors import AuditError
 from rlm_host.errors import ConfigError, LMError, SessionClosed
-from rlm_host.lm import LMClient
+from rlm_host.rlm.lm import LMClient
 from rlm_host.policy import parse_policy, policies_dir
-from rlm_host.rlm import RLM
-from rlm_host.rlm_config import Models
+from rlm_host.rlm.loop import RLM
+from rlm_host.rlm.config import Models
 from rlm_host.sandbox import reap
 from rlm_host.settings import OWNER_LABEL
 from rlm_host.testing import ScriptedLM
@@ -69,9 +69,9 @@ def test_audit_level_of_a_real_run(tmp_path: Path, level: str, docker_ready: str
 
 CHILD = """
 import sys
-from rlm_host.lm import LMClient
-from rlm_host.rlm import RLM
-from rlm_host.rlm_config import Models
+from rlm_host.rlm.lm import LMClient
+from rlm_host.rlm.loop import RLM
+from rlm_host.rlm.config import Models
 rlm = RLM(Models("root", sub_model="sub", lm=LMClient(base_url=sys.argv[1])), max_iterations=3)
 rlm.complete("What is the fee?", [sys.argv[2]])
 """

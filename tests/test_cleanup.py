@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rlm_host import audit
-from rlm_host.engine import docker_client
+from rlm_host.sandbox.docker_engine import docker_client
 from rlm_host.settings import OWNER_LABEL
 
 pytestmark = pytest.mark.docker

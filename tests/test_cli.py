@@ -14,7 +14,7 @@ import pytest
 
 from rlm_host.audit import events, verify
 from rlm_host.doctor import run_checks
-from rlm_host.engine import docker_client
+from rlm_host.sandbox.docker_engine import docker_client
 from rlm_host.policy import policies_dir
 from rlm_host.settings import OWNER_LABEL, SESSION_LABEL, image_tag
 

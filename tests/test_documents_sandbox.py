@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from rlm_host.documents import ingest
-from rlm_host.engine import docker_client
+from rlm_host.sandbox.docker_engine import docker_client
 from rlm_host.errors import ConfigError
 from rlm_host.policy import Policy, load_policy, policies_dir
 from rlm_host.settings import OWNER_LABEL, runtime_dir

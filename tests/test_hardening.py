@@ -7,7 +7,7 @@ import json
 import pytest
 from helpers import short_limits
 
-from rlm_host.engine import docker_client
+from rlm_host.sandbox.docker_engine import docker_client
 from rlm_host.policy import Policy, load_policy
 from rlm_host.sandbox import DockerSandbox
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from rlm_host.engine import docker_client
-from rlm_host.image import build_image, current_image
+from rlm_host.sandbox.docker_engine import docker_client
+from rlm_host.sandbox.image import build_image, current_image
 from rlm_host.sandbox import DockerSandbox
 
 pytestmark = pytest.mark.docker

@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from rlm_host.errors import ConfigError, LMError, RLMHostError
-from rlm_host.lm import Completion, LMClient, PriceTable, Usage
+from rlm_host.rlm.lm import Completion, LMClient, PriceTable, Usage
 from rlm_host.testing import NO_MORE_REPLIES, ScriptedLM
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -294,7 +294,7 @@ def test_scripted_server_stops_its_threads() -> None:
 
 def test_reasoning_models_get_the_request_they_accept() -> None:
     """gpt-5 and o-series models get max_completion_tokens and no temperature or stop."""
-    from rlm_host.lm import _request
+    from rlm_host.rlm.lm import _request
 
     assert _request([], "gpt-5-mini", 100, 0.0, ["x"]) == {"model": "gpt-5-mini", "messages": [],
                                                           "max_completion_tokens": 100}

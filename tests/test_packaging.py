@@ -20,8 +20,8 @@ import rlm_host, sys
 from pathlib import Path
 assert "/fresh/" in rlm_host.__file__, rlm_host.__file__
 from rlm_host import PriceTable, load_policy
-from rlm_host.image import context_dir
-from rlm_host.prompts import default_system_prompt, example_turns
+from rlm_host.sandbox.image import context_dir
+from rlm_host.rlm.prompts import default_system_prompt, example_turns
 for name in ("standard", "strict"):
     load_policy(name)
 assert PriceTable.load().known("gpt-4o-mini")

@@ -1,8 +1,8 @@
-"""Reading the root model's replies (rlm_host.parsing): code blocks, cut-off blocks and FINAL answers."""
+"""Reading the root model's replies (rlm_host.rlm.parsing): code blocks, cut-off blocks and FINAL answers."""
 
 from __future__ import annotations
 
-from rlm_host.parsing import code_blocks, final_answer, same_code, unclosed_block
+from rlm_host.rlm.parsing import code_blocks, final_answer, same_code, unclosed_block
 
 
 def test_code_blocks_are_python_py_or_repl_in_order() -> None:

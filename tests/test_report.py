@@ -18,11 +18,11 @@ import yaml
 
 from rlm_host import Models
 from rlm_host.audit import events, verify
-from rlm_host.lm import LMClient
+from rlm_host.rlm.lm import LMClient
 from rlm_host.policy import parse_policy, policies_dir
-from rlm_host.report import STYLE, build, render
-from rlm_host.report_style import PAIRS
-from rlm_host.rlm import RLM
+from rlm_host.review.report import STYLE, build, render
+from rlm_host.review.report_style import PAIRS
+from rlm_host.rlm.loop import RLM
 from rlm_host.testing import ScriptedLM
 
 pytestmark = pytest.mark.docker

@@ -9,8 +9,8 @@ import pytest
 
 from rlm_host import audit
 from rlm_host.errors import ConfigError, LMError
-from rlm_host.lm import PriceTable
-from rlm_host.rlm import RLM
+from rlm_host.rlm.lm import PriceTable
+from rlm_host.rlm.loop import RLM
 from rlm_host.testing import ScriptedLM
 
 pytestmark = pytest.mark.docker
@@ -31,8 +31,8 @@ def lm() -> Iterator[ScriptedLM]:
 
 
 def make_rlm(lm: ScriptedLM, policy: str = "standard", **kwargs) -> RLM:
-    from rlm_host.lm import LMClient
-    from rlm_host.rlm_config import Models
+    from rlm_host.rlm.lm import LMClient
+    from rlm_host.rlm.config import Models
 
     prices = kwargs.pop("prices", PriceTable({"root": (1.0, 1.0), "sub": (0.5, 0.5)}))
     client = LMClient(base_url=lm.base_url, backoff_s=0.01, max_retries=kwargs.pop("max_retries", 3), prices=prices)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from rlm_host import RLM, Generation, Models, local_lm
+from rlm_host import RLM, Generation, Models
+from rlm_host.rlm import local_lm
 from rlm_host.errors import ConfigError
-from rlm_host.lm import LMClient, PriceTable
+from rlm_host.rlm.lm import LMClient, PriceTable
 from rlm_host.policy import load_policy
 
 PRICES = PriceTable({"root": (1.0, 1.0), "sub": (0.5, 0.5)})

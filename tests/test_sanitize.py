@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from rlm_host.formats import money, saving, short
+from rlm_host.review.formats import money, saving, short
 from rlm_host.sanitize import DANGEROUS_CATEGORIES, finite, json_line, safe_text, visible
 
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"

@@ -20,13 +20,13 @@ import pytest
 
 import run_logs
 from rlm_host.audit import events, verify
-from rlm_host.lm import LMClient
-from rlm_host.rlm import RLM
-from rlm_host.rlm_config import Models
+from rlm_host.rlm.lm import LMClient
+from rlm_host.rlm.loop import RLM
+from rlm_host.rlm.config import Models
 from rlm_host.testing import ScriptedLM
-from rlm_host.tui import RLMApp
-from rlm_host.tui.annotations import LOOP, SEARCH, SUBCALL, SYNTHESIS, VARIABLE, annotate
-from rlm_host.tui.view import build
+from rlm_host.review.tui import RLMApp
+from rlm_host.review.tui.annotations import LOOP, SEARCH, SUBCALL, SYNTHESIS, VARIABLE, annotate
+from rlm_host.review.tui.view import build
 
 pytestmark = pytest.mark.docker
 
@@ -182,7 +182,7 @@ def test_annotations_follow_the_selection(three_turns: Path) -> None:
 
 def test_live_mode_follows_the_run(docker_ready: str) -> None:
     """A live run posts its events as it runs; the cursor follows the newest step to the end and the notes with it."""
-    from rlm_host.tui.live import run_live
+    from rlm_host.review.tui.live import run_live
 
     async def go(lm: ScriptedLM) -> tuple[list[str], str, int, int]:
         app = RLMApp(live=True, title="live")

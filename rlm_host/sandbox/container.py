@@ -18,7 +18,7 @@ from pathlib import Path
 from docker.errors import APIError, DockerException, NotFound
 from docker.types import LogConfig, Mount, Ulimit
 
-from ..engine import docker_client
+from .docker_engine import docker_client
 from ..errors import KernelStartError, SandboxError
 from ..policy import Policy
 from ..settings import CONTENT_HASH_LABEL, OWNER_LABEL, POLICY_LABEL, SESSION_LABEL

@@ -20,13 +20,13 @@ from pathlib import Path
 
 from .. import events
 from ..errors import ConfigError, KernelStartError, SandboxError, SessionClosed
-from ..image import require_image
+from .image import require_image
 from ..policy import Policy
 from ..results import ExecutionResult, Status
 from .base import Sandbox
 from .container import Container, image_content_hash
 from .kernel import CellRun, KernelChannel, Outcome
-from .output import OutputCollector
+from .output_cap import OutputCollector
 from .document import Document
 from .session_dir import SessionDir, check_documents, new_session_id
 

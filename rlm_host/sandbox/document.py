@@ -3,7 +3,7 @@
 Ingestion (``rlm_host.documents``) makes it with everything it learnt while copying: the original's
 size and hash, the staged text's size, hash and characters, and checkpoints for quoting. Staging writes
 its name, characters and page starts into the manifest; the host's layout of ``context``
-(``rlm_host.quotes``) reads its characters and checkpoints instead of reading the file again. A plain
+(``rlm_host.rlm.quotes``) reads its characters and checkpoints instead of reading the file again. A plain
 path passed to ``DockerSandbox.start`` becomes a record with only a name and a text file; what was not
 counted is counted on first use.
 """

@@ -28,7 +28,7 @@ from docker.types import Mount, Ulimit
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ..events import Say
-from ..image import require_image
+from .image import require_image
 from ..policy import Policy
 from ..settings import runtime_dir
 from .container import ENVIRONMENT, MB, Container

@@ -23,7 +23,7 @@ from jupyter_client import BlockingKernelClient
 
 from ..errors import KernelStartError
 from ..results import CellError
-from .output import OutputCollector, text_of
+from .output_cap import OutputCollector, text_of
 
 SILENCE_CHECK_S = 1.0  # how long without messages before asking whether the kernel is alive
 REPLY_GRACE_S = 0.5  # how long to wait for the idle status once the reply is in

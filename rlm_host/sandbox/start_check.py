@@ -1,6 +1,6 @@
 """Fail closed at every start: a container is judged as the engine made it, before it gets any code.
 
-What must hold whatever the arguments were is CIS section 5 as ``rlm_host.cis`` judges it (one place
+What must hold whatever the arguments were is CIS section 5 as ``rlm_host.sandbox.cis`` judges it (one place
 knows what a hardened container looks like), plus what the security model adds: no network but
 ``none``, a non-root user, no host cgroup namespace. What depends on the container is judged against
 the arguments actually sent (its mounts, user, limits) and the policy (runtime, security options), so an
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..cis import HostFacts, check_container
+from .cis import HostFacts, check_container
 
 # The CIS recommendations every rlm-host container must pass outright (5.10 and 5.28 are also
 # compared with the limits asked for below).

@@ -27,11 +27,11 @@ import pytest
 from helpers import Record, short_limits
 
 from rlm_host import Generation, Models, audit
-from rlm_host.engine import docker_client
-from rlm_host.lm import LMClient, PriceTable
+from rlm_host.sandbox.docker_engine import docker_client
+from rlm_host.rlm.lm import LMClient, PriceTable
 from rlm_host.policy import Policy, load_policy
 from rlm_host.results import RLMResult, Step
-from rlm_host.rlm import RLM
+from rlm_host.rlm.loop import RLM
 from rlm_host.settings import OWNER_LABEL
 from rlm_host.testing import ScriptedLM
 

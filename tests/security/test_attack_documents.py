@@ -24,7 +24,7 @@ from pdf_fixtures import heavy_pdf, text_pdf, zero_stream_pdf
 
 from rlm_host import documents
 from rlm_host.documents import Ingested, ingest
-from rlm_host.engine import docker_client
+from rlm_host.sandbox.docker_engine import docker_client
 from rlm_host.errors import ConfigError
 from rlm_host.policy import Policy, load_policy
 from rlm_host.sandbox import Document, DockerSandbox

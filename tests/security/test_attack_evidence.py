@@ -1,6 +1,6 @@
 """The evidence against the kernel: nothing a cell does decides what a citation's quote says.
 
-The host quotes every citation from its own copy of the staged documents (``rlm_host/quotes.py``)
+The host quotes every citation from its own copy of the staged documents (``rlm_host/rlm/quotes.py``)
 and states each offset citation's document and page itself; a citation its layout does not bear out
 is refused. Each attack is a cell that patches what a quote used to be computed with (json, print,
 stdout, ``context``, the kernel's helpers), forges a Hit or a raw ``answer`` frame, or cites what is
@@ -20,9 +20,9 @@ from harness import PRELUDE, Outcome, _own_containers, cell, record  # noqa: F40
 from helpers import short_limits
 
 from rlm_host import Generation, Models, audit
-from rlm_host.lm import LMClient, PriceTable
+from rlm_host.rlm.lm import LMClient, PriceTable
 from rlm_host.policy import load_policy
-from rlm_host.rlm import RLM
+from rlm_host.rlm.loop import RLM
 from rlm_host.testing import ScriptedLM
 
 pytestmark = pytest.mark.docker

@@ -20,13 +20,14 @@ import pytest
 from harness import Outcome, cell, record, run_attack  # noqa: F401 - record is a fixture
 from helpers import short_limits
 
-from rlm_host import Generation, Models, audit, report
-from rlm_host.lm import LMClient, PriceTable
+from rlm_host import Generation, Models, audit
+from rlm_host.review import report
+from rlm_host.rlm.lm import LMClient, PriceTable
 from rlm_host.policy import Policy, load_policy
-from rlm_host.rlm import RLM
+from rlm_host.rlm.loop import RLM
 from rlm_host.sanitize import visible
 from rlm_host.testing import ScriptedLM
-from rlm_host.tui.view import build
+from rlm_host.review.tui.view import build
 
 pytestmark = pytest.mark.docker
 CATEGORY = "record integrity"

@@ -19,7 +19,7 @@ from helpers import Record
 
 import run_logs
 from rlm_host.audit import AuditLog, events, verify
-from rlm_host.tui import RLMApp
+from rlm_host.review.tui import RLMApp
 
 pytestmark = pytest.mark.docker
 CATEGORY = "reviewer's screen"

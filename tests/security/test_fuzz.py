@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 from rlm_host import audit, wire
 from rlm_host.errors import PolicyError
 from rlm_host.events import Recorder
-from rlm_host.lm import LMClient, PriceTable
+from rlm_host.rlm.lm import LMClient, PriceTable
 from rlm_host.policy import NETWORK_KEYS, PRIVILEGE_KEYS, Policy, load_policy, parse_policy, policies_dir
-from rlm_host.rpc import Broker, Budget, Subcalls
+from rlm_host.rlm.rpc import Broker, Budget, Subcalls
 from rlm_host.testing import ScriptedLM
 from rlm_kernel.rpc import RPCError, read_frame
 

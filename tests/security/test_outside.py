@@ -6,7 +6,7 @@
   a compiled module the image lacks and that nothing may load from the noexec /tmp, so the engine
   runs on the host on the posture the sandbox reported: the same split as cepheus's own `scan`.
 - hadolint 2.15.1 on kernel_image/Dockerfile.
-- CIS Docker Benchmark v1.6.0 section 5, our own check (rlm_host/cis.py) of `docker inspect`.
+- CIS Docker Benchmark v1.6.0 section 5, our own check (rlm_host/sandbox/cis.py) of `docker inspect`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rlm_host.cis import HostFacts, check_container, inspect_policy_sandbox
+from rlm_host.sandbox.cis import HostFacts, check_container, inspect_policy_sandbox
 from rlm_host.cli import app
 from rlm_host.policy import Policy, load_policy
 from rlm_host.sandbox import Document, DockerSandbox
@@ -199,7 +199,7 @@ def test_cis_section5(policy_name: str, evidence) -> None:
     """Every section-5 recommendation judged from inspect passes; na only where it cannot apply."""
     facts = HostFacts.detect()
     findings = check_container(inspect_policy_sandbox(load_policy(policy_name)), facts)
-    check = "CIS Docker Benchmark v1.6.0 section 5 (our check, rlm_host/cis.py)"
+    check = "CIS Docker Benchmark v1.6.0 section 5 (our check, rlm_host/sandbox/cis.py)"
     counts = {s: [f.id for f in findings if f.status == s] for s in ("pass", "fail", "na")}
     evidence("outside", check=check, runtime=RUNTIME[policy_name],
              finding=f"{len(counts['pass'])} pass, {len(counts['fail'])} fail, na: {', '.join(counts['na'])}",

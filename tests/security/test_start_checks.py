@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from helpers import RUNTIMES, short_limits
 
-from rlm_host.engine import docker_client
+from rlm_host.sandbox.docker_engine import docker_client
 from rlm_host.errors import SandboxError
 from rlm_host.policy import Policy, load_policy
 from rlm_host.sandbox import DockerSandbox

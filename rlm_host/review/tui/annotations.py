@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 from ..formats import saving
-from ..events import AnswerGiven, Cell, ChildRLM, IterationStart, RunEnd, Subcall
+from ...events import AnswerGiven, Cell, ChildRLM, IterationStart, RunEnd, Subcall
 
 LOOP = "RLM Loop: the LLM writes code to explore the external environment (§3)"
 VARIABLE = "Context as Variable: documents stored externally, not in the context window (§3.1)"

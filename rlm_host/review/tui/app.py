@@ -16,7 +16,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from ..sanitize import safe_text, visible
+from ...sanitize import safe_text, visible
 from .view import Status, Step, Timeline
 
 

@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from ..sanitize import visible
+from ...sanitize import visible
 
 BLOCKS = ("query", "code", "stdout", "stderr", "result", "error", "prompt", "response", "answer", "message")
 HIDDEN = frozenset({"kind", "prev", "hash", "run_id", "t"})

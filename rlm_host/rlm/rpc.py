@@ -23,16 +23,16 @@ from typing import Any
 
 import structlog
 
-from .errors import AuditError, LMError
-from . import events
-from .events import EventHook, null_hook
+from ..errors import AuditError, LMError
+from .. import events
+from ..events import EventHook, null_hook
 from .lm import Completion, LMClient
-from .policy import SubcallBudget
+from ..policy import SubcallBudget
 from .quotes import Layout
-from .results import Citation
-from .sandbox.document import Document
-from .wire import (HEADER, Answer, CitedSpan, FrameError, LLMQuery, LLMQueryBatched, Query, RLMQuery, decode, encode,
-                   error_reply, frame_size, ok_reply, parse_request)
+from ..results import Citation
+from ..sandbox.document import Document
+from ..wire import (HEADER, Answer, CitedSpan, FrameError, LLMQuery, LLMQueryBatched, Query, RLMQuery, decode, encode,
+                    error_reply, frame_size, ok_reply, parse_request)
 
 log = structlog.get_logger(__name__)
 

@@ -25,10 +25,10 @@ from docker import DockerClient
 from docker.errors import BuildError, APIError, ImageNotFound
 from docker.models.images import Image
 
-from .engine import docker_client
-from .errors import ImageError
-from .events import Say
-from .settings import CONTENT_HASH_LABEL, DEFAULT_DEBIAN_MIRROR, IMAGE_REPOSITORY, cache_dir, debian_mirror, image_tag
+from .docker_engine import docker_client
+from ..errors import ImageError
+from ..events import Say
+from ..settings import CONTENT_HASH_LABEL, DEFAULT_DEBIAN_MIRROR, IMAGE_REPOSITORY, cache_dir, debian_mirror, image_tag
 
 DEFAULT_MIRROR = DEFAULT_DEBIAN_MIRROR
 DEFAULT_SUITE = "bookworm"

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..events import Meter
+from ...events import Meter
 from ..formats import short
-from ..sanitize import visible
+from ...sanitize import visible
 from .annotations import annotate
 from .detail import detail
-from ..events import ExecStart, IterationStart, RootReply, RunEnd, RunError, RunStart, SandboxRestart, Seal, Subcall
+from ...events import ExecStart, IterationStart, RootReply, RunEnd, RunError, RunStart, SandboxRestart, Seal, Subcall
 
 BAD_FIELDS = (TypeError, ValueError, KeyError, AttributeError, OverflowError)
 

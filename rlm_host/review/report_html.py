@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from . import formats
-from .sanitize import finite, visible
+from ..sanitize import finite, visible
 
 SHOWN_CHARS = 65_536  # per field: the policy's output cap; a forged log's larger field is cut, and says so
 

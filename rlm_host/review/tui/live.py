@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import RLMHostError
+from ...errors import RLMHostError
 from .app import RLMApp, RunEvent
-from ..events import RunStart
+from ...events import RunStart
 
 
 class LiveRun:
@@ -36,7 +36,7 @@ class LiveRun:
             return Path(self.result.audit_log)
         if not self.run_id:
             return None
-        from ..settings import audit_dir
+        from ...settings import audit_dir
 
         return next(iter(sorted(audit_dir().glob(f"*-{self.run_id}.jsonl"))), None)
 

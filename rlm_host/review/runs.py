@@ -14,14 +14,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import audit
-from .audit import Verdict, is_event, load_key, quoted, read_log, verify_lines
-from .errors import AuditReadError, ConfigError, ExitCode, LogNotFound, NoAuditKey
-from .events import (ConnectionRefused, ExecStart, FrameRejected, RebindRefused, RunEnd, RunStart, SandboxStartRefused,
-                     Seal, SubcallDenied)
+from .. import audit
+from ..audit import Verdict, is_event, load_key, quoted, read_log, verify_lines
+from ..errors import AuditReadError, ConfigError, ExitCode, LogNotFound, NoAuditKey
+from ..events import (ConnectionRefused, ExecStart, FrameRejected, RebindRefused, RunEnd, RunStart, SandboxStartRefused,
+                      Seal, SubcallDenied)
 from .formats import money
-from .sanitize import finite
-from .settings import audit_dir
+from ..sanitize import finite
+from ..settings import audit_dir
 
 VERIFICATION: dict[int, str] = {
     ExitCode.INTACT: "intact", ExitCode.TAMPERED: "tampered", ExitCode.UNFINISHED: "unfinished",

@@ -21,7 +21,7 @@ from rlm_kernel.contract import SEPARATOR
 from rlm_kernel.documents import Document as Span
 from rlm_kernel.documents import document_at
 
-from .sandbox.document import Document, Marks, count_file
+from ..sandbox.document import Document, Marks, count_file
 
 QUOTE_CHARS = 300  # the most of a span a quote holds
 

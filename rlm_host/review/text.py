@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.text import Text
 
 from .formats import money, saving, short
-from .results import Citation, RLMResult
-from .sanitize import finite, safe_text, visible
+from ..results import Citation, RLMResult
+from ..sanitize import finite, safe_text, visible
 
 
 def render_result(result: RLMResult, console: Console) -> None:

@@ -11,8 +11,8 @@ import functools
 import docker
 from docker.errors import DockerException
 
-from .errors import DockerUnavailable
-from .settings import docker_host
+from ..errors import DockerUnavailable
+from ..settings import docker_host
 
 FIX = ("start it (as root: `dockerd &`, or `systemctl start docker`) or point DOCKER_HOST at it; "
        "`rlm-host doctor` checks the set-up")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from .errors import ConfigError, ExitCode, RLMHostError, worst
+from ..errors import ConfigError, ExitCode, RLMHostError, worst
 from .report import STYLE, build
 from .runs import RunSummary, find_logs, summarize_all
 from .formats import money

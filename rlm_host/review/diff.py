@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .audit import events, is_event, quoted
+from ..audit import events, is_event, quoted
 from .formats import money
-from .sanitize import finite
-from .events import Cell, ExecStart, IterationStart, RootReply, RunEnd, RunStart, Subcall
+from ..sanitize import finite
+from ..events import Cell, ExecStart, IterationStart, RootReply, RunEnd, RunStart, Subcall
 
 SHORT = 200
 

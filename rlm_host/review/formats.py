@@ -6,7 +6,7 @@ and returns text that is safe on a screen (every dangerous character made visibl
 
 from __future__ import annotations
 
-from .sanitize import finite, visible
+from ..sanitize import finite, visible
 
 
 def money(value: object, places: int = 4, unknown: str = "-") -> str:

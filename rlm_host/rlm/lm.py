@@ -30,8 +30,8 @@ import openai
 from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from .errors import ConfigError, LMError
-from .settings import LM_TIMEOUT_S, PRICES_ENV, openai_api_key, openai_base_url, prices_file
+from ..errors import ConfigError, LMError
+from ..settings import LM_TIMEOUT_S, PRICES_ENV, openai_api_key, openai_base_url, prices_file
 
 REASONING_MODEL = re.compile(r"^(gpt-5|o[134])(\b|-|$)")
 MAX_WAIT_S = 30.0  # no single backoff or Retry-After wait is longer than this

@@ -10,7 +10,7 @@ import json
 import re
 from importlib import resources
 
-from ..results import ExecutionResult
+from ...results import ExecutionResult
 
 DESCRIBE_CELL = "import rlm_kernel.documents as _d; print(_d.describe(context, documents)); del _d"
 NUDGE_NO_CODE = ("Your reply had no ```python code block. Reply with exactly one ```python block "

@@ -1,6 +1,6 @@
 """Bounded server logs: each local-model server's output goes through a relay that caps its file.
 
-A server is started with its stdout on a pipe to ``python -m rlm_host.log_cap PATH CAP``: the relay
+A server is started with its stdout on a pipe to ``python -m rlm_host.rlm.log_cap PATH CAP``: the relay
 appends to ``PATH`` and, when the next write would pass ``CAP`` bytes, moves it to ``PATH.1``
 (replacing the older one) and starts ``PATH`` afresh, so one server never holds more than two caps
 of disk, and the newest output (what an error message quotes) is always in ``PATH``. The relay is a
@@ -40,7 +40,7 @@ def prune(folder: Path, keep: int = KEEP) -> list[Path]:
 
 def start_relay(path: Path, *, cap: int = CAP_BYTES, detach: bool = False) -> subprocess.Popen:
     """The relay process; give its ``stdin`` to the server as stdout, then close it here."""
-    return subprocess.Popen([sys.executable, "-m", "rlm_host.log_cap", str(path), str(cap)],
+    return subprocess.Popen([sys.executable, "-m", "rlm_host.rlm.log_cap", str(path), str(cap)],
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=detach)
 
@@ -68,7 +68,7 @@ def _rotate(out, path: Path):  # a binary file in, a binary file out
 
 
 def main(argv: list[str]) -> int:
-    """``python -m rlm_host.log_cap PATH CAP``: Ctrl-C and a hang-up are the server's to handle, not ours."""
+    """``python -m rlm_host.rlm.log_cap PATH CAP``: Ctrl-C and a hang-up are the server's to handle, not ours."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     relay(sys.stdin.fileno(), Path(argv[0]), int(argv[1]))

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from .report_html import e, money, num, text
 from .report_sections import NOTED, detail
-from .events import (AnswerGiven, Cell, DocumentLoaded, DocumentSkipped, ExecError, ExecStart, IterationStart,
-                     ProgressNote, RootReply, RunEnd, RunError, RunStart, SandboxStart, SandboxStop, Seal, Subcall)
+from ..events import (AnswerGiven, Cell, DocumentLoaded, DocumentSkipped, ExecError, ExecStart, IterationStart,
+                      ProgressNote, RootReply, RunEnd, RunError, RunStart, SandboxStart, SandboxStop, Seal, Subcall)
 
 BORING = {RunStart.kind, RunEnd.kind, Seal.kind, ProgressNote.kind, DocumentLoaded.kind, SandboxStart.kind,
           SandboxStop.kind, ExecStart.kind, IterationStart.kind, DocumentSkipped.kind}

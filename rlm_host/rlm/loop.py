@@ -19,21 +19,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .audit import AuditLog, audited
-from .errors import ConfigError
-from . import events
-from .events import EventHook, Recorder
+from ..audit import AuditLog, audited
+from ..errors import ConfigError
+from .. import events
+from ..events import EventHook, Recorder
 from .lm import Completion, LMClient, PriceTable
 from .parsing import code_blocks, final_answer, same_code, unclosed_block
-from .policy import Policy, load_policy
+from ..policy import Policy, load_policy
 from .prompts import (DESCRIBE_CELL, LAST_CALL, NUDGE_NO_CODE, NUDGE_REPEAT, NUDGE_UNCLOSED, default_system_prompt,
                       example_turns, next_step)
-from .rlm_config import Generation, Models
-from .results import Citation, ExecutionResult, RLMResult, Step, Stopped, compare, usage_of
+from .config import Generation, Models
+from ..results import Citation, ExecutionResult, RLMResult, Step, Stopped, compare, usage_of
 from .rpc import Broker, Budget, Evidence, Subcalls
-from .documents import Ingested, ingest, stage_text
-from .sandbox import Document, DockerSandbox, Sandbox, SandboxFactory
-from .settings import __version__
+from ..documents import Ingested, ingest, stage_text
+from ..sandbox import Document, DockerSandbox, Sandbox, SandboxFactory
+from ..settings import __version__
 
 @dataclass
 class _Shared:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 if TYPE_CHECKING:
-    from .policy import Policy
+    from ..policy import Policy
 
 CisStatus = Literal["pass", "fail", "na"]
 SENSITIVE_DIRS = ("/boot", "/dev", "/etc", "/lib", "/proc", "/sys", "/usr")  # and "/" itself
@@ -276,8 +276,8 @@ def check_container(inspect: dict, host: HostFacts | None = None) -> list[Findin
 
 def inspect_policy_sandbox(policy: Policy) -> dict:
     """Start one sandbox under ``policy``, return its container's inspect data, remove it."""
-    from .engine import docker_client
-    from .sandbox import DockerSandbox
+    from .docker_engine import docker_client
+    from . import DockerSandbox
 
     with DockerSandbox.start(policy) as sandbox:
         return docker_client().api.inspect_container(sandbox.container_id)

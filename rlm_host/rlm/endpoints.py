@@ -13,13 +13,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
-from .events import EventHook
-from .rlm_config import Generation, Models
-from .settings import LM_TIMEOUT_S, model_name, openai_api_key, openai_base_url
+from ..errors import ConfigError
+from ..events import EventHook
+from .config import Generation, Models
+from ..settings import LM_TIMEOUT_S, model_name, openai_api_key, openai_base_url
 
 if TYPE_CHECKING:
-    from .rlm import RLM
+    from .loop import RLM
 
 DEFAULT_MODEL = "gpt-4o-mini"  # OpenAI's API with only OPENAI_API_KEY set
 
@@ -62,7 +62,7 @@ def open_rlm(*, model: str | None = None, sub_model: str | None = None, base_url
     ``progress`` hears the embedded model's setup (fetching, starting servers). The rest are the
     run's, as ``RLM`` takes them. The embedded model's servers, when started here, stop when the block ends.
     """
-    from .rlm import RLM
+    from .loop import RLM
 
     with _models(model, sub_model, base_url, timeout_s, quality, progress) as (models, defaults, info), \
             RLM(models, generation=generation or defaults, policy=policy, max_iterations=max_iterations,

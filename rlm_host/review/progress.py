@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.status import Status
 from rich.text import Text
 
-from .sanitize import safe_text
-from .events import Cell, DocumentSkipped, IterationStart, Meter, ProgressNote, RootReply, SandboxRestart, Subcall
+from ..sanitize import safe_text
+from ..events import Cell, DocumentSkipped, IterationStart, Meter, ProgressNote, RootReply, SandboxRestart, Subcall
 
 
 class Progress:

@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from . import log_cap
-from .errors import ConfigError, LocalModelError
-from .events import Say
-from .rlm_config import Generation, Models
-from .settings import LM_TIMEOUT_S, cache_dir, state_dir
+from ..errors import ConfigError, LocalModelError
+from ..events import Say
+from .config import Generation, Models
+from ..settings import LM_TIMEOUT_S, cache_dir, state_dir
 
 CHUNK = 4 * 1024 * 1024
 MEMBER = re.compile(r"(^|/)data/part(\d+)\.bin$")

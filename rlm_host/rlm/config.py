@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .settings import LM_TIMEOUT_S
+from ..settings import LM_TIMEOUT_S
 
 if TYPE_CHECKING:
     from .lm import LMClient, PriceTable

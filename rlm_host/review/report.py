@@ -14,8 +14,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .audit import Verdict, events, load_key, verify
-from .errors import ExitCode, NoAuditKey
+from ..audit import Verdict, events, load_key, verify
+from ..errors import ExitCode, NoAuditKey
 from .report_html import e
 from .report_sections import (Story, answer, audit_level, comparison, documents, failure, limits, overview,
                               story, usage)
