@@ -30,7 +30,8 @@ from report import RESULTS, write_results  # bench/report.py
 from rlm_host.events import Recorder
 from rlm_host.rlm.lm import LMClient
 from rlm_host.policy import load_policy
-from rlm_host.rlm.rpc import Broker, Budget, Subcalls
+from rlm_host.rlm.broker import Broker
+from rlm_host.rlm.subcalls import Budget, Subcalls
 from rlm_host.sandbox import DockerSandbox
 from rlm_host.testing import ScriptedLM
 

@@ -36,7 +36,7 @@ from structlog.typing import EventDict
 
 from .errors import (AuditError, AuditReadError, ConfigError, ExitCode, LMError, LogNotFound, NoAuditKey, NotAnAuditLog,
                      SandboxError)
-from .events import Event, EventHook
+from .events import Event, EventHook, Seal
 from .sanitize import json_escape, visible
 from .settings import audit_dir, audit_key_named, audit_key_path
 
@@ -302,7 +302,7 @@ class AuditLog:
         with self._lock, _signals_held():
             if self.sealed:
                 return
-            self._logger.info("seal", lines=self._number.seq + 1, **({"reason": reason} if reason else {}))
+            self._logger.info(Seal.kind, lines=self._number.seq + 1, **({"reason": reason} if reason else {}))
             self.sealed = True
             seal = {"run_id": self.run_id, "seq": self._number.seq, "hash": self._chain.head}
             seal_file = self.path.with_suffix(".seal")
@@ -521,7 +521,7 @@ def _sealed(path: Path, records: list[dict], run_id: str | None) -> Verdict:
     if seal is not None and (last is None or seal.get("seq", 0) > count):
         return Verdict("broken", count, count + 1, f"truncated: the seal says {seal.get('seq')} lines, "
                                                    f"the log has {count}", run_id)
-    if last is None or last.get("kind") != "seal":
+    if last is None or last.get("kind") != Seal.kind:
         return Verdict("unfinished", count, reason="no seal event (the run did not finish, or is running)",
                        run_id=run_id)
     if seal is None:

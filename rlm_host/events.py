@@ -104,7 +104,7 @@ def declared(kind: str, producer: str) -> Callable[[type[E]], type[E]]:
     return register
 
 
-@declared("progress", "documents.py, rlm.py")
+@declared("progress", "rlm/loop.py, cli.py")
 @dataclass(frozen=True)
 class ProgressNote(Event):
     """A line of progress worth keeping (ingestion, long steps)."""
@@ -112,7 +112,7 @@ class ProgressNote(Event):
     message: str
 
 
-@declared("document", "rlm.py")
+@declared("document", "rlm/loop.py")
 @dataclass(frozen=True)
 class DocumentLoaded(Event):
     """A document was ingested and staged: the original's size and hash, the staged text's size, hash, characters."""
@@ -133,7 +133,7 @@ class DocumentLoaded(Event):
                    text_sha256=doc.text_sha256, chars=doc.chars, pages=len(doc.pages))
 
 
-@declared("document.skipped", "rlm.py")
+@declared("document.skipped", "rlm/loop.py")
 @dataclass(frozen=True)
 class DocumentSkipped(Event):
     """A file inside a folder was not used, and why."""
@@ -142,7 +142,7 @@ class DocumentSkipped(Event):
     reason: str
 
 
-@declared("run.start", "rlm.py")
+@declared("run.start", "rlm/loop.py")
 @dataclass(frozen=True)
 class RunStart(Event):
     """A root (depth 1) or child run begins: its query, models, policy and limits.
@@ -170,7 +170,7 @@ class RunStart(Event):
         return {**fields, **{name: value for name, value in info.items() if name not in fields}}
 
 
-@declared("iteration.start", "rlm.py")
+@declared("iteration.start", "rlm/loop.py")
 @dataclass(frozen=True)
 class IterationStart(Event):
     """The root model is asked for its next turn."""
@@ -179,7 +179,7 @@ class IterationStart(Event):
     depth: int
 
 
-@declared("root", "rlm.py")
+@declared("root", "rlm/loop.py")
 @dataclass(frozen=True)
 class RootReply(Event):
     """The root model replied: the last prompt message, the reply, tokens, cost, latency, retries."""
@@ -196,7 +196,7 @@ class RootReply(Event):
     depth: int
 
 
-@declared("cell", "rlm.py, cli.py (exec)")
+@declared("cell", "rlm/loop.py, oneshot.py")
 @dataclass(frozen=True)
 class Cell(Event):
     """A cell ran in the sandbox: its code (and hash), what it printed and returned, its status and why."""
@@ -226,7 +226,7 @@ class Cell(Event):
                    restarted=result.restarted)
 
 
-@declared("kernel.rebind_refused", "rlm.py")
+@declared("kernel.rebind_refused", "rlm/loop.py")
 @dataclass(frozen=True)
 class RebindRefused(Event):
     """The cell tried to rebind a protected name (``context``, ``llm_query``, ...); the kernel refused."""
@@ -235,7 +235,7 @@ class RebindRefused(Event):
     message: str
 
 
-@declared("subcall", "rpc.py")
+@declared("subcall", "rlm/subcalls.py")
 @dataclass(frozen=True)
 class Subcall(Event):
     """An ``llm_query`` was answered: prompt, reply, their sizes, tokens, cost, latency, retries."""
@@ -253,7 +253,7 @@ class Subcall(Event):
     depth: int
 
 
-@declared("subcall.denied", "rpc.py")
+@declared("subcall.denied", "rlm/broker.py")
 @dataclass(frozen=True)
 class SubcallDenied(Event):
     """A sub-call was refused by the budget (calls, tokens, cost, prompt size); the cell got an error."""
@@ -261,7 +261,7 @@ class SubcallDenied(Event):
     reason: str
 
 
-@declared("subcall.failed", "rpc.py")
+@declared("subcall.failed", "rlm/broker.py")
 @dataclass(frozen=True)
 class SubcallFailed(Event):
     """The model endpoint failed a sub-call; the cell got an error."""
@@ -269,7 +269,7 @@ class SubcallFailed(Event):
     error: str
 
 
-@declared("subcall.depth_fallback", "rpc.py")
+@declared("subcall.depth_fallback", "rlm/subcalls.py")
 @dataclass(frozen=True)
 class DepthFallback(Event):
     """``rlm_query`` at the depth limit was served as an ``llm_query``."""
@@ -278,7 +278,7 @@ class DepthFallback(Event):
     max_depth: int
 
 
-@declared("subcall.child_rlm", "rpc.py")
+@declared("subcall.child_rlm", "rlm/subcalls.py")
 @dataclass(frozen=True)
 class ChildRLM(Event):
     """``rlm_query`` started a child RLM in a sandbox of its own."""
@@ -287,7 +287,7 @@ class ChildRLM(Event):
     text_chars: int
 
 
-@declared("answer", "rpc.py")
+@declared("answer", "rlm/subcalls.py")
 @dataclass(frozen=True)
 class AnswerGiven(Event):
     """The cell called ``answer(...)``: the text and the citations as the model gave them."""
@@ -297,7 +297,7 @@ class AnswerGiven(Event):
     citations: list[dict[str, Any]]
 
 
-@declared("rpc.connection_refused", "rpc.py")
+@declared("rpc.connection_refused", "rlm/broker.py")
 @dataclass(frozen=True)
 class ConnectionRefused(Event):
     """The broker refused a connection from the kernel (too many at once)."""
@@ -305,7 +305,7 @@ class ConnectionRefused(Event):
     reason: str
 
 
-@declared("rpc.frame_rejected", "rpc.py")
+@declared("rpc.frame_rejected", "rlm/broker.py")
 @dataclass(frozen=True)
 class FrameRejected(Event):
     """A frame from the kernel was refused (too big, not JSON, not a known request); the connection ends."""
@@ -314,7 +314,7 @@ class FrameRejected(Event):
     message: str
 
 
-@declared("rpc.internal_error", "rpc.py")
+@declared("rpc.internal_error", "rlm/broker.py")
 @dataclass(frozen=True)
 class InternalError(Event):
     """Serving a request failed on the host; the cell got an error and the broker goes on."""
@@ -410,7 +410,7 @@ class KernelDied(Event):
     exit_code: int | None
 
 
-@declared("limit.max_iterations", "rlm.py")
+@declared("limit.max_iterations", "rlm/loop.py")
 @dataclass(frozen=True)
 class MaxIterations(Event):
     """The root model used every turn without answering: it is asked for a last-resort answer."""
@@ -418,7 +418,7 @@ class MaxIterations(Event):
     iterations: int
 
 
-@declared("limit.wall_time", "rlm.py")
+@declared("limit.wall_time", "rlm/loop.py")
 @dataclass(frozen=True)
 class WallTime(Event):
     """The run's wall-clock limit passed: the root model is asked for a last-resort answer."""
@@ -426,7 +426,7 @@ class WallTime(Event):
     iterations: int
 
 
-@declared("run.end", "rlm.py")
+@declared("run.end", "rlm/loop.py")
 @dataclass(frozen=True)
 class RunEnd(Event):
     """A run finished: how it stopped, the answer, citations and quoted evidence, usage, cost, comparison."""
@@ -445,7 +445,7 @@ class RunEnd(Event):
     subcalls: dict[str, Any]
 
 
-@declared("run.error", "rlm.py, tui/live.py")
+@declared("run.error", "rlm/loop.py")
 @dataclass(frozen=True)
 class RunError(Event):
     """The run failed (the model endpoint, the sandbox, the host): the exception's type and message."""
@@ -453,7 +453,7 @@ class RunError(Event):
     error: str
 
 
-@declared("exec.start", "cli.py (exec)")
+@declared("exec.start", "oneshot.py")
 @dataclass(frozen=True)
 class ExecStart(Event):
     """``rlm-host exec`` begins: the policy, limits and each document's name, hashes, size and characters."""
@@ -466,7 +466,7 @@ class ExecStart(Event):
     documents: list[dict[str, Any]]
 
 
-@declared("exec.error", "cli.py (exec)")
+@declared("exec.error", "oneshot.py")
 @dataclass(frozen=True)
 class ExecError(Event):
     """``rlm-host exec`` failed: the exception's type and message."""

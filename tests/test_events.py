@@ -65,9 +65,12 @@ def test_the_catalogue_matches_the_golden_field_names() -> None:
 
 
 def test_each_kind_has_a_description_and_a_producer() -> None:
-    """Every kind says when it happens (its docstring) and which module writes it."""
+    """Every kind says when it happens (its docstring) and which modules write it: files that name its class."""
+    package = Path(events.__file__).parent
     for kind, cls in events.CATALOGUE.items():
         assert cls.__doc__ and cls.__doc__.strip() and cls.producer, kind
+        for producer in cls.producer.split(", "):
+            assert cls.__name__ in (package / producer).read_text(), (kind, producer)
 
 
 def test_a_kind_cannot_be_declared_twice() -> None:

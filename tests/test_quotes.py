@@ -9,7 +9,7 @@ import pytest
 
 from rlm_host.sandbox import document
 from rlm_host.rlm.quotes import QUOTE_CHARS, Layout
-from rlm_host.rlm.rpc import Evidence
+from rlm_host.rlm.subcalls import Evidence
 from rlm_host.sandbox import Document
 from rlm_host.sandbox.document import MARK_EVERY, TextCount
 from rlm_host.wire import CitedSpan

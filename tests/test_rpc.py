@@ -17,7 +17,8 @@ import pytest
 from rlm_host.events import Recorder
 from rlm_host.rlm.lm import LMClient, PriceTable
 from rlm_host.policy import load_policy
-from rlm_host.rlm.rpc import Broker, Budget, Subcalls
+from rlm_host.rlm.broker import Broker
+from rlm_host.rlm.subcalls import Budget, Subcalls
 from rlm_host.testing import ScriptedLM
 from rlm_host.wire import encode
 from rlm_kernel.rpc import RPCClient, RPCError, read_frame

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .report_html import compact, dicts, e, grid, money, num, rows, seconds, section, text, when
-from ..events import (DocumentLoaded, DocumentSkipped, ExecError, ExecStart, IterationStart, RootReply, RunEnd, RunError,
-                      RunStart, SandboxStart, Seal, Subcall)
+from ..events import (DocumentLoaded, DocumentSkipped, ExecError, ExecStart, IterationStart, RootReply, RunEnd,
+                      RunError, RunStart, SandboxStart, Seal, Subcall)
 
 STOPPED = {"answer": "answered (the model called answer())", "final": "answered with FINAL()",
            "max_iterations": "reached the iteration limit; the answer is the last-resort one",

@@ -30,7 +30,8 @@ from .prompts import (DESCRIBE_CELL, LAST_CALL, NUDGE_NO_CODE, NUDGE_REPEAT, NUD
                       example_turns, next_step)
 from .config import Generation, Models
 from ..results import Citation, ExecutionResult, RLMResult, Step, Stopped, compare, usage_of
-from .rpc import Broker, Budget, Evidence, Subcalls
+from .broker import Broker
+from .subcalls import Budget, Evidence, Subcalls
 from ..documents import Ingested, ingest, stage_text
 from ..sandbox import Document, DockerSandbox, Sandbox, SandboxFactory
 from ..settings import __version__

@@ -59,7 +59,7 @@ class ContainerState:
     exit_code: int | None
 
 
-def create_args(policy: Policy, image: str, session: SessionDir) -> dict:
+def docker_run_args(policy: Policy, image: str, session: SessionDir) -> dict:
     """Keyword arguments for ``containers.run``: the whole hardening in one place."""
     limits = policy.limits
     return {
@@ -134,7 +134,7 @@ class Container:
     """A started sandbox container, addressed by id."""
 
     def __init__(self, policy: Policy, image: str, session: SessionDir, overrides: dict | None = None) -> None:
-        self._args = {**create_args(policy, image, session), **(overrides or {})}
+        self._args = {**docker_run_args(policy, image, session), **(overrides or {})}
         self.policy = policy
         self.id: str | None = None
         self.image_id = ""

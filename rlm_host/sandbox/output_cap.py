@@ -5,6 +5,15 @@ buffered, and the kept text ends with a marker saying how much was cut. What the
 sends is hostile: a value that is not a string counts as none, and a lone surrogate (which a
 raw message can carry as a JSON escape) is kept as its visible escape, so the text always
 encodes as UTF-8 for the record.
+
+This is the boundary (``policy.limits.output_cap_bytes``). The cap shows in three more places,
+each for a reason:
+
+- the kernel's own limiter (``rlm_kernel/output_limit.py``, twice the cap), so a flood never fills
+  the channel;
+- ZeroMQ's ``MAXMSGSIZE`` on the host's sockets (four times the cap plus 1 MiB, set in
+  ``sandbox/docker_sandbox.py``), so one message cannot exhaust the host's memory;
+- what the root model is shown of a cell (``rlm/loop.py``'s ``_clip``, ``output_chars`` characters).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from harness import Outcome, record, run_attack  # noqa: F401 - record is a fixt
 from helpers import short_limits
 
 from rlm_host.policy import load_policy
-from rlm_host.rlm.rpc import FRAME_TIMEOUT_S, MAX_CONNECTIONS
+from rlm_host.rlm.broker import FRAME_TIMEOUT_S, MAX_CONNECTIONS
 
 pytestmark = pytest.mark.docker
 CATEGORY = "rpc"

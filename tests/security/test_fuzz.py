@@ -29,7 +29,8 @@ from rlm_host.errors import PolicyError
 from rlm_host.events import Recorder
 from rlm_host.rlm.lm import LMClient, PriceTable
 from rlm_host.policy import NETWORK_KEYS, PRIVILEGE_KEYS, Policy, load_policy, parse_policy, policies_dir
-from rlm_host.rlm.rpc import Broker, Budget, Subcalls
+from rlm_host.rlm.broker import Broker
+from rlm_host.rlm.subcalls import Budget, Subcalls
 from rlm_host.testing import ScriptedLM
 from rlm_kernel.rpc import RPCError, read_frame
 

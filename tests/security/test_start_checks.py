@@ -19,7 +19,7 @@ from rlm_host.errors import SandboxError
 from rlm_host.policy import Policy, load_policy
 from rlm_host.sandbox import DockerSandbox
 from rlm_host.sandbox import container as container_module
-from rlm_host.sandbox.container import Container, create_args, security_options
+from rlm_host.sandbox.container import Container, docker_run_args, security_options
 from rlm_host.sandbox.docker_sandbox import sandbox_uid
 from rlm_host.sandbox.session_dir import SessionDir, new_session_id
 from rlm_host.sandbox.start_check import differences
@@ -73,7 +73,7 @@ def containers_of(session: SessionDir) -> list:
 
 
 def start_normal(policy: Policy, image: str, session: SessionDir) -> None:
-    """A container as create_args makes it starts, passes the check, and is removed."""
+    """A container as docker_run_args makes it starts, passes the check, and is removed."""
     container = Container(policy, image, session)
     try:
         container.start()
@@ -99,13 +99,13 @@ def test_weakened_container_is_refused(policy: str, title: str, weaken, named: s
 
 @POLICIES
 def test_hardened_container_passes(policy: str, session: SessionDir, docker_ready: str) -> None:
-    """The container create_args asks for passes every start check, and its inspect view shows none."""
+    """The container docker_run_args asks for passes every start check, and its inspect view shows none."""
     loaded = short_limits(load_policy(policy))
     container = Container(loaded, docker_ready, session)
     try:
         container.start()
         inspect = docker_client().api.inspect_container(container.id)
-        args = create_args(loaded, docker_ready, session)
+        args = docker_run_args(loaded, docker_ready, session)
         assert differences(inspect, args, runtime=loaded.runtime, security_opt=security_options(loaded)) == []
     finally:
         container.remove()
@@ -117,8 +117,8 @@ def test_refusal_is_recorded_and_the_next_session_works(policy: str, session: Se
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A session whose container fails the check records sandbox.start_refused; a new one then runs."""
     loaded = short_limits(load_policy(policy))
-    harden = container_module.create_args
-    monkeypatch.setattr(container_module, "create_args", lambda *a: {**harden(*a), "read_only": False})
+    harden = container_module.docker_run_args
+    monkeypatch.setattr(container_module, "docker_run_args", lambda *a: {**harden(*a), "read_only": False})
     events: list[tuple[str, dict]] = []
     with pytest.raises(SandboxError, match=re.escape("5.12")):
         DockerSandbox.start(loaded, on_event=lambda kind, fields: events.append((kind, fields)))
