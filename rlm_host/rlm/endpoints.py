@@ -8,13 +8,13 @@ endpoint to serve it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..events import EventHook
+from ..events import EventHook, Say
 from .config import Generation, Models
 from ..settings import LM_TIMEOUT_S, model_name, openai_api_key, openai_base_url
 
@@ -51,7 +51,7 @@ def endpoint(base_url: str | None, model: str | None) -> tuple[str | None, str]:
 @contextmanager
 def open_rlm(*, model: str | None = None, sub_model: str | None = None, base_url: str | None = None,
              timeout_s: float = LM_TIMEOUT_S, quality: bool = False, generation: Generation | None = None,
-             progress: Callable[[str], None] | None = None, policy: str | Path = "standard",
+             progress: Say | None = None, policy: str | Path = "standard",
              max_iterations: int = 20, max_depth: int | None = None, max_wall_s: float | None = None,
              on_event: EventHook | None = None, audit_dir: Path | None = None) -> Iterator[RLM]:
     """An RLM on the endpoint the arguments and environment name, or on the embedded model.
@@ -73,7 +73,7 @@ def open_rlm(*, model: str | None = None, sub_model: str | None = None, base_url
 
 @contextmanager
 def _models(model: str | None, sub_model: str | None, base_url: str | None, timeout_s: float, quality: bool,
-            progress: Callable[[str], None] | None) -> Iterator[tuple[Models, Generation, dict[str, Any]]]:
+            progress: Say | None) -> Iterator[tuple[Models, Generation, dict[str, Any]]]:
     """The models for a run, their generation settings and what ``run.start`` records of the choice."""
     if not wants_local(base_url, model):
         url, root = endpoint(base_url, model)
