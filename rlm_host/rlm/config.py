@@ -1,7 +1,7 @@
 """What an RLM is made of, as two records: which models answer (``Models``) and how they write (``Generation``).
 
 ``RLM(models, generation=..., policy=..., ...)`` takes them beside the run's own options. They live
-apart from ``rlm.py`` so ``local_lm`` and ``endpoints`` can name them without importing openai or docker.
+apart from ``loop.py`` so ``local_lm`` and ``endpoints`` can name them without importing openai or docker.
 """
 
 from __future__ import annotations
