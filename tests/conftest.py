@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import signal
 import tempfile
 import time
@@ -165,3 +166,16 @@ def canary_env(monkeypatch: pytest.MonkeyPatch) -> str:
 
 # Audit logs of the suite's runs go to a throw-away directory, not the user's state.
 os.environ.setdefault("RLM_HOST_AUDIT_DIR", tempfile.mkdtemp(prefix="rlm-host-test-audit-"))
+
+
+@pytest.fixture
+def private_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A runtime directory of this test's own: "nothing is left behind" then sees only this test's leftovers.
+
+    Other rlm-host processes on the machine (another checkout's tests, a user's run) share the default
+    /tmp/rlm-host-<uid>; the path stays short because the kernel's ipc sockets live under it.
+    """
+    path = Path(tempfile.gettempdir()) / f"rlm-host-t{os.getpid()}-{time.monotonic_ns() % 10**9}"
+    monkeypatch.setenv("RLM_HOST_RUNTIME_DIR", str(path))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -18,7 +18,7 @@ from rlm_host.errors import ConfigError
 from rlm_host.policy import Policy, load_policy, policies_dir
 from rlm_host.settings import OWNER_LABEL, runtime_dir
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("private_runtime")]
 
 GB = 1024**3
 # Runs the command as its own child and prints that child's peak RSS (KiB) after its output.

@@ -31,7 +31,7 @@ from rlm_host.sandbox import Document, DockerSandbox
 from rlm_host.sandbox.ingest_box import IngestBox
 from rlm_host.settings import OWNER_LABEL, runtime_dir
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("private_runtime")]
 
 CATEGORY = "host parsing"
 GOOD = "the good document arrived\n"
