@@ -163,17 +163,19 @@ class Redact:
 class Chain:
     """Links each line to the one before with a keyed hash."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, *, keyless: bool = False) -> None:
         self.key = key
         self.head = GENESIS
-        self.plain = PLAIN_GENESIS  # the keyless chain head (plain_link), which checkpoints sign
+        self.keyless = keyless  # also keep the keyless head (plain_link), which checkpoints sign
+        self.plain = PLAIN_GENESIS
 
     def __call__(self, _logger: Any, _name: str, event: EventDict) -> EventDict:
         event["prev"] = self.head
         body = canonical(event)
         event["hash"] = hmac.new(self.key, body, hashlib.sha256).hexdigest()
         self.head = event["hash"]
-        self.plain = plain_link(self.plain, body, self.head)
+        if self.keyless:
+            self.plain = plain_link(self.plain, body, self.head)
         return event
 
 
@@ -327,14 +329,15 @@ class AuditLog:
         every ``checkpoints`` events or seconds and the seal; without one the log has the HMAC chain only."""
         self.run_id = run_id
         self.path = (directory or audit_dir()) / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id}.jsonl"
+        signer = signer or host_signer()  # a broken key file is refused before the log is opened
         self._writer = FsyncWriter(self.path)
-        self._chain = Chain(key if key is not None else load_key())
+        self._chain = Chain(key if key is not None else load_key(), keyless=signer is not None)
         self._number = Number(run_id)
         self._logger = structlog.wrap_logger(
             self._writer, processors=[self._number, timestamp, Redact(level), self._chain, render])
         self._lock = threading.Lock()
         self.sealed = False
-        self._signing = Signing(signer or host_signer(), checkpoints or Checkpoints(), run_id)
+        self._signing = Signing(signer, checkpoints or Checkpoints(), run_id)
 
     def record(self, kind: str, fields: dict[str, Any]) -> None:
         with self._lock, _signals_held():

@@ -134,6 +134,9 @@ def _signed_seal(path: Path, lines: list[Line], seal: dict[str, Any] | None, wal
                  run_id: str | None) -> Verdict:
     count = len(lines)
     last = lines[-1].record or {}
+    if seal is not None and isinstance(seal.get("seq"), int) and seal["seq"] > count:
+        return Verdict("broken", walk.good, count + 1, f"truncated: the seal says {seal['seq']} lines, the log "
+                                                       f"has {count}", run_id)
     if seal is not None and "checkpoint" in seal:
         size, problem = walk.check(seal["checkpoint"], count)
         if not problem and size != count:
@@ -143,9 +146,6 @@ def _signed_seal(path: Path, lines: list[Line], seal: dict[str, Any] | None, wal
         if problem:
             return Verdict("broken", walk.good, count, f"the signed seal: {problem}", run_id)
         return Verdict("intact", count, reason=f"signed by {walk.signer}", run_id=run_id)
-    if seal is not None and isinstance(seal.get("seq"), int) and seal["seq"] > count:
-        return Verdict("broken", walk.good, count + 1, f"truncated: the seal says {seal['seq']} lines, the log "
-                                                       f"has {count}", run_id)
     where = f"the signed checkpoint at line {walk.good_at}" if walk.good_at else "no checkpoint"
     missing = " (its seal is not signed, or the seal file is missing)" if last.get("kind") == "seal" else ""
     return Verdict("unfinished", walk.good, reason=(
