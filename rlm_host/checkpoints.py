@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .audit import (GENESIS, PLAIN_GENESIS, Line, Verdict, _read_regular, canonical, linkage, plain_link, quoted,
-                    read_log, read_seal, verify)
+from .audit import (GENESIS, PLAIN_GENESIS, Line, Verdict, _read_regular, canonical, is_event, linkage, plain_link,
+                    quoted, read_log, read_seal, verify)
 from .errors import AuditReadError, ConfigError, ManifestTampered, NoAuditKey
 from .signing import NOTE_MAX_BYTES, Checkpoint, Signer, Verifier, origin_of, parse_checkpoint, parse_note
 
@@ -96,7 +96,7 @@ def verify_signed(path: Path, verifiers: dict[bytes, Verifier]) -> Verdict:
     prev, run_id = GENESIS, None
     for line in lines:
         record = line.record
-        problem = line.problem if record is None else line.problem or linkage(line.number, record, prev, run_id, seqs)
+        problem = line.problem if record is None else line.problem or _place(line.number, record, prev, run_id, seqs)
         if not problem and record is not None and record.get("kind") == "checkpoint":
             size, problem = walk.check(record.get("note"), line.number - 1)
             walk.good, walk.good_at = (size, line.number) if not problem else (walk.good, walk.good_at)
@@ -105,6 +105,13 @@ def verify_signed(path: Path, verifiers: dict[bytes, Verifier]) -> Verdict:
         walk.heads.append(_next_head(walk.heads[-1], line))
         prev, run_id = record["hash"], record["run_id"]
     return _signed_seal(path, lines, seal, walk, run_id)
+
+
+def _place(number: int, record: dict[str, Any], prev: str, run_id: str | None, seqs: list) -> str:
+    """What is wrong with a line's shape or place, keyless (``audit.linkage``)."""
+    if not is_event(record):
+        return "edited: not an audit event (a JSON object with seq, run_id, kind, prev and hash)"
+    return linkage(number, record, prev, run_id, seqs)
 
 
 def _notes(lines: list[Line], seal: dict[str, Any] | None) -> list[object]:

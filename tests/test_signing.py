@@ -139,6 +139,12 @@ def tamper(log: Path, how: str, other: Path | None = None) -> Path:
         lines.insert(3, lines[2])
     elif how == "inserted_renumbered":
         lines = _renumbered([*lines[:3], lines[2], *lines[3:]])
+    elif how == "not_an_event":
+        lines[3] = b'{"seq": 4, "note": "x"}'
+    elif how == "note_garbage":
+        record = json.loads(lines[9])
+        record["note"] = {"size": 9}
+        lines[9] = json.dumps(record).encode()
     elif how == "replayed":
         assert other is not None
         record = json.loads(lines[9])
@@ -166,6 +172,8 @@ def _renumbered(lines: list[bytes]) -> list[bytes]:
     ("swapped", 2, "reordered"),
     ("inserted", 4, "inserted or reordered: sequence number 3 where 4 belongs"),
     ("inserted_renumbered", 6, "lines 1..4 changed after they were signed"),
+    ("not_an_event", 4, "edited: not an audit event"),
+    ("note_garbage", 10, "checkpoint malformed: not a signed note"),
 ])
 def test_each_tamper_is_caught_and_named_with_the_public_key(host: Signer, tmp_path: Path, how: str,
                                                               bad_line: int, why: str) -> None:
