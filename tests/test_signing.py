@@ -324,3 +324,23 @@ def test_a_policy_without_checkpoints_loads_with_the_defaults(tmp_path: Path) ->
     old.write_text(text.split("checkpoints:")[0])
     shutil.copy(ROOT / "policies" / "seccomp-standard.json", tmp_path)
     assert load_policy(str(old)).checkpoints == Checkpoints(every_events=64, every_s=10)
+
+
+@pytest.mark.docker
+def test_a_real_run_is_signed_and_verifies_with_the_public_key_alone(host: Signer, tmp_path: Path,
+                                                                     docker_ready: str) -> None:
+    """A real run through the sandbox on a host with a key: its seal is signed; a reviewer verifies it keylessly."""
+    import run_logs
+
+    log = run_logs.three_turns(tmp_path / "audit")
+    assert verify(log).status == "intact"  # the HMAC still verifies it as before
+    seal = json.loads(log.with_suffix(".seal").read_text())
+    assert seal["checkpoint"].startswith(f"rlm-host/audit/{seal['run_id']}\n{seal['seq']}\n")
+    done = cli("audit", "verify", log, "--pubkey", signing.public_key_path(), env=reviewer_env(tmp_path / "home"))
+    assert done.returncode == ExitCode.INTACT, done.stdout + done.stderr
+    assert f"signed by {host.key_id}" in done.stdout
+    lines = lines_of(log)
+    assert b"EUR" in lines[-2]  # run.end, after the last checkpoint: only the signed seal covers it
+    put(log, [*lines[:-2], lines[-2].replace(b"EUR", b"USD"), lines[-1]])
+    done = cli("audit", "verify", log, "--pubkey", signing.public_key_path(), env=reviewer_env(tmp_path / "home2"))
+    assert done.returncode == ExitCode.TAMPERED and "the signed seal: lines 1.." in done.stdout
