@@ -135,6 +135,8 @@ def parse_note(text: object) -> Note:
     """A signed note, or ValueError saying how it is malformed (the text is hostile: bounded, strict)."""
     if not isinstance(text, str) or len(text) > NOTE_MAX_BYTES or not text.endswith("\n"):
         raise ValueError("not a signed note (no text ending in a newline)")
+    if any(char < " " and char != "\n" for char in text):
+        raise ValueError("not a signed note (a control character other than newline)")
     cut = text.rfind("\n\n")
     if cut < 0:
         raise ValueError("not a signed note (no blank line before its signatures)")

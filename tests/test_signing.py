@@ -124,6 +124,9 @@ def test_without_a_signing_key_a_log_has_the_hmac_chain_only(tmp_path: Path, mon
         verify_signed(log, {other.hash: other})
 
 
+NOTE_EDITS = {"note_garbage": lambda _note: {"size": 9}, "note_control": lambda note: note.replace("\n", "\r\n", 1)}
+
+
 def tamper(log: Path, how: str, other: Path | None = None) -> Path:
     """The log changed one way a forger would change it (``other``: a second log to take a checkpoint from)."""
     lines = lines_of(log)
@@ -141,9 +144,9 @@ def tamper(log: Path, how: str, other: Path | None = None) -> Path:
         lines = _renumbered([*lines[:3], lines[2], *lines[3:]])
     elif how == "not_an_event":
         lines[3] = b'{"seq": 4, "note": "x"}'
-    elif how == "note_garbage":
+    elif how in NOTE_EDITS:
         record = json.loads(lines[9])
-        record["note"] = {"size": 9}
+        record["note"] = NOTE_EDITS[how](record["note"])
         lines[9] = json.dumps(record).encode()
     elif how == "replayed":
         assert other is not None
@@ -174,6 +177,7 @@ def _renumbered(lines: list[bytes]) -> list[bytes]:
     ("inserted_renumbered", 6, "lines 1..4 changed after they were signed"),
     ("not_an_event", 4, "edited: not an audit event"),
     ("note_garbage", 10, "checkpoint malformed: not a signed note"),
+    ("note_control", 10, "checkpoint malformed: not a signed note (a control character"),
 ])
 def test_each_tamper_is_caught_and_named_with_the_public_key(host: Signer, tmp_path: Path, how: str,
                                                               bad_line: int, why: str) -> None:
