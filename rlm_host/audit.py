@@ -37,8 +37,10 @@ from structlog.typing import EventDict
 from .errors import (AuditError, AuditReadError, ConfigError, ExitCode, LMError, LogNotFound, NoAuditKey, NotAnAuditLog,
                      SandboxError)
 from .events import Event, EventHook, Seal
+from .policy import Checkpoints
 from .sanitize import json_escape, visible
 from .settings import audit_dir, audit_key_named, audit_key_path
+from .signing import Checkpoint, Signer, host_signer, origin_of
 
 Level = Literal["full", "redacted", "hashes"]
 GENESIS = "0" * 64
@@ -93,7 +95,7 @@ def _create_key(path: Path) -> None:
         os.unlink(temp)
 
 
-def canonical(record: dict[str, Any]) -> bytes:
+def canonical(record: Mapping[str, Any]) -> bytes:
     """The bytes a line's hash covers; a lone surrogate (hostile kernel output) hashes, never raises."""
     text = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
     return text.encode("utf-8", "surrogatepass")
@@ -103,6 +105,18 @@ def line_hash(key: bytes, record: Mapping[str, Any]) -> str:
     """HMAC-SHA256 of the record without its own ``hash``."""
     body = {k: v for k, v in record.items() if k != "hash"}
     return hmac.new(key, canonical(body), hashlib.sha256).hexdigest()
+
+
+def plain_link(head: bytes, body: bytes, line_hmac: str) -> bytes:
+    """The keyless chain: SHA-256(head before || canonical record without ``hash`` || its ``hash``).
+
+    Anyone can recompute it from the log alone; signed checkpoints cover it (``signing.py``), so a
+    holder of the public key checks every field of every line without the HMAC key.
+    """
+    return hashlib.sha256(head + body + line_hmac.encode("ascii", "replace")).digest()
+
+
+PLAIN_GENESIS = bytes(32)
 
 
 def digest(text: str) -> dict[str, Any]:
@@ -149,14 +163,19 @@ class Redact:
 class Chain:
     """Links each line to the one before with a keyed hash."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, *, keyless: bool = False) -> None:
         self.key = key
         self.head = GENESIS
+        self.keyless = keyless  # also keep the keyless head (plain_link), which checkpoints sign
+        self.plain = PLAIN_GENESIS
 
     def __call__(self, _logger: Any, _name: str, event: EventDict) -> EventDict:
         event["prev"] = self.head
-        event["hash"] = line_hash(self.key, event)
+        body = canonical(event)
+        event["hash"] = hmac.new(self.key, body, hashlib.sha256).hexdigest()
         self.head = event["hash"]
+        if self.keyless:
+            self.plain = plain_link(self.plain, body, self.head)
         return event
 
 
@@ -274,25 +293,58 @@ def _signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
+class Signing:
+    """When the next checkpoint is due, and what it and the seal say (nothing without a signer)."""
+
+    def __init__(self, signer: Signer | None, every: Checkpoints, run_id: str) -> None:
+        self.signer, self.every, self.origin = signer, every, origin_of(run_id)
+        self.events, self.last = 0, time.monotonic()
+
+    def due(self) -> bool:
+        self.events += 1
+        return self.signer is not None and (self.events >= self.every.every_events
+                                            or time.monotonic() - self.last >= self.every.every_s)
+
+    def note(self, size: int, head: bytes) -> str:
+        assert self.signer is not None
+        self.events, self.last = 0, time.monotonic()
+        return self.signer.sign(Checkpoint(self.origin, size, head).body())
+
+    def checkpoint(self, size: int, head: bytes) -> dict[str, Any]:
+        """The fields of a ``checkpoint`` event over the first ``size`` lines."""
+        assert self.signer is not None
+        return {"size": size, "key": self.signer.key_id, "note": self.note(size, head)}
+
+    def seal(self, size: int, head: bytes) -> dict[str, Any]:
+        """What the seal file adds: a checkpoint of every line, the seal's own included."""
+        return {"checkpoint": self.note(size, head)} if self.signer is not None else {}
+
+
 class AuditLog:
     """One run's audit log. ``record`` is an event hook (see ``events.py``)."""
 
-    def __init__(self, run_id: str, level: Level, *, directory: Path | None = None,
-                 key: bytes | None = None) -> None:
+    def __init__(self, run_id: str, level: Level, *, directory: Path | None = None, key: bytes | None = None,
+                 checkpoints: Checkpoints | None = None, signer: Signer | None = None) -> None:
+        """``signer`` (default: the host's key, if ``rlm-host audit keygen`` made one) signs checkpoints
+        every ``checkpoints`` events or seconds and the seal; without one the log has the HMAC chain only."""
         self.run_id = run_id
         self.path = (directory or audit_dir()) / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id}.jsonl"
+        signer = signer or host_signer()  # a broken key file is refused before the log is opened
         self._writer = FsyncWriter(self.path)
-        self._chain = Chain(key if key is not None else load_key())
+        self._chain = Chain(key if key is not None else load_key(), keyless=signer is not None)
         self._number = Number(run_id)
         self._logger = structlog.wrap_logger(
             self._writer, processors=[self._number, timestamp, Redact(level), self._chain, render])
         self._lock = threading.Lock()
         self.sealed = False
+        self._signing = Signing(signer, checkpoints or Checkpoints(), run_id)
 
     def record(self, kind: str, fields: dict[str, Any]) -> None:
         with self._lock, _signals_held():
             if not self.sealed:
                 self._logger.info(kind, **fields)
+                if self._signing.due():
+                    self._logger.info("checkpoint", **self._signing.checkpoint(self._number.seq, self._chain.plain))
 
     __call__ = record
 
@@ -304,7 +356,8 @@ class AuditLog:
                 return
             self._logger.info(Seal.kind, lines=self._number.seq + 1, **({"reason": reason} if reason else {}))
             self.sealed = True
-            seal = {"run_id": self.run_id, "seq": self._number.seq, "hash": self._chain.head}
+            seal = {"run_id": self.run_id, "seq": self._number.seq, "hash": self._chain.head,
+                    **self._signing.seal(self._number.seq, self._chain.plain)}
             seal_file = self.path.with_suffix(".seal")
             try:
                 seal_file.write_text(json.dumps(seal) + "\n")
@@ -474,7 +527,15 @@ def verify_lines(path: Path, lines: list[Line], key: bytes) -> Verdict:
     return _sealed(path, records, run_id)
 
 
-def _check(number: int, record: dict, prev: str, run_id: str | None, key: bytes, seqs: list) -> str:  # noqa: PLR0911 - one per way a line fails
+def _check(number: int, record: dict, prev: str, run_id: str | None, key: bytes, seqs: list) -> str:
+    problem = linkage(number, record, prev, run_id, seqs)
+    if not problem and not hmac.compare_digest(str(record.get("hash", "")), line_hash(key, record)):
+        return "edited or forged: its keyed hash does not match (or the key is not this log's)"
+    return problem
+
+
+def linkage(number: int, record: dict, prev: str, run_id: str | None, seqs: list) -> str:
+    """What is wrong with a line's place in the log (sequence, run, ``prev``), keyless; "" when nothing."""
     seq = record.get("seq")
     if seq != number:
         if isinstance(seq, int) and seq < number:
@@ -486,15 +547,13 @@ def _check(number: int, record: dict, prev: str, run_id: str | None, key: bytes,
         return f"inserted: it belongs to run {record.get('run_id')!r}, not {run_id!r}"
     if record.get("prev") != prev:
         return "chain broken: it does not follow the line before"
-    if not hmac.compare_digest(str(record.get("hash", "")), line_hash(key, record)):
-        return "edited or forged: its keyed hash does not match (or the key is not this log's)"
     return ""
 
 
 SEAL_MAX_BYTES = 4096
 
 
-def _read_seal(seal_file: Path) -> dict[str, Any] | None:
+def read_seal(seal_file: Path) -> dict[str, Any] | None:
     """The seal beside a log, or None when there is none; a FIFO, a link or a huge file is no seal.
 
     A seal that is there but not one of ours reads as ``{"seq": -1}``, which never matches.
@@ -516,7 +575,7 @@ def _read_seal(seal_file: Path) -> dict[str, Any] | None:
 def _sealed(path: Path, records: list[dict], run_id: str | None) -> Verdict:
     count = len(records)
     seal_file = path.with_suffix(".seal")
-    seal = _read_seal(seal_file)
+    seal = read_seal(seal_file)
     last = records[-1] if records else None
     if seal is not None and (last is None or seal.get("seq", 0) > count):
         return Verdict("broken", count, count + 1, f"truncated: the seal says {seal.get('seq')} lines, "
@@ -540,7 +599,7 @@ def events(path: Path) -> list[dict[str, Any]]:
 
 
 # The event families a log holds (docs/audit.md); `audit show --kind` takes one of these or a kind in one.
-KIND_FAMILIES = ("answer", "cell", "document", "exec", "iteration", "kernel", "limit", "progress", "root",
+KIND_FAMILIES = ("answer", "cell", "checkpoint", "document", "exec", "iteration", "kernel", "limit", "progress", "root",
                  "rpc", "run", "sandbox", "seal", "subcall")
 
 

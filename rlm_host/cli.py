@@ -373,16 +373,28 @@ def _run_app(app: Any, after: Any = None) -> None:
 
 
 @audit_app.command("verify")
-def audit_verify(path: Annotated[Path, typer.Argument(help="An audit log (.jsonl), or a folder of them.")]) -> None:
+def audit_verify(
+    path: Annotated[Path, typer.Argument(help="An audit log (.jsonl), or a folder of them.")],
+    pubkey: Annotated[Path | None, typer.Option(help="Verify with this public key (or a folder of *.pub) alone: no "
+                                                      "HMAC key needed.")] = None,
+    manifest: Annotated[Path | None, typer.Option(help="Check the folder against this signed manifest: no run "
+                                                        "dropped, added or swapped.")] = None,
+) -> None:
     """Check the keyed hash chain and the seal; a folder: every log in it, then a tally.
 
-    Exit 0 intact and sealed, 1 tampered, 2 unfinished, 3 not an audit log, 4 not found or unreadable,
-    5 no key to verify with; for a folder, the gravest of its logs'. Reads only: creates no file.
+    With --pubkey: the signed checkpoints and seal instead, with no secret (a log cut after a checkpoint
+    verifies up to it: exit 2). With --manifest: the folder's logs against a signed manifest (the host's
+    public keys unless --pubkey). Exit 0 intact and sealed, 1 tampered, 2 unfinished, 3 not an audit log,
+    4 not found or unreadable, 5 no key to verify with; for a folder, the gravest of its logs'. Reads only.
     """
     from .audit import verify
     from .errors import worst
     from .review.runs import find_logs, summarize_all, tally
 
+    if manifest is not None:
+        _verify_manifest(manifest, path, pubkey)
+    if pubkey is not None:
+        _verify_signed(path, pubkey)
     if not path.is_dir():
         verdict = verify(path)
         print(visible(verdict.summary(path)))
@@ -392,6 +404,83 @@ def audit_verify(path: Annotated[Path, typer.Argument(help="An audit log (.jsonl
         print(visible(summary.verdict))
     print(visible(tally(summaries)))
     raise typer.Exit(worst(s.exit_code for s in summaries))
+
+
+def _verify_signed(path: Path, pubkey: Path) -> None:
+    """``audit verify --pubkey``: each log with the public key alone; a folder: each, then the gravest code."""
+    from .checkpoints import summary, verify_signed
+    from .errors import AuditReadError, worst
+    from .signing import load_verifiers
+
+    verifiers = load_verifiers(pubkey)
+    if not path.is_dir():
+        verdict = verify_signed(path, verifiers)
+        print(visible(summary(verdict, path)))
+        raise typer.Exit(verdict.exit_code)
+    codes = []
+    for log in sorted(path.glob("*.jsonl")):
+        try:
+            verdict = verify_signed(log, verifiers)
+        except AuditReadError as exc:
+            print(visible(f"{exc}"))
+            codes.append(exc.exit_code)
+            continue
+        print(visible(summary(verdict, log)))
+        codes.append(verdict.exit_code)
+    print(f"{len(codes)} log(s) checked with the public key")
+    raise typer.Exit(worst(codes))
+
+
+def _verify_manifest(manifest: Path, folder: Path, pubkey: Path | None) -> None:
+    from .audit import quoted
+    from .checkpoints import compare, read_manifest
+    from .signing import load_verifiers
+
+    listed, key = read_manifest(manifest, load_verifiers(pubkey))
+    problems = compare(listed, folder)
+    for problem in problems:
+        print(visible(problem))
+    verdict = f"{len(problems)} problem(s)" if problems else "every run present and unchanged"
+    print(visible(f"manifest {quoted(manifest)}: {len(listed)} run(s) signed by {key}; {verdict}"))
+    raise typer.Exit(ExitCode.TAMPERED if problems else ExitCode.INTACT)
+
+
+@audit_app.command("keygen")
+def audit_keygen(force: Annotated[bool, typer.Option(help="Replace the key; the old public key is kept, so logs "
+                                                          "it signed still verify.")] = False) -> None:
+    """Make this host's Ed25519 key: from now on each new log's checkpoints and seal are signed with it."""
+    from .signing import keygen, private_key_path, public_key_path
+
+    signer = keygen(force=force)
+    print(f"key id: {signer.key_id}")
+    print(visible(f"private key: {private_key_path()} (0600)"))
+    print(visible(f"public key: {public_key_path()}"))
+
+
+@audit_app.command("pubkey")
+def audit_pubkey() -> None:
+    """The path of the public key that verifies this host's logs (give it to a reviewer)."""
+    from .signing import host_signer, public_key_path
+
+    if host_signer() is None or not public_key_path().exists():
+        raise ConfigError("this host has no signing key: make one with `rlm-host audit keygen`")
+    print(visible(str(public_key_path())))
+
+
+@audit_app.command("manifest")
+def audit_manifest(
+    folders: Annotated[list[Path], typer.Argument(help="Folders of audit logs.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The manifest file to write.")],
+) -> None:
+    """Sign one list of every run in the folders (file, run id, lines, chain head), for `audit verify --manifest`."""
+    from .checkpoints import write_manifest
+    from .signing import host_signer
+
+    signer = host_signer()
+    if signer is None:
+        raise ConfigError("this host has no signing key to sign a manifest: make one with `rlm-host audit keygen`")
+    count = write_manifest(folders, output, signer)
+    print(visible(f"manifest {output}: {count} run(s), signed by {signer.key_id}"))
 
 
 @audit_app.command("show")

@@ -11,7 +11,8 @@ wrong and what to do; the CLI prints it as one line and exits with the error's `
     │   └── AuditReadError     an audit log that cannot be read as one (exit 3, 4 or 5)
     │       ├── NotAnAuditLog  a directory, FIFO, empty, text or binary file (exit 3)
     │       ├── LogNotFound    no such file, or unreadable (exit 4)
-    │       └── NoAuditKey     no key here to check the log with (exit 5)
+    │       ├── NoAuditKey     no key here to check the log with (exit 5)
+    │       └── ManifestTampered  a manifest whose signature or shape does not hold (exit 1)
     ├── AuditError             the audit log cannot be written: the run stops
     ├── DockerUnavailable      no Docker Engine reachable
     ├── ImageError             the kernel image is missing, stale or failed to build
@@ -87,6 +88,12 @@ class NoAuditKey(AuditReadError):
     """The key the log was chained with is not on this machine: the log cannot be verified."""
 
     exit_code = ExitCode.NO_KEY
+
+
+class ManifestTampered(AuditReadError):
+    """A manifest of runs whose signature, or the list it signs, does not hold: nothing in it is on record."""
+
+    exit_code = ExitCode.TAMPERED
 
 
 class AuditError(RLMHostError):

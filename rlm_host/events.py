@@ -485,3 +485,17 @@ class Seal(Event):
 
     lines: int
     reason: str
+
+
+@declared("checkpoint", "audit.py")
+@dataclass(frozen=True)
+class Checkpoint(Event):
+    """Every N events or T seconds (policy ``checkpoints``), when the host has a signing key: the lines so far, signed.
+
+    ``note`` is a C2SP signed-note checkpoint (origin, ``size``, the keyless chain head, then
+    ``— <key name> <signature>``) by ``key`` (``<name>+<key hash>``); docs/audit.md, "Signed checkpoints".
+    """
+
+    size: int
+    key: str
+    note: str

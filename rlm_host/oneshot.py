@@ -33,7 +33,8 @@ def run_cell(policy: Policy, code: str, inputs: list[Path], *, progress: Say | N
         ingested = ingest(inputs, Path(scratch), policy=policy, progress=progress)
         for path, why in ingested.skipped:
             (skipped or (lambda _p, _w: None))(path, why)
-        log = AuditLog(uuid.uuid4().hex[:12], policy.audit_level, directory=audit_dir)
+        log = AuditLog(uuid.uuid4().hex[:12], policy.audit_level, directory=audit_dir,
+                       checkpoints=policy.checkpoints)
         _start(policy, ingested.documents).to(log)
         with audited(log, log, events.ExecError, _exec_reason):
             result = _execute(policy, ingested.documents, code, log)

@@ -96,6 +96,18 @@ class IngestLimits(_Strict):
                              description="Largest text one document may become (the container's file size limit).")
 
 
+class Checkpoints(_Strict):
+    """How often the audit log's chain is signed, when the host has a signing key (``rlm-host audit keygen``).
+
+    A checkpoint is written after the event that reaches either bound, and the seal is always signed;
+    every field has a default, so a policy file written before checkpoints existed still loads.
+    """
+
+    every_events: int = Field(default=64, ge=1, le=1_000_000, description="Events between two signed checkpoints.")
+    every_s: float = Field(default=10, gt=0, le=86400, description="Seconds after which the next event is followed "
+                                                                   "by a checkpoint, however few events came.")
+
+
 class Policy(_Strict):
     """A named set of isolation settings and limits.
 
@@ -112,6 +124,7 @@ class Policy(_Strict):
     limits: Limits
     subcalls: SubcallBudget
     ingest: IngestLimits = Field(default_factory=IngestLimits)
+    checkpoints: Checkpoints = Field(default_factory=Checkpoints)
     seccomp_profile: str | None = Field(default=None, exclude=True, repr=False)
     sha256: str = Field(default="", exclude=True)
 

@@ -72,6 +72,11 @@ def audit_key_path() -> Path:
     return audit_key_named() or state_dir() / "audit.key"
 
 
+def signing_dir() -> Path:
+    """The Ed25519 key that signs audit checkpoints, and every public key it replaced: ``<state dir>/signing``."""
+    return state_dir() / "signing"
+
+
 def prices_file() -> Path | None:
     """A prices file that overrides the shipped table: ``RLM_HOST_PRICES``."""
     return _env_path(PRICES_ENV)

@@ -53,6 +53,7 @@ GOLDEN = {
     "exec.start": "policy policy_sha256 runtime host_version limits documents",
     "exec.error": "error",
     "seal": "lines reason",
+    "checkpoint": "size key note",
 }
 ENVELOPE = {"seq", "ts", "run_id", "kind", "prev", "hash"}
 RUN_INFO = {"local_model", "quality"}  # what a run on the embedded model adds to run.start

@@ -124,7 +124,8 @@ class RLM:
         if not query or not query.strip():
             raise ConfigError("the query is empty; pass the question to answer")
         run_id = uuid.uuid4().hex[:12]
-        audit = AuditLog(run_id, self.policy.audit_level, directory=self.audit_dir)
+        audit = AuditLog(run_id, self.policy.audit_level, directory=self.audit_dir,
+                         checkpoints=self.policy.checkpoints)
         recorder = Recorder(forward=[audit.record, *([self.on_event] if self.on_event else [])])
         shared = _Shared(Budget(self.policy.subcalls), recorder)
         with audited(audit, recorder, events.RunError):  # Ctrl-C and SIGTERM too: the seal says how it ended
