@@ -234,3 +234,20 @@ def test_egress_rules_screen_what_leaves_and_refuse_in_the_cell(tmp_path: Path) 
     assert refusal["endpoint"] == base_url and refusal["model"] == "sub"
     recorded = repr(events.events)
     assert not any(value in recorded for value in [*SECRETS.values(), "EMP-123456", "user:pw"])
+
+
+def test_rlm_query_question_is_screened_for_the_child(tmp_path: Path, lm: ScriptedLM) -> None:
+    """A child RLM's question reaches its root model, so it is screened too; its text goes to the child's sandbox."""
+    asked: list[tuple[str, str]] = []
+    policy = load_policy("standard").with_subcalls(max_depth=2)
+    client = LMClient(base_url=lm.base_url, backoff_s=0.01, prices=PriceTable({"sub": (1.0, 2.0)}))
+    subcalls = Subcalls(client, "sub", Budget(policy.subcalls), egress=policy.egress,
+                        child=lambda question, text, depth: asked.append((question, text)) or "child says hi")
+    broker = Broker(tmp_path / "rpc.sock", subcalls, max_frame_bytes=4096).start()
+    try:
+        rpc = RPCClient(str(broker.path))
+        assert rpc.call("rlm_query", question="Who is jane@example.com?", text="the text") == "child says hi"
+        rpc.close()
+    finally:
+        broker.close()
+    assert asked == [("Who is [EMAIL]?", "the text")]
