@@ -238,7 +238,12 @@ class RebindRefused(Event):
 @declared("subcall", "rlm/subcalls.py")
 @dataclass(frozen=True)
 class Subcall(Event):
-    """An ``llm_query`` was answered: prompt, reply, their sizes, tokens, cost, latency, retries."""
+    """An ``llm_query`` was answered: prompt, reply, their sizes, tokens, cost, latency, retries.
+
+    ``prompt`` is what left the host (after the policy's egress redaction); ``endpoint`` is where it
+    went (no credentials, no query string) and ``redacted`` counts the placeholders put in by kind
+    (``email``, ``iban``, ``card``, ``regex:<name>``), never the values.
+    """
 
     model: str
     prompt: str
@@ -250,6 +255,26 @@ class Subcall(Event):
     cost_usd: float | None
     latency_s: float
     retries: int
+    depth: int
+    endpoint: str = ""
+    redacted: dict[str, int] = field(default_factory=dict)
+
+
+@declared("subcall.egress_refused", "rlm/subcalls.py")
+@dataclass(frozen=True)
+class EgressRefused(Event):
+    """A sub-call prompt matched a policy egress rule whose action is ``refuse``; nothing was sent and
+    the cell got an error.
+
+    ``refused_by`` names the rule (``email``, ``iban``, ``card``, ``regex:<name>``; ``size`` or
+    ``regex:<name> timed out`` when the prompt could not be screened); ``found`` counts what was
+    found by kind, never the values; ``endpoint`` and ``model`` are where it would have gone.
+    """
+
+    refused_by: str
+    found: dict[str, int]
+    endpoint: str
+    model: str
     depth: int
 
 

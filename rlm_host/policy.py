@@ -17,8 +17,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import regex
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .errors import PolicyError
 
@@ -108,6 +109,72 @@ class Checkpoints(_Strict):
                                                                    "by a checkpoint, however few events came.")
 
 
+EgressAction = Literal["off", "redact", "refuse"]
+MAX_PATTERN_CHARS = 256  # a user pattern longer than this is a program, not a pattern
+MAX_PATTERNS = 32
+
+
+class EgressPattern(_Strict):
+    """A user-given regular expression whose matches may not leave the host in a sub-call prompt.
+
+    Compiled once, when the policy loads, with the ``regex`` module (its matching takes a timeout, so a
+    pattern that backtracks badly refuses the sub-call instead of stalling the broker).
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$",
+                      description="Short name: the placeholder is [REDACTED:name] and the log counts it as regex:name.")
+    pattern: str = Field(min_length=1, max_length=MAX_PATTERN_CHARS,
+                         description="A regular expression (Python/`regex` syntax) matched anywhere in the prompt.")
+    action: Literal["redact", "refuse"] = Field(default="redact", description="redact: replace each match by "
+                                                "[REDACTED:name]; refuse: the sub-call is not sent.")
+    _compiled: Any = PrivateAttr(default=None)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            compiled = regex.compile(value)
+        except (regex.error, RecursionError, OverflowError) as exc:
+            raise ValueError(f"not a regular expression ({exc}); fix the pattern (in YAML, quote it in single "
+                             "quotes)") from None
+        if compiled.fullmatch("") is not None:
+            raise ValueError("the pattern matches the empty string, so it would match everywhere; make it need a "
+                             "character")
+        return value
+
+    def model_post_init(self, _context: Any) -> None:
+        self._compiled = regex.compile(self.pattern)
+
+    @property
+    def compiled(self) -> Any:
+        """The compiled pattern (``regex.Pattern``), made once at load."""
+        return self._compiled
+
+
+class Egress(_Strict):
+    """What may leave the host in a sub-call prompt (``llm_query``, ``llm_query_batched``, ``rlm_query``).
+
+    Every field has a default (nothing screened), so a policy file written before this section existed
+    still loads, with the same digest. See docs/egress.md.
+    """
+
+    email: EgressAction = Field(default="off", description="E-mail addresses: redacted as [EMAIL], or refused.")
+    iban: EgressAction = Field(default="off", description="IBANs whose mod-97 checksum and country format hold "
+                                                          "(python-stdnum): [IBAN], or refused.")
+    card: EgressAction = Field(default="off", description="Payment card numbers (13-19 digits, Luhn-valid): [CARD], "
+                                                          "or refused.")
+    patterns: tuple[EgressPattern, ...] = Field(default=(), max_length=MAX_PATTERNS,
+                                                description="User-given regular expressions, each redacted or refused.")
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> Egress:
+        names = [p.name for p in self.patterns]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"egress pattern name {twice[0]!r} is used twice; give each pattern its own name")
+        return self
+
+
 class Policy(_Strict):
     """A named set of isolation settings and limits.
 
@@ -125,6 +192,7 @@ class Policy(_Strict):
     subcalls: SubcallBudget
     ingest: IngestLimits = Field(default_factory=IngestLimits)
     checkpoints: Checkpoints = Field(default_factory=Checkpoints)
+    egress: Egress = Field(default_factory=Egress, description="What may leave in a sub-call prompt.")
     seccomp_profile: str | None = Field(default=None, exclude=True, repr=False)
     sha256: str = Field(default="", exclude=True)
 
@@ -162,6 +230,10 @@ class Policy(_Strict):
     def with_ingest(self, **changes: Any) -> Policy:
         """A copy with some ingestion limits changed, validated like the original."""
         return self._with("ingest", changes)
+
+    def with_egress(self, **changes: Any) -> Policy:
+        """A copy with some egress rules changed, validated like the original."""
+        return self._with("egress", changes)
 
     def _with(self, section: str, changes: dict[str, Any]) -> Policy:
         data = self.model_dump()
@@ -223,7 +295,10 @@ def parse_policy(raw: dict[str, Any], *, base_dir: Path, source: str = "policy")
 
 def _finish(policy: Policy, profile: str | None) -> Policy:
     """Attach the seccomp profile's text and the digest of settings + profile."""
-    settings = json.dumps(policy.model_dump(mode="json"), sort_keys=True).encode()
+    dumped = policy.model_dump(mode="json")
+    if policy.egress == Egress():  # a policy without egress rules keeps the digest it had before they existed
+        del dumped["egress"]
+    settings = json.dumps(dumped, sort_keys=True).encode()
     digest = hashlib.sha256(settings + (profile or "").encode()).hexdigest()
     return policy.model_copy(update={"seccomp_profile": profile, "sha256": digest})
 

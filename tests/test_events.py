@@ -27,7 +27,8 @@ GOLDEN = {
             "restarted",
     "kernel.rebind_refused": "iteration message",
     "subcall": "model prompt response prompt_chars reply_chars prompt_tokens completion_tokens cost_usd latency_s "
-               "retries depth",
+               "retries depth endpoint redacted",
+    "subcall.egress_refused": "refused_by found endpoint model depth",
     "subcall.denied": "reason",
     "subcall.failed": "error",
     "subcall.depth_fallback": "depth max_depth",

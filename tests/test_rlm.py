@@ -394,3 +394,52 @@ def test_open_rlm_refuses_a_model_with_no_endpoint(monkeypatch: pytest.MonkeyPat
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ConfigError, match="needs an endpoint and none is configured"), open_rlm(model="gpt-4o-mini"):
         pass
+
+
+EGRESS_SECRETS = ["jane.doe@example.com", "DE89 3704 0044 0532 0130 00", "4111 1111 1111 1111", "EMP-123456"]
+EGRESS_RUN = [
+    cell("i = context.find('Mail')\nreply = llm_query('Who pays?', peek(i, context.find('.\\n', i) + 1))\n"
+         "print(reply)"),
+    cell("j = context.find('Staff')\ntry:\n    llm_query('Whose?', peek(j, j + 40))\n"
+         "except Exception as exc:\n    print(type(exc).__name__, str(exc)[:120])"),
+    cell("answer('paid by card')"),
+]
+
+
+def test_egress_rules_in_a_real_run(lm: ScriptedLM, tmp_path: Path) -> None:
+    """A cell's llm_query with an e-mail, an IBAN and a card: the model gets placeholders, the log counts
+    without values; a refused llm_query is an error in the cell and the run goes on to its answer."""
+    seen: list[str] = []
+    lm.rule("sub", lambda messages: seen.append(messages[-1]["content"]) or "the tenant")
+    doc = tmp_path / "payment.txt"
+    doc.write_text(DOC.read_text()[:3000] + "\nMail jane.doe@example.com, pay DE89 3704 0044 0532 0130 00 with "
+                   "card 4111 1111 1111 1111.\nStaff EMP-123456 approved.\n")
+    policy = audit_policy(tmp_path, "standard", patterns=[{"name": "staff", "pattern": r"EMP-\d{6}",
+                                                           "action": "refuse"}])
+    lm.script("root", EGRESS_RUN)
+    result = make_rlm(lm, policy, audit_dir=tmp_path / "logs").complete("Who pays?", [doc])
+    assert result.answer == "paid by card" and result.stopped == "answer"
+    assert seen == ["Who pays?\n\nMail [EMAIL], pay [IBAN] with card [CARD]."]
+    assert "SubcallError llm_query refused: the policy's egress rule 'regex:staff'" in result.trajectory[1].output
+    log = Path(result.audit_log)
+    text = log.read_text()
+    assert not any(secret in text for secret in EGRESS_SECRETS)
+    records = list(audit.events(log))
+    [sent] = [e for e in records if e["kind"] == "subcall"]
+    assert sent["prompt"] == seen[0] and sent["redacted"] == {"email": 1, "iban": 1, "card": 1}
+    assert sent["endpoint"] == lm.base_url
+    [refused] = [e for e in records if e["kind"] == "subcall.egress_refused"]
+    assert refused["refused_by"] == "regex:staff" and refused["found"] == {"regex:staff": 1}
+
+
+def audit_policy(tmp_path: Path, name: str, **egress: object) -> Path:
+    """A copy of a packaged policy with some egress rules changed, written beside the test's files."""
+    import yaml
+
+    from rlm_host.policy import policies_dir
+
+    raw = yaml.safe_load((policies_dir() / f"{name}.yaml").read_text())
+    raw["egress"] = {**raw["egress"], **egress}
+    path = tmp_path / f"{name}-egress.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path

@@ -195,3 +195,60 @@ def test_too_many_connections_are_refused(broker) -> None:
             sock.close()
     time.sleep(0.2)
     still_serves(b)
+
+
+SECRETS = {"email": "jane.doe@example.com", "iban": "DE89 3704 0044 0532 0130 00", "card": "4111 1111 1111 1111"}
+
+
+def test_egress_rules_screen_what_leaves_and_refuse_in_the_cell(tmp_path: Path) -> None:
+    """The model gets the redacted prompt, events count kinds without values, a refused call is an error
+    to the caller with nothing sent, and the broker goes on serving."""
+    seen: list[str] = []
+    with ScriptedLM() as server:
+        server.rule("sub", lambda messages: seen.append(messages[-1]["content"]) or "ok")
+        base_url = server.base_url
+        policy = load_policy("standard").with_egress(patterns=[{"name": "staff", "pattern": r"EMP-\d{6}",
+                                                                "action": "refuse"}])
+        events = Recorder()
+        client = LMClient(base_url=server.base_url.replace("://", "://user:pw@"), backoff_s=0.01,
+                          prices=PriceTable({"sub": (1.0, 2.0)}))
+        subcalls = Subcalls(client, "sub", Budget(policy.subcalls), on_event=events, egress=policy.egress)
+        broker = Broker(tmp_path / "rpc.sock", subcalls, max_frame_bytes=4096, on_event=events).start()
+        try:
+            rpc = RPCClient(str(broker.path))
+            text = "Mail {email}, pay {iban} by card {card}.".format(**SECRETS)
+            assert rpc.call("llm_query", question="Who?", text=text) == "ok"
+            with pytest.raises(RPCError) as refused:
+                rpc.call("llm_query_batched", items=[{"question": "a", "text": None},
+                                                     {"question": "b", "text": "EMP-123456"}])
+            assert rpc.call("llm_query", question="still there?", text=None) == "ok"
+            rpc.close()
+        finally:
+            broker.close()
+    assert seen == ["Who?\n\nMail [EMAIL], pay [IBAN] by card [CARD].", "still there?"]
+    assert refused.value.code == "egress_refused" and "'regex:staff'" in str(refused.value)
+    first = events.of("subcall")[0]
+    assert first["redacted"] == {"email": 1, "iban": 1, "card": 1} and first["endpoint"] == base_url
+    assert first["prompt"] == seen[0]
+    [refusal] = events.of("subcall.egress_refused")
+    assert refusal["refused_by"] == "regex:staff" and refusal["found"] == {"regex:staff": 1}
+    assert refusal["endpoint"] == base_url and refusal["model"] == "sub"
+    recorded = repr(events.events)
+    assert not any(value in recorded for value in [*SECRETS.values(), "EMP-123456", "user:pw"])
+
+
+def test_rlm_query_question_is_screened_for_the_child(tmp_path: Path, lm: ScriptedLM) -> None:
+    """A child RLM's question reaches its root model, so it is screened too; its text goes to the child's sandbox."""
+    asked: list[tuple[str, str]] = []
+    policy = load_policy("standard").with_subcalls(max_depth=2)
+    client = LMClient(base_url=lm.base_url, backoff_s=0.01, prices=PriceTable({"sub": (1.0, 2.0)}))
+    subcalls = Subcalls(client, "sub", Budget(policy.subcalls), egress=policy.egress,
+                        child=lambda question, text, depth: asked.append((question, text)) or "child says hi")
+    broker = Broker(tmp_path / "rpc.sock", subcalls, max_frame_bytes=4096).start()
+    try:
+        rpc = RPCClient(str(broker.path))
+        assert rpc.call("rlm_query", question="Who is jane@example.com?", text="the text") == "child says hi"
+        rpc.close()
+    finally:
+        broker.close()
+    assert asked == [("Who is [EMAIL]?", "the text")]

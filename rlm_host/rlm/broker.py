@@ -24,6 +24,7 @@ import structlog
 from ..errors import AuditError, LMError
 from .. import events
 from ..events import EventHook, null_hook
+from ..egress import PromptRefused
 from .subcalls import BudgetExceeded, Subcalls
 from ..wire import (HEADER, FrameError, decode, encode,
                     error_reply, frame_size, ok_reply, parse_request)
@@ -133,6 +134,8 @@ class Broker:
         except BudgetExceeded as exc:
             events.SubcallDenied(str(exc)).to(self.emit)
             reply = error_reply(request_id, "budget_exhausted", str(exc))
+        except PromptRefused as exc:  # recorded by Subcalls, which knows the endpoint and the model
+            reply = error_reply(request_id, "egress_refused", str(exc))
         except LMError as exc:
             events.SubcallFailed(str(exc)).to(self.emit)
             reply = error_reply(request_id, "lm_error", str(exc))

@@ -181,7 +181,7 @@ class _Run:
         with self.rlm.sandbox_factory(self.rlm.policy, self.documents, on_event=self.emit) as sandbox:
             subcalls = Subcalls(self.rlm.sub_lm, self.rlm.sub_model, self.shared.budget, depth=self.depth,
                                 child=self._child, max_tokens=self.rlm.generation.sub_max_tokens,
-                                evidence=self.evidence, on_event=self.emit)
+                                evidence=self.evidence, on_event=self.emit, egress=policy.egress)
             broker = Broker(sandbox.rpc_socket_path, subcalls, uid=sandbox.rpc_socket_owner,
                             max_frame_bytes=self.rlm.policy.subcalls.max_frame_bytes, on_event=self.emit).start()
             try:

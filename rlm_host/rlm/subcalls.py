@@ -16,13 +16,14 @@ from typing import Any
 import structlog
 
 from .. import events
+from ..egress import Screened, endpoint_label, refusal, screen
 from ..events import EventHook, null_hook
 from .lm import Completion, LMClient
-from ..policy import SubcallBudget
+from ..policy import Egress, SubcallBudget
 from .quotes import Layout
 from ..results import Citation
 from ..sandbox.document import Document
-from ..wire import (Answer, CitedSpan, FrameError, LLMQuery, LLMQueryBatched, Query, RLMQuery)
+from ..wire import Answer, CitedSpan, FrameError, LLMQuery, LLMQueryBatched, RLMQuery
 
 log = structlog.get_logger(__name__)
 
@@ -140,8 +141,10 @@ class Subcalls:
 
     def __init__(self, lm: LMClient, model: str, budget: Budget, *, depth: int = 1,
                  child: ChildRunner | None = None, max_tokens: int | None = None,
-                 evidence: Evidence | None = None, on_event: EventHook = null_hook) -> None:
+                 evidence: Evidence | None = None, on_event: EventHook = null_hook,
+                 egress: Egress | None = None) -> None:
         self.lm, self.model, self.budget = lm, model, budget
+        self.egress, self.endpoint = egress or Egress(), endpoint_label(lm.base_url)
         self.evidence = evidence  # None: citations are not checked (no documents known)
         self.depth = depth
         self.child = child
@@ -154,30 +157,40 @@ class Subcalls:
     def dispatch(self, request: LLMQuery | LLMQueryBatched | RLMQuery | Answer) -> Any:
         if isinstance(request, LLMQuery):
             self.budget.admit([len(request.prompt())])
-            return self._call(request)
+            return self._call(self._screen([request.prompt()])[0])
         if isinstance(request, LLMQueryBatched):
             self.budget.admit([len(item.prompt()) for item in request.items])
-            return self._batch(request.items)
+            return self._batch(self._screen([item.prompt() for item in request.items]))
         if isinstance(request, RLMQuery):
             return self._rlm(request)
         return self._answer(request)
 
-    def _call(self, query: Query) -> str:
-        messages = [{"role": "system", "content": SUBCALL_SYSTEM}, {"role": "user", "content": query.prompt()}]
+    def _screen(self, prompts: list[str]) -> list[Screened]:
+        """The prompts as they may leave (policy egress rules); a refused one refuses them all, recorded."""
+        screened = [screen(prompt, self.egress) for prompt in prompts]
+        for one in screened:
+            if one.refused_by is not None:
+                events.EgressRefused(one.refused_by, one.counts, self.endpoint, self.model, self.depth).to(self.emit)
+                raise refusal(one)
+        return screened
+
+    def _call(self, prompt: Screened) -> str:
+        messages = [{"role": "system", "content": SUBCALL_SYSTEM}, {"role": "user", "content": prompt.text}]
         with self.budget.slots:
             completion = self.lm.chat(messages, model=self.model, max_tokens=self.max_tokens, temperature=0)
         self.budget.record(completion)
         with self._lock:
             self.completions.append(completion)
-        events.Subcall(model=completion.model, prompt=query.prompt(), response=completion.text,
-                       prompt_chars=len(query.prompt()), reply_chars=len(completion.text),
+        events.Subcall(model=completion.model, prompt=prompt.text, response=completion.text,
+                       prompt_chars=len(prompt.text), reply_chars=len(completion.text),
                        prompt_tokens=completion.usage.prompt_tokens,
                        completion_tokens=completion.usage.completion_tokens,
                        cost_usd=completion.cost_usd, latency_s=round(completion.latency_s, 4),
-                       retries=completion.retries, depth=self.depth).to(self.emit)
+                       retries=completion.retries, depth=self.depth, endpoint=self.endpoint,
+                       redacted=prompt.counts).to(self.emit)
         return completion.text
 
-    def _batch(self, items: list[Query]) -> list[str]:
+    def _batch(self, items: list[Screened]) -> list[str]:
         if not items:
             return []
         workers = min(len(items), self.budget.limits.max_concurrency)
@@ -188,9 +201,10 @@ class Subcalls:
         if self.child is None or self.depth >= self.budget.limits.max_depth:
             events.DepthFallback(self.depth, self.budget.limits.max_depth).to(self.emit)
             self.budget.admit([len(request.prompt())])
-            return self._call(request)
+            return self._call(self._screen([request.prompt()])[0])
         events.ChildRLM(self.depth + 1, len(request.text)).to(self.emit)
-        return self.child(request.question, request.text, self.depth + 1)
+        question = self._screen([request.question])[0].text  # the child's root model sees the question
+        return self.child(question, request.text, self.depth + 1)
 
     def _answer(self, request: Answer) -> str:
         evidence = self.evidence
