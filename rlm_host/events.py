@@ -373,7 +373,7 @@ class SandboxStartRefused(Event):
 @declared("sandbox.restart", "sandbox/docker_sandbox.py")
 @dataclass(frozen=True)
 class SandboxRestart(Event):
-    """The kernel was replaced (after a timeout, OOM, death or pids limit); variables are lost."""
+    """The kernel was replaced (timeout, OOM, death, pids limit or descriptors exhausted); variables are lost."""
 
     reason: str
 
@@ -417,6 +417,15 @@ class PidsLimit(Event):
     """The cell hit the process limit; the kernel was restarted."""
 
     limit: int
+
+
+@declared("limit.nofile", "sandbox/docker_sandbox.py")
+@dataclass(frozen=True)
+class DescriptorsExhausted(Event):
+    """After a cell, the kernel could not open ``needed`` descriptors (its probe failed); it was restarted."""
+
+    limit: int
+    needed: int
 
 
 @declared("limit.oom", "sandbox/docker_sandbox.py")

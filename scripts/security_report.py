@@ -28,7 +28,8 @@ AT_LIMIT = {
     "cpus": "CPU time is throttled (CFS quota); nothing fails",
     "pids": "fork/clone fail; under runc the cgroup's pids.events shows it: `killed`, fresh kernel "
             "(gVisor's tasks are not host pids: a thread bomb runs to the cell limit)",
-    "nofile": "`open` fails with EMFILE in the cell: `error`, same kernel",
+    "nofile": ("`open` fails with EMFILE in the cell: `error`, same kernel; if after the cell 16 more cannot be "
+               "opened (threads left holding them), `limit.nofile` and a fresh kernel"),
     "fsize_mb": "the write fails with EFBIG in the cell: `error`, same kernel",
     "tmpfs_mb": "the write to /tmp fails with ENOSPC in the cell: `error`, same kernel",
     "cell_timeout_s": "SIGINT to the kernel: `timeout`, variables kept",

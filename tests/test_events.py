@@ -45,6 +45,7 @@ GOLDEN = {
     "limit.cell_timeout": "limit_s",
     "limit.session_lifetime": "limit_s",
     "limit.pids": "limit",
+    "limit.nofile": "limit needed",
     "limit.oom": "exit_code",
     "limit.killed": "exit_code",
     "limit.max_iterations": "iterations",

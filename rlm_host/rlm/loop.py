@@ -308,7 +308,7 @@ class _Run:
         if result.error is not None:
             where = [line for line in result.error.traceback if "---->" in line][-1:]
             parts.append("\n".join([*where, f"{result.error.name}: {result.error.value}"]))
-        if result.status != "ok" and result.reason:
+        if (result.status != "ok" or result.restarted) and result.reason:  # an ok cell may have been restarted after
             parts.append(f"[{result.status}: {result.reason}]")
         text = "\n".join(p.rstrip("\n") for p in parts if p and p.strip()) or "(no output)"
         return _clip(text, self.rlm.generation.output_chars)

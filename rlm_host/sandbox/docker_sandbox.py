@@ -32,6 +32,13 @@ from .session_dir import SessionDir, check_documents, new_session_id
 
 INSTALL_CELL = "import rlm_kernel as _k; _k.install(get_ipython()); del _k"
 LOAD_CELL = "import rlm_kernel as _k; _k.load(get_ipython()); del _k"
+# After every cell: can the kernel still open what the next cell needs (llm_query's socket, a thread's
+# output pipe)? Threads a cell leaves blocked in syscalls keep their sockets and pipes for ever, and
+# once they hold every descriptor limits.nofile allows, each later cell fails. One expression, no names
+# left; it rides in the cell's own execute_request (user_expressions), so an ok cell costs no round trip.
+PROBE_FDS = 16
+PROBE = (f"len([__import__('os').close(fd) for pair in [__import__('os').pipe() for _ in range({PROBE_FDS // 2})] "
+         "for fd in pair])")
 EventHook = Callable[[str, dict], None]
 _OPEN: weakref.WeakSet[DockerSandbox] = weakref.WeakSet()
 # Kernels booting at once in this process. A burst of sessions would otherwise share the CPU so thinly
@@ -115,7 +122,7 @@ class DockerSandbox(Sandbox):
         if limit <= 0:
             self._expire()
         started = time.monotonic()
-        run = self._kernel.send(code, OutputCollector(self.policy.limits.output_cap_bytes))
+        run = self._kernel.send(code, OutputCollector(self.policy.limits.output_cap_bytes), probe=PROBE)
         outcome = self._kernel.collect(run, started + limit, self._alive)
         if outcome is Outcome.DEADLINE and limit < wanted:
             return self._end_of_lifetime(run, started)
@@ -126,8 +133,9 @@ class DockerSandbox(Sandbox):
         if self._box.pids_limit_hit():
             return self._on_pids_limit(run, started)
         if run.reply_status == "aborted":
-            return self._result("error", run, started, reason="the kernel aborted the cell without running it")
-        return self._result("error" if run.error else "ok", run, started, reason=_lost(run))
+            return self._checked(self._result("error", run, started,
+                                              reason="the kernel aborted the cell without running it"), run)
+        return self._checked(self._result("error" if run.error else "ok", run, started, reason=_lost(run)), run)
 
     def restart(self, reason: str) -> None:
         self._check_open()
@@ -260,9 +268,9 @@ class DockerSandbox(Sandbox):
         self._box.interrupt()
         outcome = self._kernel.collect(run, time.monotonic() + grace, self._alive)
         if outcome is Outcome.IDLE and not self._box.pids_limit_hit():
-            return self._result("timeout", run, started,
-                                reason=f"cell exceeded its {limit:g}s limit and was interrupted; "
-                                       "variables are kept")
+            return self._checked(self._result("timeout", run, started,
+                                              reason=f"cell exceeded its {limit:g}s limit and was interrupted; "
+                                                     "variables are kept"), run)
         if outcome is Outcome.DEAD or not self._alive():  # e.g. killed for memory while it overran
             return self._on_death(run, started)
         reason = (f"cell exceeded its {limit:g}s limit and did not stop within {grace:g}s of the "
@@ -293,6 +301,32 @@ class DockerSandbox(Sandbox):
         ended = time.monotonic()
         self.restart(reason)
         return self._result("killed", run, started, restarted=True, reason=reason, ended=ended)
+
+    def _checked(self, result: ExecutionResult, run: CellRun) -> ExecutionResult:
+        """``result`` as it is, unless the cell left the kernel unable to open descriptors: then it is replaced.
+
+        The kernel evaluates the probe only after a cell that ended ok; after any other (it raised, was
+        interrupted, its reply is not in) the probe runs as a silent cell of its own. Only a probe that
+        failed to open descriptors (``OSError``) counts; one with no answer within the interrupt grace
+        (a loaded host) is left behind: the next cell queues after it and has its own time limit.
+        """
+        failed = run.probe_error if run.reply_status == "ok" else self._probe()
+        if failed != "OSError":
+            return result
+        nofile = self.policy.limits.nofile
+        reason = (f"after the cell the kernel could not open {PROBE_FDS} file descriptors (limits.nofile is "
+                  f"{nofile}: threads or objects the cell left hold the rest); the sandbox was restarted "
+                  "and variables are lost")
+        events.DescriptorsExhausted(nofile, PROBE_FDS).to(self._emit)
+        self.restart(reason)
+        kept = result.reason.removesuffix("; variables are kept") + "; " if result.reason else ""
+        return result.model_copy(update={"restarted": True, "reason": kept + reason})
+
+    def _probe(self) -> str | None:
+        """The name of the error the probe raised as a cell of its own, or None (it passed, or no answer)."""
+        probe = self._kernel.send(PROBE, OutputCollector(4096), silent=True)
+        outcome = self._kernel.collect(probe, time.monotonic() + self.policy.limits.interrupt_grace_s, self._alive)
+        return probe.error.name if outcome is Outcome.IDLE and probe.error else None
 
     def _result(self, status: Status, run: CellRun, started: float, *, restarted: bool = False,
                 reason: str | None = None, ended: float | None = None) -> ExecutionResult:

@@ -44,6 +44,7 @@ class CellRun:
         self.error: CellError | None = None
         self.replied_at: float | None = None
         self.reply_status: str | None = None  # "ok", "error" or "aborted", from execute_reply
+        self.probe_error: str | None = None  # the error the reply's probe expression raised, if any
         self.lost_messages = False
 
 
@@ -71,11 +72,16 @@ class KernelChannel:
                 raise KernelStartError("the kernel exited while starting")
         raise KernelStartError("the kernel did not answer kernel_info in time")
 
-    def send(self, code: str, output: OutputCollector) -> CellRun:
+    def send(self, code: str, output: OutputCollector, *, silent: bool = False, probe: str | None = None) -> CellRun:
+        """Send a cell; ``silent`` (our own checks) leaves no history, execution count or displayed result.
+
+        ``probe`` is an expression the kernel evaluates after the cell if it ended ok (Jupyter's
+        user_expressions); its outcome comes back in the same reply as ``CellRun.probe_error``.
+        """
         # stop_on_error=False: otherwise ipykernel aborts requests that arrive just after a
         # cell that raised (an interrupted one included), and the next cell silently never runs.
-        msg_id = self._client.execute(code, silent=False, store_history=True, allow_stdin=False,
-                                      stop_on_error=False)
+        msg_id = self._client.execute(code, silent=silent, store_history=not silent, allow_stdin=False,
+                                      stop_on_error=False, user_expressions={"probe": probe} if probe else None)
         return CellRun(msg_id, output)
 
     def collect(self, run: CellRun, deadline: float, alive: Callable[[], bool]) -> Outcome:
@@ -91,6 +97,7 @@ class KernelChannel:
             wait = min(deadline - now, 0.1 if run.replied_at else SILENCE_CHECK_S)
             if self._poll(run, wait):
                 if self._read_iopub(run):
+                    self._await_reply(run, min(deadline, time.monotonic() + REPLY_GRACE_S))
                     return Outcome.IDLE
                 quiet_since = time.monotonic()
             elif time.monotonic() - quiet_since >= SILENCE_CHECK_S:
@@ -119,6 +126,17 @@ class KernelChannel:
         if msg["parent_header"].get("msg_id") == run.msg_id:
             run.replied_at = time.monotonic()
             run.reply_status = msg["content"].get("status")
+            expressions = msg["content"].get("user_expressions")
+            probe = expressions.get("probe") if isinstance(expressions, dict) else None
+            if isinstance(probe, dict) and probe.get("status") == "error":
+                run.probe_error = text_of(probe.get("ename"))
+
+    def _await_reply(self, run: CellRun, deadline: float) -> None:
+        """The kernel sends the reply before the idle status, but on another socket: read it if it lags."""
+        socket = self._client.shell_channel.socket
+        while run.replied_at is None and (wait := deadline - time.monotonic()) > 0:
+            if socket.poll(int(wait * 1000) + 1, zmq.POLLIN):
+                self._read_shell(run)
 
     def _read_iopub(self, run: CellRun) -> bool:
         """Handle queued iopub messages; True once the cell's idle status is seen."""

@@ -119,6 +119,41 @@ def test_file_descriptors(policy: str, tmp_path, record) -> None:
     record(out, f"EMFILE after {out.found['opened']} files (nofile {nofile}); the kernel goes on")
 
 
+HELD_FDS = '''
+import threading
+held, full = [], threading.Event()
+def hold():
+    try:
+        while True:
+            held.append(socket.socketpair())
+    except OSError as exc:
+        held.append(errno.errorcode[exc.errno])
+    full.set()
+    threading.Event().wait()  # never returns: nothing the next cell does can close them
+threading.Thread(target=hold, daemon=True).start()
+full.wait(3)
+verdict(error=held[-1] if held and isinstance(held[-1], str) else None, pairs=len(held) - 1)
+'''
+
+
+@POLICIES
+@pytest.mark.parametrize("ending", ["ok", "error"])
+def test_file_descriptors_left_held(policy: str, ending: str, tmp_path, record) -> None:
+    """File descriptors: a thread opens sockets until EMFILE and blocks for ever holding them"""
+    # A cell that ends ok is probed in its own reply; one that raised by a probe cell of the host's.
+    code = HELD_FDS + ("raise RuntimeError('and the cell fails')\n" if ending == "error" else "")
+    out = run_attack(policy, code, tmp_path)
+    nofile = load_policy(policy).limits.nofile
+    assert out.status == ending and out.found["error"] == "EMFILE", out.step.output
+    assert 2 * out.found["pairs"] > nofile - 100, out.found
+    # The cell ran to its end; the probe after it found no descriptor free, so the kernel was replaced
+    # (run_attack's next cell makes a sub-call through a new socket, which must work).
+    assert "limit.nofile" in limits_hit(out) and restarted(out), (out.kinds(), out.step.output)
+    assert out.step.output.count("variables are lost") == 1, out.step.output
+    record(out, f"EMFILE after {out.found['pairs']} socket pairs (nofile {nofile}), held by a blocked thread, "
+                f"cell ends {ending}: limit.nofile, fresh kernel; the next cell's sub-call works")
+
+
 FILL = '''
 def fill(directory):
     """Write 1 MiB pieces into 4 MiB files until the filesystem refuses (at most 64 MiB)."""
