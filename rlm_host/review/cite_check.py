@@ -80,13 +80,9 @@ def locate(name: str, recorded: str | None, given: Sequence[Path]) -> Path | Non
         return Path(recorded) if recorded else None
     relative = PurePosixPath(name)
     climbs = relative.is_absolute() or ".." in relative.parts or not relative.parts
-    for item in given:
-        if item.is_dir():
-            if not climbs and (item / relative).exists():
-                return item / relative
-        elif item.name == relative.name:
-            return item
-    return None
+    candidates = [item for item in given if not item.is_dir() and item.name == relative.name]
+    candidates += [] if climbs else [item / relative for item in given if item.is_dir()]
+    return next((c for c in candidates if c.exists()), candidates[0] if candidates else None)
 
 
 def check_all(records: list[dict[str, Any]], given: Sequence[Path] = ()) -> list[Checked]:
@@ -95,17 +91,19 @@ def check_all(records: list[dict[str, Any]], given: Sequence[Path] = ()) -> list
     out = []
     for number, (cite, quote) in enumerate(cited(records), 1):
         name = str(cite.get("document") or "")
-        out.append(check(number, cite, quote, locate(name, recorded.get(name), given) if name else None))
+        path = locate(name, recorded.get(name), given) if name else None
+        out.append(check(number, cite, quote, path, given=bool(given)))
     return out
 
 
-def check(number: int, cite: dict[str, Any], quote: str | None, path: Path | None) -> Checked:
-    """One citation against the file at ``path``."""
+def check(number: int, cite: dict[str, Any], quote: str | None, path: Path | None, *, given: bool = False) -> Checked:
+    """One citation against the file at ``path`` (``given``: the user named where to look)."""
     base: dict[str, Any] = {"number": number, "document": str(cite.get("document") or "(between documents)"),
             "line": _int(cite.get("line")), "local_start": _int(cite.get("local_start")),
             "local_end": _int(cite.get("local_end")), "quote": quote}
     if path is None:
-        return Checked(**base, status="missing", reason="no file to check it against (give --documents)")
+        return Checked(**base, status="missing", reason="no file to check it against: none of the given "
+                       "--documents is it" if given else "no path recorded at ingestion: give --documents")
     try:
         digest = doctext.sha256_of(path)
     except OSError as exc:
