@@ -118,8 +118,8 @@ def _verdict(cite: dict[str, Any], quote: str | None, path: Path,
              same: bool) -> tuple[Status, str, tuple[int, int] | None]:
     start = _int(cite.get("local_start"))
     if not cite.get("sha256") or cite.get("text_sha256") != cite.get("sha256"):
-        return (("matched", "by hash: the file is the one ingested (its text was extracted in the sandbox; "
-                            "the host does not parse it)", None) if same
+        return (("matched", "by hash: the file is the one ingested; its text was extracted in the sandbox "
+                            "and is not parsed on the host", None) if same
                 else ("missing", "the file changed; its text is not re-extracted on the host", None))
     if start is None or quote is None:
         what = "a whole-document citation" if start is None else "the quote was not kept at this audit level"
