@@ -46,7 +46,7 @@ Level = Literal["full", "redacted", "hashes"]
 GENESIS = "0" * 64
 # Fields that carry text a model or a document produced; what each level keeps of them.
 TEXT_FIELDS = {"code", "stdout", "stderr", "result", "output", "prompt", "response", "answer", "query",
-               "question", "reason_text", "error_value", "evidence"}
+               "question", "reason_text", "error_value", "evidence", "passages"}
 KEPT_AT_REDACTED = {"code", "query"}
 
 

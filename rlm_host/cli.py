@@ -569,6 +569,57 @@ def audit_diff(
     raise typer.Exit(worst((_verification(a), _verification(b))))
 
 
+@audit_app.command("cite")
+def audit_cite(
+    file: Annotated[Path, typer.Argument(help="An audit log (.jsonl) of a run.")],
+    documents: Annotated[list[Path] | None, typer.Option("--documents", help="Look for the documents here: files "
+                                                         "(matched by file name) or folders (the document's name "
+                                                         "under each); repeatable. Default: the paths recorded "
+                                                         "at ingestion.")] = None,
+    pubkey: Annotated[Path | None, typer.Option(help="Verify the log with this public key (or folder of *.pub) "
+                                                     "instead of the HMAC key.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per citation.")] = False,
+) -> None:
+    """Check every citation of a verified run against the document files on disk: matched, moved or missing.
+
+    The log must verify (intact and sealed) first. matched: the file's SHA-256 is the ingested one and
+    the quote is at its offsets (a PDF: by hash alone, never parsed on the host); moved: the file
+    changed but still holds the quote (its new offsets and line are shown); missing: the file is gone,
+    or the quote is no longer in it. Exit 0 only when every citation matched (and there is one), 1 otherwise.
+    """
+    from .review.cite_check import check_all, render, tally
+
+    records = _verified_records(file, pubkey)
+    results = check_all(records, documents or [])
+    for result in results:
+        print(json_line(result.to_json()) if as_json else visible(render(result)))
+    if not as_json:
+        print(visible(tally(results)) if results else "the run cites nothing: no citation to check")
+    raise typer.Exit(0 if results and all(r.status == "matched" for r in results) else 1)
+
+
+def _verified_records(file: Path, pubkey: Path | None) -> list[dict[str, Any]]:
+    """The log's events, once it verifies intact and sealed; else one line and exit 1."""
+    from .audit import events, verify
+    from .errors import AuditReadError
+
+    try:
+        if pubkey is not None:
+            from .checkpoints import summary, verify_signed
+            from .signing import load_verifiers
+
+            verdict = verify_signed(file, load_verifiers(pubkey))
+            said = summary(verdict, file)
+        else:
+            verdict = verify(file)
+            said = verdict.summary(file)
+    except AuditReadError as exc:
+        _error(f"cannot check citations: the log does not verify: {exc}", 1)
+    if verdict.status != "intact":
+        _error(f"cannot check citations of an unverified log: {said}", 1)
+    return events(file)
+
+
 def _existing(file: Path) -> Path:
     """The path, once it reads as an audit log (else a one-line error with its exit code, 3 or 4)."""
     from .audit import read_log

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -125,12 +126,14 @@ class DocumentLoaded(Event):
     text_sha256: str
     chars: int | None
     pages: int
+    source: str | None = None  # the path it was read from (absolute), where `audit cite` looks for it again
 
     @classmethod
     def of(cls, doc: Document) -> DocumentLoaded:
         """The event of a staged document."""
         return cls(name=doc.name, type=doc.kind, size=doc.size, sha256=doc.sha256, text_bytes=doc.text_bytes,
-                   text_sha256=doc.text_sha256, chars=doc.chars, pages=len(doc.pages))
+                   text_sha256=doc.text_sha256, chars=doc.chars, pages=len(doc.pages),
+                   source=os.path.abspath(doc.source) if doc.source is not None else None)
 
 
 @declared("document.skipped", "rlm/loop.py")
@@ -315,11 +318,18 @@ class ChildRLM(Event):
 @declared("answer", "rlm/subcalls.py")
 @dataclass(frozen=True)
 class AnswerGiven(Event):
-    """The cell called ``answer(...)``: the text and the citations as the model gave them."""
+    """The cell called ``answer(...)`` and the host accepted it: the text, the citations as the host resolved them.
+
+    Each citation holds its document, context and document-local offsets, line, page, the document's
+    hashes and type (``results.Citation``); ``evidence`` holds their quotes, in order (a text field, so
+    the audit level decides whether it is kept); ``depth`` is the run's (1: the top run).
+    """
 
     answer: str
     chars: int
     citations: list[dict[str, Any]]
+    evidence: list[str] = field(default_factory=list)
+    depth: int = 1
 
 
 @declared("rpc.connection_refused", "rlm/broker.py")
@@ -477,6 +487,7 @@ class RunEnd(Event):
     cost_usd: float | None
     comparison: dict[str, Any]
     subcalls: dict[str, Any]
+    passages: list[dict[str, str]] = field(default_factory=list)  # text before and after each citation's quote
 
 
 @declared("run.error", "rlm/loop.py")

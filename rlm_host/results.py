@@ -87,13 +87,27 @@ class Step(BaseModel):
 
 
 class Citation(BaseModel):
-    """Where the evidence is: an offset span, a document, a page."""
+    """Where the evidence is, as the host states it: enough for an auditor to find it again.
+
+    ``start``/``end`` are offsets in ``context`` (all documents joined); ``local_start``/``local_end``
+    are the same span in the document's own text (``local_end`` stops at the document's end), with
+    ``line`` (1-based) and ``page`` (1-based, PDFs) of its start. ``text`` is the quote: the host's
+    own copy at those offsets, at most 300 characters. ``sha256`` is the file as ingested;
+    ``text_sha256`` is the text the offsets index into (the file itself for text, the extracted text
+    for a PDF); ``kind`` is the document's type (text, pdf, ...).
+    """
 
     start: int | None = None
     end: int | None = None
     document: str | None = None
     page: int | None = None
     text: str | None = None
+    local_start: int | None = None
+    local_end: int | None = None
+    line: int | None = None
+    sha256: str | None = None
+    text_sha256: str | None = None
+    kind: str | None = None
 
 
 class RLMResult(BaseModel):

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 HEADER = struct.Struct(">I")
 MAX_BATCH = 1000
+MAX_QUOTE = 4096  # the longest quote a citation may claim (and so the longest quoted span the host checks)
 # A JSON escape of a UTF-16 surrogate: legal JSON, but a lone one is not Unicode and cannot be re-encoded.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
@@ -115,6 +116,7 @@ class CitedSpan(BaseModel):
     end: int | None = Field(default=None, ge=0)
     document: str | None = Field(default=None, max_length=4096)
     page: int | None = Field(default=None, ge=1)
+    quote: str | None = Field(default=None, max_length=MAX_QUOTE)  # the text claimed at the offsets, checked
 
 
 class Answer(_Request):

@@ -17,7 +17,7 @@ from rlm_host.audit import read_records
 # add fields at the end and add kinds, never rename or drop (old logs must still read the same).
 GOLDEN = {
     "progress": "message",
-    "document": "name type size sha256 text_bytes text_sha256 chars pages",
+    "document": "name type size sha256 text_bytes text_sha256 chars pages source",
     "document.skipped": "path reason",
     "run.start": "run depth query model sub_model policy policy_sha256 runtime audit_level host_version limits "
                  "subcall_budget info",
@@ -33,7 +33,7 @@ GOLDEN = {
     "subcall.failed": "error",
     "subcall.depth_fallback": "depth max_depth",
     "subcall.child_rlm": "depth text_chars",
-    "answer": "answer chars citations",
+    "answer": "answer chars citations evidence depth",
     "rpc.connection_refused": "reason",
     "rpc.frame_rejected": "code message",
     "rpc.internal_error": "error",
@@ -50,7 +50,8 @@ GOLDEN = {
     "limit.killed": "exit_code",
     "limit.max_iterations": "iterations",
     "limit.wall_time": "iterations",
-    "run.end": "run depth stopped iterations answer fallback citations evidence usage cost_usd comparison subcalls",
+    "run.end": "run depth stopped iterations answer fallback citations evidence usage cost_usd comparison subcalls"
+               " passages",
     "run.error": "error",
     "exec.start": "policy policy_sha256 runtime host_version limits documents",
     "exec.error": "error",

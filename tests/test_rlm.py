@@ -354,7 +354,7 @@ def test_cli_run_prints_the_result(lm: ScriptedLM, tmp_path: Path) -> None:
     assert out["comparison"]["saved_pct"] > 0 and out["stopped"] == "answer"
     lm.script("root", FULL_RUN)
     text = run().stdout
-    assert text.startswith("Answer\nEUR 48,500") and "[1] clauses.txt [" in text and "whole input in one prompt" in text
+    assert text.startswith("Answer\nEUR 48,500") and "[1] clauses.txt:" in text and "whole input in one prompt" in text
 
 
 def test_cli_lm_timeout_reaches_the_client(lm: ScriptedLM) -> None:

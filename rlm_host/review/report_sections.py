@@ -13,6 +13,8 @@ from .report_html import compact, dicts, e, grid, money, num, rows, seconds, sec
 from ..events import (DocumentLoaded, DocumentSkipped, ExecError, ExecStart, IterationStart, RootReply, RunEnd,
                       RunError, RunStart, SandboxStart, Seal, Subcall)
 
+AROUND_CHARS = 1000  # the most of a recorded passage shown on each side (a forged log may hold megabytes)
+QUOTE_SHOWN = 4096  # the most of a quote shown (a quote the host records is at most 300 characters)
 STOPPED = {"answer": "answered (the model called answer())", "final": "answered with FINAL()",
            "max_iterations": "reached the iteration limit; the answer is the last-resort one",
            "wall_time": "reached the wall-time limit; the answer is the last-resort one"}
@@ -168,26 +170,46 @@ def answer(s: Story) -> str:
         why = "the run failed (see Failure above)" if s.error else "the run did not finish"
         return f"<section id='answer'>{query}<p class='warn'>no answer: {why}</p></section>"
     links, quotes = [], []
-    given = s.end.get("evidence")
-    evidence: list[Any] = given if isinstance(given, list) else []
+    evidence, passages = _listed(s.end, "evidence"), _listed(s.end, "passages")
     for n, cite in enumerate(dicts(s.end.get("citations")), 1):
         where = _cited(cite)
         quoted = evidence[n - 1] if n <= len(evidence) else ""
+        around = passages[n - 1] if n <= len(passages) and isinstance(passages[n - 1], dict) else {}
         links.append(f"<span class='cite' data-target='evidence-{n}'>[{n}] {e(where)}</span>")
-        quotes.append(f"<pre class='evidence' id='evidence-{n}'>"
-                      f"[{n}] {e(quoted or '(evidence text not recorded)')}</pre>")
+        quotes.append(f"<pre class='evidence' id='evidence-{n}'>[{n}] {_passage(quoted, around)}</pre>")
     fallback = " <span class='warn'>(last-resort answer)</span>" if s.end.get("fallback") is True else ""
     return (f"<section id='answer'>{query}<h2>Answer{fallback}</h2><pre>{e(text(s.end, 'answer'))}</pre>"
             f"<p>{' '.join(links) or 'no citations'}</p>{''.join(quotes)}</section>")
 
 
+def _listed(end: dict, name: str) -> list[Any]:
+    value = end.get(name)
+    return value if isinstance(value, list) else []
+
+
+def _passage(quoted: Any, around: dict) -> str:
+    """The quote highlighted in the text around it (as recorded), every piece escaped."""
+    if not quoted:
+        return "(evidence text not recorded)"
+    before, after = around.get("before"), around.get("after")
+    before = f"…{e(before[-AROUND_CHARS:])}" if isinstance(before, str) and before else ""
+    after = f"{e(after[:AROUND_CHARS])}…" if isinstance(after, str) and after else ""
+    return f"{before}<mark>{e(str(quoted)[:QUOTE_SHOWN])}</mark>{after}"
+
+
 def _cited(cite: dict) -> str:
-    """Where a citation points: ``clauses.txt, characters 30890-30905, page 3``."""
+    """Where a citation points: ``clauses.txt, line 812, characters 30890-30905 of the document, page 3``."""
     parts = [str(cite.get("document", "?"))]
-    if cite.get("start") is not None or cite.get("end") is not None:
+    if cite.get("line") is not None:
+        parts.append(f"line {cite.get('line')}")
+    if cite.get("local_start") is not None:
+        parts.append(f"characters {cite.get('local_start')}-{cite.get('local_end')} of the document")
+    elif cite.get("start") is not None or cite.get("end") is not None:
         parts.append(f"characters {cite.get('start')}-{cite.get('end')}")
     if cite.get("page") is not None:
         parts.append(f"page {cite.get('page')}")
+    if cite.get("sha256"):
+        parts.append(f"sha256 {str(cite.get('sha256'))[:16]}…")
     return ", ".join(parts)
 
 

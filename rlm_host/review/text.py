@@ -36,10 +36,19 @@ def render_result(result: RLMResult, console: Console) -> None:
 
 
 def _citation(n: int, cite: Citation) -> Text:
-    where = " ".join(p for p in (cite.document or "", f"p.{cite.page}" if cite.page else "",
-                                 f"[{cite.start}:{cite.end}]" if cite.start is not None else "") if p)
-    quote = f': "{" ".join((cite.text or "").split())[:160]}"' if cite.text else ""
-    return Text.assemble(f"  [{n}] ", safe_text(where + quote))
+    """``name:line p.N [local_start:local_end] "quote"``: positions in the document itself, not in ``context``."""
+    return Text.assemble(f"  [{n}] ", safe_text(citation_line(cite)))
+
+
+def citation_line(cite: Citation) -> str:
+    """One citation as plain text (sanitise before printing): where in its document, then its quote."""
+    name = (cite.document or "(between documents)") + (f":{cite.line}" if cite.line is not None else "")
+    if cite.local_start is not None:
+        span = f"[{cite.local_start}:{cite.local_end if cite.local_end is not None else cite.local_start}]"
+    else:
+        span = f"context[{cite.start}:{cite.end}]" if cite.start is not None else ""
+    where = " ".join(p for p in (name, f"p.{cite.page}" if cite.page else "", span) if p)
+    return where + (f' "{" ".join((cite.text or "").split())[:160]}"' if cite.text else "")
 
 
 def _usage(result: RLMResult, console: Console) -> None:

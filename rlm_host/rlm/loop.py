@@ -194,7 +194,8 @@ class _Run:
                       citations=[c.model_dump(exclude_none=True, exclude={"text"}) for c in result.citations],
                       evidence=[c.text or "" for c in result.citations], usage=[u.model_dump() for u in result.usage],
                       cost_usd=result.cost_usd, comparison=result.comparison.model_dump(),
-                      subcalls=result.subcalls).to(self.emit)
+                      subcalls=result.subcalls,
+                      passages=[self.evidence.passage(c) for c in result.citations]).to(self.emit)
         return result
 
     def _loop(self, sandbox: Sandbox, subcalls: Subcalls) -> RLMResult:
@@ -213,7 +214,7 @@ class _Run:
             self.messages.append({"role": "assistant", "content": reply})
             last_code = self._act(sandbox, step, last_code)
             if subcalls.answer is not None:
-                citations = self.evidence.resolve(subcalls.answer.citations)
+                citations = subcalls.cited
                 return self._finish(subcalls, "answer", iteration, subcalls.answer.text, citations)
             if step.status == "no_code" and (final := self._final(sandbox, reply)) is not None:
                 return self._finish(subcalls, "final", iteration, final, [])
@@ -274,7 +275,7 @@ class _Run:
         if blocks and "answer(" in blocks[-1]:
             sandbox.execute("\n\n".join(blocks))
         if subcalls.answer is not None:
-            citations = self.evidence.resolve(subcalls.answer.citations)
+            citations = subcalls.cited
             return self._finish(subcalls, why, iterations, subcalls.answer.text, citations, fallback=True)
         return self._finish(subcalls, why, iterations, reply.strip(), [], fallback=True)
 

@@ -21,6 +21,7 @@ from rlm_kernel.contract import SEPARATOR
 from rlm_kernel.documents import Document as Span
 from rlm_kernel.documents import document_at
 
+from ..doctext import line_at
 from ..sandbox.document import Document, Marks, count_file
 
 QUOTE_CHARS = 300  # the most of a span a quote holds
@@ -50,9 +51,19 @@ class Layout:
         """The document holding ``offset`` (None between documents or past the end)."""
         return document_at(self.documents, offset) if 0 <= offset <= self.chars else None
 
-    def quote(self, start: int, end: int) -> str:
-        """``context[start:end]``, at most ``QUOTE_CHARS`` characters of it, read from the host's files."""
-        stop = min(end, start + QUOTE_CHARS, self.chars)
+    def index_of(self, offset: int) -> int | None:
+        """The position in ``staged`` of the document holding ``offset`` (None between documents)."""
+        doc = self.locate(offset)
+        return None if doc is None else self.documents.index(doc)
+
+    def line(self, index: int, local: int) -> int:
+        """The 1-based line of character ``local`` of document ``index``, read from the checkpoint before it."""
+        marks = self._marks_of(index)
+        return line_at(self.staged[index].text_path, local, marks[bisect_right([m[0] for m in marks], local) - 1])
+
+    def quote(self, start: int, end: int, limit: int = QUOTE_CHARS) -> str:
+        """``context[start:end]``, at most ``limit`` characters of it, read from the host's files."""
+        stop = min(end, start + limit, self.chars)
         pieces, pos = [], max(start, 0)
         while pos < stop:
             piece = self._piece(pos, stop)
@@ -81,6 +92,10 @@ class Layout:
         if pos >= doc.end:  # in the separator after this document
             return SEPARATOR[pos - doc.end: stop - doc.end]
         return _read(self.staged[index].text_path, self._marks[index], pos - doc.start, min(stop, doc.end) - pos)
+
+    def _marks_of(self, index: int) -> Marks:
+        self.documents  # noqa: B018 - laying out fills the marks
+        return self._marks[index]
 
 
 def _counted(doc: Document) -> tuple[int, int, Marks]:

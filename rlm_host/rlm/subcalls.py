@@ -23,9 +23,11 @@ from ..policy import Egress, SubcallBudget
 from .quotes import Layout
 from ..results import Citation
 from ..sandbox.document import Document
-from ..wire import Answer, CitedSpan, FrameError, LLMQuery, LLMQueryBatched, RLMQuery
+from ..wire import MAX_QUOTE, Answer, CitedSpan, FrameError, LLMQuery, LLMQueryBatched, RLMQuery
 
 log = structlog.get_logger(__name__)
+
+PASSAGE_CHARS = 240  # the text recorded on each side of a cited span, for the report
 
 SUBCALL_SYSTEM = ("You answer one question about a piece of a larger document. Use only the text given; "
                   "say so plainly when it does not contain the answer. Be brief and exact.")
@@ -79,7 +81,9 @@ class Evidence:
     """What an answer may cite, and what each citation points at, by the host's own layout (``quotes``).
 
     Offsets must lie inside ``context``; the document and page of an offset citation are the host's
-    (a claim that disagrees is refused); a document or page cited alone must exist.
+    (a claim that disagrees is refused); a document or page cited alone must exist; a ``quote`` must be
+    the text at its offsets, whitespace aside (``same_text``). A quote with a start and no end spans
+    ``len(quote)`` characters.
     """
 
     def __init__(self, documents: Sequence[Document] = ()) -> None:
@@ -90,24 +94,53 @@ class Evidence:
         """Why ``citation`` points at nothing or contradicts the layout, or None when it holds."""
         start, end = citation.start, citation.end
         if start is None:
+            if citation.quote is not None:
+                return "a quote needs the offsets it is at: give start and end (a search() hit has them)"
             return "a citation with an end needs a start too" if end is not None else self._named_problem(citation)
         if end is not None and end < start:
             return f"end {end} is before start {start}"
         if max(start, end or 0) > self.layout.chars:
             return f"offset {max(start, end or 0)} is past the end of context ({self.layout.chars:,} characters)"
-        return self._claim_problem(citation, start)
+        return self._claim_problem(citation, start) or self._quote_problem(citation, start)
 
     def resolve(self, citations: Sequence[CitedSpan]) -> list[Citation]:
-        """The citations as the host states them: its own document, page and quote for each."""
+        """The citations as the host states them: its own document, offsets, line, page, hash and quote."""
         return [self._resolve(c) for c in citations]
+
+    def passage(self, cite: Citation, window: int = PASSAGE_CHARS) -> dict[str, str]:
+        """The text around a cited span (``window`` characters each side, within its document), for the report."""
+        if cite.start is None:
+            return {"before": "", "after": ""}
+        index = self.layout.index_of(cite.start)
+        doc = self.layout.documents[index] if index is not None else None
+        low, high = (doc.start, doc.end) if doc else (cite.start, cite.start)
+        after = cite.start + len(cite.text or "")
+        return {"before": self.layout.quote(max(low, cite.start - window), cite.start, window),
+                "after": self.layout.quote(after, min(high, after + window), window) if after < high else ""}
+
+    def _span_end(self, citation: CitedSpan, start: int) -> int:
+        """Where a citation's span ends: its end, else its quote's length, else one character."""
+        if citation.end is not None and citation.end != start:
+            return citation.end
+        return start + len(citation.quote) if citation.quote else start + 1
 
     def _resolve(self, citation: CitedSpan) -> Citation:
         if citation.start is None:
-            return Citation(document=citation.document, page=citation.page)
-        doc = self.layout.locate(citation.start)
-        end = citation.start + 1 if citation.end is None or citation.end == citation.start else citation.end
-        return Citation(start=citation.start, end=citation.end, document=doc.name if doc else None,
-                     page=doc.page_at(citation.start) if doc else None, text=self.layout.quote(citation.start, end))
+            named = self.documents.get(citation.document or "")
+            return Citation(document=citation.document, page=citation.page, **_identity(named))
+        start = citation.start
+        end = self._span_end(citation, start)
+        index = self.layout.index_of(start)
+        recorded_end = end if citation.quote and citation.end is None else citation.end
+        cite = Citation(start=start, end=recorded_end, text=self.layout.quote(start, end))
+        if index is None:
+            return cite
+        doc, staged = self.layout.documents[index], self.layout.staged[index]
+        local = start - doc.start
+        return cite.model_copy(update={
+            "document": doc.name, "page": doc.page_at(start), "local_start": local,
+            "local_end": None if recorded_end is None else min(recorded_end, doc.end) - doc.start,
+            "line": self.layout.line(index, local), **_identity(staged)})
 
     def _claim_problem(self, citation: CitedSpan, start: int) -> str | None:
         """A document or page the citation claims for its offsets (from ``start``) that is not where they are."""
@@ -121,6 +154,18 @@ class Evidence:
             return f"{where} " + (f"on page {page}" if page else "(no pages)") + f", not on page {citation.page}"
         return None
 
+    def _quote_problem(self, citation: CitedSpan, start: int) -> str | None:
+        """A quote that is not the host's text at the citation's offsets (the text is never echoed: it is logged)."""
+        if citation.quote is None:
+            return None
+        end = self._span_end(citation, start)
+        if end - start > MAX_QUOTE:
+            return f"a quoted span is at most {MAX_QUOTE:,} characters, not {end - start:,}; quote the sentence"
+        if same_text(self.layout.quote(start, end, MAX_QUOTE), citation.quote):
+            return None
+        return (f"the quote is not the text at context[{start}:{end}]; print(peek({start}, {end})) shows what "
+                "is there: quote it exactly (whitespace may differ), or cite the offsets of your quote")
+
     def _named_problem(self, citation: CitedSpan) -> str | None:
         """A citation by document (and page) alone: both must exist."""
         if citation.document is None:
@@ -131,6 +176,18 @@ class Evidence:
         if citation.page is not None and citation.page > len(doc.pages):
             return f"{doc.name!r} has {len(doc.pages) or 'no'} pages, not page {citation.page}"
         return None
+
+
+def same_text(text: str, quote: str) -> bool:
+    """Whether a quote is the text, with every run of whitespace taken as one space and the ends stripped."""
+    return " ".join(text.split()) == " ".join(quote.split())
+
+
+def _identity(doc: Document | None) -> dict[str, Any]:
+    """A staged document's hashes and type, as a citation records them."""
+    if doc is None:
+        return {}
+    return {"sha256": doc.sha256 or None, "text_sha256": doc.text_sha256 or None, "kind": doc.kind}
 
 
 ChildRunner = Callable[[str, str, int], str]
@@ -151,6 +208,7 @@ class Subcalls:
         self.max_tokens = max_tokens
         self.emit = on_event
         self.answer: Answer | None = None
+        self.cited: list[Citation] = []  # the answer's citations as the host resolved them when it was given
         self.completions: list[Completion] = []
         self._lock = threading.Lock()
 
@@ -211,8 +269,11 @@ class Subcalls:
         for number, citation in enumerate(request.citations):
             if evidence is not None and (problem := evidence.problem(citation)) is not None:
                 raise FrameError("bad_citation", f"answer: citation {number}: {problem}; cite what search() found")
+        cited = evidence.resolve(request.citations) if evidence is not None else []
         with self._lock:
-            self.answer = request
-        events.AnswerGiven(request.text, len(request.text),
-                           [c.model_dump(exclude_none=True) for c in request.citations]).to(self.emit)
+            self.answer, self.cited = request, cited
+        recorded = [c.model_dump(exclude_none=True, exclude={"text"}) for c in cited] if evidence is not None \
+            else [c.model_dump(exclude_none=True, exclude={"quote"}) for c in request.citations]
+        events.AnswerGiven(request.text, len(request.text), recorded, [c.text or "" for c in cited],
+                           self.depth).to(self.emit)
         return "recorded"

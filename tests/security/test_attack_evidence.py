@@ -162,7 +162,7 @@ def test_forged_hit(policy: str, tmp_path: Path, record) -> None:
 
 @POLICIES
 def test_raw_answer_frame_with_quote_fields(policy: str, tmp_path: Path, record) -> None:
-    """Raw answer frames carrying text/quote/evidence fields, in the citation and beside it"""
+    """Raw answer frames carrying text/evidence fields, or a quote that is not the text at its offsets"""
     attack = f"""
 forged = [raw_answer({{"id": 1, "op": "answer", "text": "x",
                        "citations": [{{"start": 0, "end": 9, "text": {FORGED!r}}}]}}),
@@ -172,10 +172,11 @@ print("RAW", forged)
 """
     out = run_answer(policy, attack, "print(raw_answer({'id': 4, 'op': 'answer', 'text': 'raw', "
                                      "'citations': [{'start': 0, 'end': 9}]}))", tmp_path)
-    assert "RAW ['bad_request', 'bad_request', 'bad_request']" in out.step.output, out.step.output
+    assert "RAW ['bad_request', 'bad_request', 'bad_citation']" in out.step.output, out.step.output
     assert out.result.answer == "raw" and [c.text for c in out.result.citations] == [CONTEXT[0:9]]
     assert logged_evidence(out, [CONTEXT[0:9]]) and FORGED not in str(run_end(out))
-    record(out, "extra fields refused (bad_request); a plain raw answer is quoted by the host")
+    record(out, "extra fields refused (bad_request), a false quote refused (bad_citation); a plain raw answer is "
+                "quoted by the host")
 
 
 @POLICIES

@@ -61,7 +61,7 @@ def genuine(folder: Path, payload: object = "fine", *, size: int = 0) -> Path:
     log.record("limit.cell_timeout", {"limit_s": payload})
     log.record("run.end", {"depth": 1, "stopped": payload, "iterations": payload, "answer": payload,
                            "fallback": payload, "citations": payload, "evidence": payload, "usage": payload,
-                           "cost_usd": payload, "comparison": payload})
+                           "cost_usd": payload, "comparison": payload, "passages": payload})
     log.seal()
     return log.path
 
