@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .rlm.config import Generation, Models
     from .rlm.endpoints import open_rlm
     from .oneshot import run_cell
+    from .telemetry import otlp_traces
     from .sandbox import DockerSandbox, Sandbox, WarmPool
 
 _HOMES = {
@@ -51,6 +52,7 @@ _HOMES = {
     "WarmPool": ".sandbox",
     "load_policy": ".policy",
     "open_rlm": ".rlm.endpoints",
+    "otlp_traces": ".telemetry",
     "run_cell": ".oneshot",
 }
 
@@ -80,6 +82,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_front_door.py holds 
     "WarmPool",
     "load_policy",
     "open_rlm",
+    "otlp_traces",
     "run_cell",
 ]
 

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from .settings import LM_TIMEOUT_S, __version__
 from .rlm.endpoints import open_rlm, wants_local
-from .events import ProgressNote
+from .events import EventHook, ProgressNote
 from .errors import ConfigError, ExitCode, RLMHostError
 from .sanitize import json_line, safe_text, visible
 
@@ -218,27 +218,62 @@ def run(
     lm_timeout: Annotated[float, typer.Option(min=1,
                                               help="Seconds to wait for one model reply before it counts as failed and "
                                                    "is retried.")] = LM_TIMEOUT_S,
+    otlp_endpoint: Annotated[str | None, typer.Option(
+        callback=lambda url: _checked_endpoint(url),  # noqa: PLW0108 - defined below
+        help="Send the run's OpenTelemetry traces (OTLP/HTTP) to this URL, e.g. http://127.0.0.1:4318/v1/traces "
+             "(or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT); spans keep only what the "
+             "audit level keeps. Needs the otel extra.")] = None,
 ) -> None:
     """Answer a question over documents with a Recursive Language Model in the sandbox.
 
     With no OPENAI_API_KEY, no --base-url and no --model, the embedded local model answers.
     However the run ends, its log is sealed with the reason and its path printed on stderr.
     """
+    from .events import fan_out
     from .review.progress import Progress
     from .review.text import render_result
 
     show = err.is_terminal and not as_json
     wants_local(base_url, model)  # a model named with no endpoint is refused before anything starts
-    with Progress(enabled=show, console=err) as progress, _log_path_said(), \
+    with _traces(otlp_endpoint) as traces, Progress(enabled=show, console=err) as progress, _log_path_said(), \
             open_rlm(model=model, sub_model=sub_model, base_url=base_url, quality=quality, policy=policy,
-                     on_event=progress.event, progress=progress.note, max_iterations=max_iterations,
-                     max_depth=max_depth, timeout_s=lm_timeout) as rlm:
+                     on_event=fan_out(progress.event, traces), progress=progress.note,
+                     max_iterations=max_iterations, max_depth=max_depth, timeout_s=lm_timeout) as rlm:
         result = rlm.complete(query, list(context))
     if as_json:
         print(json_line(result.model_dump(mode="json")))
     else:
         render_result(result, Console(soft_wrap=True))
     _say_log(result.audit_log)
+
+
+def _checked_endpoint(url: str | None) -> str | None:
+    """``--otlp-endpoint`` is an http(s) URL, or a usage error naming what is wrong."""
+    if url is None:
+        return None
+    from .telemetry import endpoint_url
+
+    try:
+        return endpoint_url(url)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@contextmanager
+def _traces(url: str | None) -> Iterator[EventHook | None]:
+    """The OTLP exporter's hook when an endpoint is named (option, then environment), else nothing."""
+    from .settings import otlp_endpoint
+
+    url = url or otlp_endpoint()
+    if not url:
+        yield None
+        return
+    from .telemetry import endpoint_url, label, otlp_traces
+
+    err.print(Text.assemble(("traces", "cyan"), " ", safe_text(f"to {label(endpoint_url(url))}")))
+    with otlp_traces(url, say=lambda line: err.print(Text.assemble(("warning", "yellow"), " ", safe_text(line)))) \
+            as hook:
+        yield hook
 
 
 @contextmanager

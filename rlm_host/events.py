@@ -27,6 +27,18 @@ def null_hook(_kind: str, _fields: dict[str, Any]) -> None:
     """A hook that drops events."""
 
 
+def fan_out(*hooks: EventHook | None) -> EventHook:
+    """One hook that hands each event to every hook given (``None`` is skipped), in order."""
+    chosen = [hook for hook in hooks if hook is not None]
+    if len(chosen) == 1:
+        return chosen[0]
+
+    def each(kind: str, fields: dict[str, Any]) -> None:
+        for hook in chosen:
+            hook(kind, fields)
+    return each
+
+
 @dataclass
 class Recorder:
     """Keeps events in order (thread-safe) and forwards them to further hooks."""

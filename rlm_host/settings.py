@@ -105,3 +105,13 @@ def openai_base_url() -> str | None:
 def openai_api_key() -> str | None:
     """The endpoint's key: ``OPENAI_API_KEY`` (as the openai client reads it)."""
     return _env("OPENAI_API_KEY")
+
+
+def otlp_endpoint() -> str | None:
+    """Where traces go when ``run`` is not told: ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` as it is, else
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` with ``/v1/traces`` added (OpenTelemetry's rule for the two)."""
+    traces = _env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if traces:
+        return traces
+    base = _env("OTEL_EXPORTER_OTLP_ENDPOINT")
+    return base.rstrip("/") + "/v1/traces" if base else None

@@ -36,6 +36,7 @@ PUBLIC = [
     "WarmPool",
     "load_policy",
     "open_rlm",
+    "otlp_traces",
     "run_cell",
 ]
 
@@ -49,8 +50,8 @@ def test_public_names_are_the_agreed_list() -> None:
 
 
 def test_the_front_door_is_light() -> None:
-    """Importing the package and the CLI loads none of openai, docker, jupyter_client or textual."""
-    heavy = ("openai", "docker", "jupyter_client", "textual", "zmq")
+    """Importing the package and the CLI loads none of openai, docker, jupyter_client, textual or opentelemetry."""
+    heavy = ("openai", "docker", "jupyter_client", "textual", "zmq", "opentelemetry")
     probe = f"import sys, rlm_host, rlm_host.cli; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
