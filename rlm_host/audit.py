@@ -64,7 +64,7 @@ def load_key(*, create: bool = True) -> bytes:
             raise ConfigError(f"audit key file {path} (RLM_HOST_AUDIT_KEY_FILE) not found")
         _create_key(path)
     try:
-        return bytes.fromhex(_read_regular(path, KEY_MAX_BYTES, "a key").decode("ascii").strip())
+        return bytes.fromhex(read_regular(path, KEY_MAX_BYTES, "a key").decode("ascii").strip())
     except (AuditReadError, OSError, ValueError) as exc:
         if create:
             raise ConfigError(f"audit key file {path} is unreadable or not a hex key: {exc}") from exc
@@ -416,7 +416,7 @@ class Line(NamedTuple):
     problem: str = ""
 
 
-def _read_regular(path: Path, limit: int | None = None, what: str = "an audit log") -> bytes:
+def read_regular(path: Path, limit: int | None = None, what: str = "an audit log") -> bytes:
     """A regular file's bytes; a directory, FIFO, socket or device is refused at once, never waited on."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -446,7 +446,7 @@ def read_records(path: Path) -> Iterator[Line]:
     with no ``\\n`` that does not parse is reported as truncated. Raises ``LogNotFound`` or
     ``NotAnAuditLog`` for a path that is no readable regular file.
     """
-    chunks = _read_regular(path).split(b"\n")
+    chunks = read_regular(path).split(b"\n")
     ends_cleanly = chunks[-1] == b""
     if ends_cleanly:
         chunks.pop()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .audit import (GENESIS, PLAIN_GENESIS, Line, Verdict, _read_regular, canonical, is_event, linkage, plain_link,
+from .audit import (GENESIS, PLAIN_GENESIS, Line, Verdict, read_regular, canonical, is_event, linkage, plain_link,
                     quoted, read_log, read_seal, verify)
 from .errors import AuditReadError, ConfigError, ManifestTampered, NoAuditKey
 from .signing import NOTE_MAX_BYTES, Checkpoint, Signer, Verifier, origin_of, parse_checkpoint, parse_note
@@ -221,7 +221,7 @@ def _write(output: Path, text: str) -> None:
 
 def read_manifest(path: Path, verifiers: dict[bytes, Verifier]) -> tuple[dict[str, dict[str, Any]], str]:
     """The entries of a signed manifest and the key that signed it; ``NoAuditKey`` or ``ManifestTampered``."""
-    data = _read_regular(path, NOTE_MAX_BYTES + 1, "a manifest")
+    data = read_regular(path, NOTE_MAX_BYTES + 1, "a manifest")
     try:
         note = parse_note(data.decode("utf-8"))
         point = parse_checkpoint(note.body)

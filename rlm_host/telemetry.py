@@ -93,6 +93,8 @@ def otlp_traces(endpoint: str, *, say: Say | None = None,
     finally:
         spans.close()
         provider.shutdown()
+        if spans.faults and say is not None:
+            say(f"traces: {spans.faults} events could not be traced; the audit log has the whole run")
         if exporter.lost and say is not None:
             say(f"traces: {exporter.lost} of {exporter.lost + exporter.sent} spans were not delivered to "
                 f"{label(url)} ({exporter.why}); the audit log has the whole run")
@@ -151,6 +153,7 @@ class Spans:
         self.level: Level = "hashes"  # until a run says its level, keep the least
         self.runs: dict[int, _Run] = {}
         self.pending: list[tuple[str, dict[str, Any], int]] = []  # document events before the first run
+        self.faults = 0  # events the hook could not turn into spans (said once at the end)
         self._lock = threading.Lock()
 
     def __call__(self, kind: str, fields: dict[str, Any]) -> None:
@@ -161,11 +164,14 @@ class Spans:
                     events.Cell.kind: self._cell_ran, events.AnswerGiven.kind: self._answer,
                     events.ChildRLM.kind: self._child}
         with self._lock:
-            handler = handlers.get(kind)
-            if handler is not None:
-                handler(fields, now)
-            elif kind not in _NOT_EVENTS:
-                self._event(kind, fields, now)
+            try:
+                handler = handlers.get(kind)
+                if handler is not None:
+                    handler(fields, now)
+                elif kind not in _NOT_EVENTS:
+                    self._event(kind, fields, now)
+            except Exception:  # a trace is a view of the run: its faults never reach the run
+                self.faults += 1
 
     def close(self) -> None:
         """End whatever is still open (a run cut off by an error the hook did not hear)."""

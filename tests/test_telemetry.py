@@ -191,3 +191,17 @@ def test_a_bad_endpoint_is_one_line_before_anything_starts() -> None:
     proc = subprocess.run(args, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 64 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "must be an http(s) URL" in proc.stderr and "\x1b" not in proc.stderr
+
+
+def test_an_event_the_hook_cannot_trace_never_reaches_the_run() -> None:
+    """Fields of the wrong type are counted and said once; the events around them still become spans."""
+    said: list[str] = []
+    with Receiver() as receiver:
+        with otlp_traces(receiver.url, say=said.append, timeout_s=1) as hook:
+            hook("run.start", {"run": "r1", "depth": 1, "model": "m", "audit_level": "hashes"})
+            hook("iteration.start", {"iteration": 1, "depth": 1})
+            hook("root", {"model": "m", "latency_s": "soon", "depth": 1})  # not a number
+            hook("run.end", {"run": "r1", "depth": "one"})  # not a depth: the run is ended at close
+        assert [s.name for s in receiver.spans if s.name.startswith(("rlm.", "invoke"))] == [
+            "rlm.iteration", "invoke_agent rlm-host"]
+    assert said == ["traces: 2 events could not be traced; the audit log has the whole run"]

@@ -24,7 +24,6 @@ def e(value: Any, *, newlines: bool = True) -> str:
     return html.escape(visible(value, newlines=newlines))
 
 
-num = finite  # a finite number, or None for anything else (a forged string, a bool, NaN, a huge int)
 
 
 def dicts(value: Any) -> list[dict]:
@@ -53,7 +52,7 @@ def money(value: Any) -> str:
 
 def when(value: Any) -> str:
     """A timestamp as UTC date and time, or "-"."""
-    ts = num(value)
+    ts = finite(value)
     try:
         return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts)) if ts is not None else "-"
     except (OverflowError, OSError, ValueError):

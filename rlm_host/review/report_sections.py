@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .report_html import compact, dicts, e, grid, money, num, rows, seconds, section, text, when
+from ..sanitize import finite
+from .report_html import compact, dicts, e, grid, money, rows, seconds, section, text, when
 from ..events import (DocumentLoaded, DocumentSkipped, ExecError, ExecStart, IterationStart, RootReply, RunEnd,
                       RunError, RunStart, SandboxStart, Seal, Subcall)
 
@@ -47,7 +48,7 @@ def story(records: list[dict]) -> Story:
     end = next((r for r in reversed(records) if r["kind"] == RunEnd.kind and r.get("depth", 1) == 1), None)
     error = next((r for r in records if r["kind"] in {RunError.kind, ExecError.kind}), None)
     seal = next((r for r in reversed(records) if r["kind"] == Seal.kind), None)
-    times = [t for t in (num(r.get("ts")) for r in records) if t is not None]
+    times = [t for t in (finite(r.get("ts")) for r in records) if t is not None]
     shape = "exec" if start["kind"] == ExecStart.kind else "run"
     return Story(shape, _level(start, records), start, end, error, seal, min(times, default=None),
                  max(times, default=None))
@@ -157,8 +158,8 @@ def _summed(records: list[dict]) -> list[dict]:
                                                                      "cost_usd": 0.0})
             entry["calls"] += 1
             for name in ("prompt_tokens", "completion_tokens"):
-                entry[name] += num(r.get(name)) or 0
-            cost = num(r.get("cost_usd"))  # one call of unknown price makes the model's total unknown
+                entry[name] += finite(r.get(name)) or 0
+            cost = finite(r.get("cost_usd"))  # one call of unknown price makes the model's total unknown
             entry["cost_usd"] = None if cost is None or entry["cost_usd"] is None else entry["cost_usd"] + cost
     return list(totals.values())
 
@@ -234,7 +235,7 @@ def comparison(end: dict | None) -> str:
     cmp = end.get("comparison") if end else None
     if end is None or not isinstance(cmp, dict):
         return ""
-    stuffed, used = num(cmp.get("input_tokens")), num(cmp.get("rlm_tokens"))
+    stuffed, used = finite(cmp.get("input_tokens")), finite(cmp.get("rlm_tokens"))
     if stuffed is None or used is None:
         return ""
     width, top = 600, max(stuffed, used, 1)
@@ -245,7 +246,7 @@ def comparison(end: dict | None) -> str:
            f"<text x='{205 + bar(stuffed)}' y='22'>{stuffed:,.0f}</text>"
            f"<rect x='200' y='38' width='{bar(used)}' height='24' fill='#4b6bfb'/>"
            f"<text x='0' y='55'>this RLM run</text><text x='{205 + bar(used)}' y='55'>{used:,.0f}</text></svg>")
-    saved = num(cmp.get("saved_pct"))
+    saved = finite(cmp.get("saved_pct"))
     words = (f"{abs(saved)}% {'fewer' if saved >= 0 else 'more'} tokens ({e(cmp.get('method'))})"
              if saved is not None else "")
     return section("comparison", "Tokens against one prompt",

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from .report_html import e, money, num, text
+from ..sanitize import finite
+from .report_html import e, money, text
 from .report_sections import NOTED, detail
 from ..events import (AnswerGiven, Cell, DocumentLoaded, DocumentSkipped, ExecError, ExecStart, IterationStart,
                       ProgressNote, RootReply, RunEnd, RunError, RunStart, SandboxStart, SandboxStop, Seal, Subcall)
@@ -49,7 +50,7 @@ def event(record: dict) -> str:
 
 
 def _iteration(record: dict) -> str:
-    depth = num(record.get("depth")) or 1
+    depth = finite(record.get("depth")) or 1
     child = f" (child RLM, depth {e(record.get('depth'))})" if depth > 1 else ""
     return (f"<div class='iteration' data-iteration='{e(record.get('iteration'))}'>"
             f"<h3>Iteration {e(record.get('iteration'))}{child}</h3>")
