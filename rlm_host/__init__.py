@@ -33,11 +33,13 @@ if TYPE_CHECKING:
     from .rlm.loop import RLM
     from .rlm.config import Generation, Models
     from .rlm.endpoints import open_rlm
+    from .batches import batch
     from .oneshot import run_cell
     from .telemetry import otlp_traces
     from .sandbox import DockerSandbox, Sandbox, WarmPool
 
 _HOMES = {
+    "batch": ".batches",
     "CellError": ".results",
     "DockerSandbox": ".sandbox",
     "ExecutionResult": ".results",
@@ -80,6 +82,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as tests/test_front_door.py holds 
     "SandboxError",
     "SessionClosed",
     "WarmPool",
+    "batch",
     "load_policy",
     "open_rlm",
     "otlp_traces",

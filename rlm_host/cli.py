@@ -259,6 +259,43 @@ def _checked_endpoint(url: str | None) -> str | None:
         raise typer.BadParameter(str(exc)) from None
 
 
+@app.command("batch")
+def batch_cmd(
+    tasks: Annotated[Path, typer.Argument(help="Tasks: JSONL, one {\"id\", \"query\", \"context\": [paths]} per line "
+                                                "(optional policy, model, sub_model, max_iterations), or CSV with "
+                                                "those columns (context paths separated by ;).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.jsonl and every task's audit log; the "
+                                                          "same command again resumes.")],
+    policy: Annotated[str, typer.Option(help="Policy for tasks that name none.")] = "standard",
+    model: Annotated[str | None, typer.Option(help="Root model for tasks that name none.")] = None,
+    sub_model: Annotated[str | None, typer.Option(help="Sub-call model for tasks that name none.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint (or OPENAI_BASE_URL).")] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="At most this many runs at once (never more than "
+                                                                "the host's memory and cores allow).")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed",
+                                               help="Run again the tasks whose last result is a failure.")] = False,
+) -> None:
+    """Run many audited RLM runs from a tasks file, as many at once as this host can hold.
+
+    Each task is its own `rlm-host run` (own sandbox, own audit log under OUT/audit/); each result is
+    appended to OUT/results.jsonl when its task ends. A bad line is named with its number and the rest
+    still run. Exit 0 when every line was a task and every task answered, 1 otherwise; Ctrl-C or
+    SIGTERM stop every run cleanly, and running the command again goes on where it stopped.
+    """
+    from .batches import batch
+
+    wants_local(base_url, model)  # a model named with no endpoint is refused before anything starts
+
+    def say(line: str) -> None:
+        err.print(Text.assemble(("batch", "cyan"), " ", safe_text(line)))
+
+    outcome = batch(tasks, out, concurrency=concurrency, policy=policy, base_url=base_url, model=model,
+                    sub_model=sub_model, retry_failed=retry_failed, say=say)
+    say(f"{outcome.tally.line()}; {len(outcome.problems)} bad lines; results: {outcome.results}")
+    if not outcome.complete:
+        raise typer.Exit(1)
+
+
 @contextmanager
 def _traces(url: str | None) -> Iterator[EventHook | None]:
     """The OTLP exporter's hook when an endpoint is named (option, then environment), else nothing."""

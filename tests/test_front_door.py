@@ -34,6 +34,7 @@ PUBLIC = [
     "SandboxError",
     "SessionClosed",
     "WarmPool",
+    "batch",
     "load_policy",
     "open_rlm",
     "otlp_traces",

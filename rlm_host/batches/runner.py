@@ -1,0 +1,301 @@
+"""Run a batch's tasks on this machine: each one an ``rlm-host run --json`` of its own, admitted by memory and CPU.
+
+Every task is a separate process: its own RLM, sandboxes, audit log (under ``DIR/audit/<task>/``)
+and seal, so a task that crashes or is killed takes nothing else with it, and a signal reaches each
+run the way it reaches ``rlm-host run``. The driver reads back only what those processes print as
+JSON and what ``audit.verify`` says of their logs. Each result is appended to ``DIR/results.jsonl``
+and fsync'd when its task ends; running the batch again skips every task whose last result line
+counts (an answer, or a failure unless ``retry_failed``) and whose audit log verifies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import audit
+from ..errors import RLMHostError
+from ..events import Say
+from ..sanitize import json_line
+from .admission import Admission, Need
+from .tasks import Task
+
+ANSWERED = ("answered", "last_resort")
+STOP_GRACE_S = 60.0  # a run told to stop seals its log and removes its sandboxes within this, or is killed
+MAX_ERROR_CHARS = 2000
+
+
+@dataclass
+class Tally:
+    """Where the batch stands (the progress line and the exit code)."""
+
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    running: int = 0
+    skipped: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def queued(self) -> int:
+        return self.total - self.done - self.failed - self.running - self.skipped
+
+    def line(self) -> str:
+        finished = self.done + self.failed
+        elapsed = time.monotonic() - self.started
+        eta = ""
+        if finished and self.queued + self.running:
+            eta = f", ETA {elapsed / finished * (self.queued + self.running):.0f} s"
+        return (f"{self.done} done, {self.failed} failed, {self.running} running, {self.queued} queued"
+                f"{f', {self.skipped} already done' if self.skipped else ''}; {self.tokens:,} tokens, "
+                f"${self.cost_usd:.4f}{eta}")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """The model choice every task gets unless its line names its own model."""
+
+    base_url: str | None = None
+    model: str | None = None
+    sub_model: str | None = None
+
+
+def results_of(path: Path) -> dict[str, dict[str, Any]]:
+    """Each task id's last result line in ``results.jsonl`` (lines that are no result are passed over)."""
+    if not path.is_file():
+        return {}
+    last: dict[str, dict[str, Any]] = {}
+    for raw in path.read_bytes().split(b"\n"):
+        try:
+            record = json.loads(raw)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get("id"), str):
+            last[record["id"]] = record
+    return last
+
+
+def counts(record: dict[str, Any] | None, *, retry_failed: bool) -> bool:
+    """Whether a task's last result stands: an answer (or, unless retrying, a failure) whose log verifies."""
+    if record is None or record.get("status") not in (*ANSWERED, "failed"):
+        return False
+    if record["status"] == "failed" and retry_failed:
+        return False
+    log = record.get("audit_log")
+    if not isinstance(log, str):
+        return False
+    try:
+        return audit.verify(Path(log)).status == "intact"
+    except RLMHostError:
+        return False
+
+
+class Batch:
+    """One batch over ``out``: ``run(tasks)`` runs what is not done yet and returns the tally."""
+
+    def __init__(self, out: Path, admission: Admission, endpoint: Endpoint = Endpoint(), *,
+                 retry_failed: bool = False, say: Say | None = None) -> None:
+        self.out = out.resolve()  # result lines name absolute log paths, wherever the batch is read from
+        self.admission = admission
+        self.endpoint = endpoint
+        self.retry_failed = retry_failed
+        self.say = say or (lambda _line: None)
+        self.results = out / "results.jsonl"
+        self.tally = Tally()
+        self.stop = threading.Event()
+        self.stop_signal = signal.SIGINT
+        self._lock = threading.Lock()
+        self._children: set[subprocess.Popen[bytes]] = set()
+
+    def run(self, tasks: list[Task]) -> Tally:
+        """Run every task that has no standing result; Ctrl-C or SIGTERM stop each run cleanly and re-raise."""
+        (self.out / "audit").mkdir(parents=True, exist_ok=True)
+        before = results_of(self.results)
+        self.tally.total = len(tasks)
+        todo = []
+        for task in tasks:
+            if counts(before.get(task.id), retry_failed=self.retry_failed):
+                self.tally.skipped += 1
+            else:
+                todo.append(task)
+        if self.results.exists():  # a batch run before: say what stands
+            self.say(f"{self.tally.skipped} of {len(tasks)} tasks already done in {self.results}; running the rest")
+        workers = max([self.admission.slots(Need.of(t.policy)) for t in todo] or [1])
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rlm-batch")
+        futures = [pool.submit(self._one, task) for task in todo]
+        try:
+            for future in futures:
+                while not future.done():
+                    time.sleep(0.2)  # the main thread stays free to take Ctrl-C and SIGTERM
+                future.result()
+        except BaseException as exc:
+            self.stop_signal = signal.SIGTERM if isinstance(exc, SystemExit) else signal.SIGINT
+            self.stop.set()
+            self._signal_children()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        return self.tally
+
+    # -- one task -------------------------------------------------------------------------------
+
+    def _one(self, task: Task) -> None:
+        need = Need.of(task.policy)
+        refusal = self.admission.refusal(need)
+        if refusal is not None:
+            self._record(task, {"status": "failed", "error": f"not admitted: {refusal}"}, None)
+            return
+        if not self.admission.admit(need, self.stop):
+            return
+        try:
+            with self._lock:
+                self.tally.running += 1
+            ended = self._run(task)
+        finally:
+            with self._lock:
+                self.tally.running -= 1
+            self.admission.release(need)
+        if ended is not None:
+            self._record(task, *ended)
+
+    def _run(self, task: Task) -> tuple[dict[str, Any], Path | None] | None:
+        """Run the task; its result's fields and log, or None when the batch stopped it."""
+        logs = self.out / "audit" / task.slug
+        logs.mkdir(parents=True, exist_ok=True)
+        earlier = set(logs.glob("*.jsonl"))
+        started = time.monotonic()
+        child = subprocess.Popen(self._command(task), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env={**os.environ, "RLM_HOST_AUDIT_DIR": str(logs)},
+                                 start_new_session=True)  # our signal handling decides what reaches it
+        with self._lock:
+            self._children.add(child)
+        try:
+            stdout, stderr = self._wait(child)
+        finally:
+            with self._lock:
+                self._children.discard(child)
+        wall = round(time.monotonic() - started, 3)
+        new = sorted(set(logs.glob("*.jsonl")) - earlier, key=lambda p: p.stat().st_mtime)
+        log = new[-1] if new else None
+        if self.stop.is_set() and child.returncode != 0:
+            self.say(f"{task.id}: stopped; its log is kept ({log}) and it runs again next time")
+            return None
+        fields: dict[str, Any]
+        if child.returncode == 0:
+            fields = _answered(stdout)
+        else:
+            lines = [line for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+            error = next((line for line in reversed(lines) if line.startswith("rlm-host: error:")),
+                         lines[-1] if lines else f"exit {child.returncode}")
+            fields = {"status": "failed", "error": error.removeprefix("rlm-host: error: ")[:MAX_ERROR_CHARS],
+                      "exit_code": child.returncode}
+        return {**fields, "wall_s": wall}, log
+
+    def _command(self, task: Task) -> list[str]:
+        cmd = [sys.executable, "-m", "rlm_host", "run", "--json", "--query", task.query,
+               "--policy", task.policy_ref]
+        for path in task.context:
+            cmd += ["--context", str(path)]
+        model = task.model or self.endpoint.model
+        sub_model = task.sub_model or self.endpoint.sub_model
+        if self.endpoint.base_url:
+            cmd += ["--base-url", self.endpoint.base_url]
+        if model:
+            cmd += ["--model", model]
+        if sub_model:
+            cmd += ["--sub-model", sub_model]
+        if task.max_iterations:
+            cmd += ["--max-iterations", str(task.max_iterations)]
+        return cmd
+
+    def _wait(self, child: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+        """The child's output; when the batch stops, the signal is passed on and the run given time to seal."""
+        deadline = None
+        while True:
+            try:
+                return child.communicate(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                if self.stop.is_set() and deadline is None:
+                    deadline = time.monotonic() + STOP_GRACE_S
+                    _send(child, self.stop_signal)
+                elif deadline is not None and time.monotonic() > deadline:
+                    _send(child, signal.SIGKILL)
+
+    def _signal_children(self) -> None:
+        with self._lock:
+            children = list(self._children)
+        for child in children:
+            _send(child, self.stop_signal)
+
+    def _record(self, task: Task, fields: dict[str, Any], log: Path | None) -> None:
+        verdict = _verdict(log)
+        record = {"id": task.id, **fields, "node": socket.gethostname(), "audit_log": str(log) if log else None,
+                  "verified": verdict, "seal_sha256": _seal_digest(log)}
+        if fields["status"] in ANSWERED and verdict != "intact":
+            record.update(status="failed", error=f"the run answered but its audit log is {verdict}")
+        line = (json_line(record) + "\n").encode()
+        with self._lock:
+            fd = os.open(self.results, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            ok = record["status"] in ANSWERED
+            self.tally.done += ok
+            self.tally.failed += not ok
+            self.tally.tokens += sum(int(u.get("prompt_tokens", 0)) + int(u.get("completion_tokens", 0))
+                                     for u in record.get("usage") or [] if isinstance(u, dict))
+            self.tally.cost_usd += record.get("cost_usd") or 0.0
+            what = record["status"] if ok else f"failed: {record.get('error', '')}"
+            self.say(f"{task.id}: {what} ({fields.get('wall_s', 0):.1f} s) | {self.tally.line()}")
+
+
+def _answered(stdout: bytes) -> dict[str, Any]:
+    """The fields of a result line from ``run --json``'s one object (the process is ours; its text is not)."""
+    try:
+        result = json.loads(stdout)
+    except (ValueError, RecursionError):
+        result = None
+    if not isinstance(result, dict):
+        return {"status": "failed", "error": "the run printed no result"}
+    keep = ("answer", "citations", "usage", "cost_usd", "stopped", "iterations", "run_id")
+    return {"status": "last_resort" if result.get("fallback") else "answered",
+            **{name: result.get(name) for name in keep}}
+
+
+def _verdict(log: Path | None) -> str:
+    if log is None:
+        return "missing"
+    try:
+        return audit.verify(log).status
+    except RLMHostError as exc:
+        return f"unverifiable ({type(exc).__name__})"
+
+
+def _seal_digest(log: Path | None) -> str | None:
+    seal = log.with_suffix(".seal") if log else None  # as audit.AuditLog writes it
+    try:
+        return hashlib.sha256(seal.read_bytes()).hexdigest() if seal and seal.is_file() else None
+    except OSError:
+        return None
+
+
+def _send(child: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, sig)  # the run and anything it started (the embedded model's servers)
+
