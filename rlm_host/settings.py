@@ -115,3 +115,9 @@ def otlp_endpoint() -> str | None:
         return traces
     base = _env("OTEL_EXPORTER_OTLP_ENDPOINT")
     return base.rstrip("/") + "/v1/traces" if base else None
+
+
+def environment_with(**changes: str) -> dict[str, str]:
+    """This process's environment with ``changes``, for an rlm-host process it starts (a batch's runs):
+    endpoint keys reach it this way, never on its command line."""
+    return {**os.environ, **changes}

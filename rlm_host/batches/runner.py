@@ -29,6 +29,7 @@ from .. import audit
 from ..errors import RLMHostError
 from ..events import Say
 from ..sanitize import json_line
+from ..settings import environment_with
 from .admission import Admission, Need
 from .tasks import Task
 
@@ -179,7 +180,7 @@ class Batch:
         earlier = set(logs.glob("*.jsonl"))
         started = time.monotonic()
         child = subprocess.Popen(self._command(task), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, env={**os.environ, "RLM_HOST_AUDIT_DIR": str(logs)},
+                                 stderr=subprocess.PIPE, env=environment_with(RLM_HOST_AUDIT_DIR=str(logs)),
                                  start_new_session=True)  # our signal handling decides what reaches it
         with self._lock:
             self._children.add(child)
