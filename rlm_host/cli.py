@@ -345,6 +345,7 @@ def report(
     A log that does not verify still gets its page, with a warning first. Exit as `audit verify`: 0 intact,
     1 tampered, 2 unfinished, 3 not an audit log, 4 not found, 5 no key to verify it. For a folder: each
     run's report beside OUTPUT, and OUTPUT an index linking them; the exit code is the gravest log's.
+    For a batch's folder (`rlm-host batch --out DIR`): one row per task, with its run's answer.
     """
     from .review.report import render
 
@@ -362,10 +363,15 @@ def report(
 
 
 def _report_folder(folder: Path, output: Path) -> None:
-    from .review.report_index import write_index
+    from .review.report_index import write_batch_index, write_index
 
-    index = write_index(folder, output)
-    print(visible(f"wrote {output}: {len(index.summaries)} run(s), {len(index.reports)} report(s) beside it"))
+    if (folder / "results.jsonl").is_file():  # a batch's folder: one row per task
+        index = write_batch_index(folder, output)
+        print(visible(f"wrote {output}: {len(index.summaries) + index.missing} task(s), "
+                      f"{len(index.reports)} report(s) beside it"))
+    else:
+        index = write_index(folder, output)
+        print(visible(f"wrote {output}: {len(index.summaries)} run(s), {len(index.reports)} report(s) beside it"))
     raise typer.Exit(index.exit_code)
 
 

@@ -29,6 +29,8 @@ from rlm_host.errors import ConfigError
 from rlm_host.policy import load_policy, policies_dir
 from rlm_host.testing import ScriptedLM
 
+from helpers import chromium, page_requests
+
 DOC = Path(__file__).resolve().parent.parent / "examples" / "clauses.txt"
 
 
@@ -237,3 +239,35 @@ def test_a_hostile_task_line_is_shown_as_text(tmp_path: Path) -> None:
     proc = subprocess.run(args, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 1 and "\x1b" not in proc.stderr and "\x07" not in proc.stderr
     assert "line 1: task '\\x1b]0;owned" in proc.stderr and "not found; skipped" in proc.stderr
+
+
+@pytest.mark.docker
+def test_the_batch_page_lists_every_task_in_chromium(lm: ScriptedLM, tmp_path: Path) -> None:
+    """`report DIR` on a batch's folder: one row per task with its run's answer and verification, each
+    linked to its report; no request in Chromium. A forged result line naming a log outside the
+    folder is shown as having no log (exit 4), and that file is not read."""
+    tasks = write_tasks(tmp_path / "tasks.jsonl", [task(n, id=f"<b>t{n}</b>") for n in range(1, 4)])
+    out = tmp_path / "out"
+    assert batch(lm, tasks, out).returncode == 0
+    page = tmp_path / "site" / "index.html"
+    page.parent.mkdir()
+    report = [sys.executable, "-m", "rlm_host", "report", str(out), "-o", str(page)]
+    made = subprocess.run(report, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0 and "3 task(s), 3 report(s)" in made.stdout, made.stderr
+    dom = chromium(tmp_path / "profile", f"--log-net-log={tmp_path / 'net.json'}", "--dump-dom", page.as_uri())
+    assert dom.returncode == 0 and page_requests(tmp_path / "net.json") == []
+    rows = re.findall(r"<tr data-verification=\"intact\">(.*?)</tr>", dom.stdout, flags=re.S)
+    assert len(rows) == 3 and "<b>" not in dom.stdout and "&lt;b&gt;t2&lt;/b&gt;" in dom.stdout
+    for n in range(1, 4):
+        assert any(f"&gt;t{n}&lt;" in row and f">{n}</a>" in row for row in rows), rows
+    assert len(list(page.parent.glob("run-*.html"))) == 3
+
+    secret = tmp_path / "elsewhere.jsonl"
+    secret.write_text('{"kind": "run.start", "query": "SECRET-ELSEWHERE"}\n')
+    with (out / "results.jsonl").open("a") as results:
+        results.write(json.dumps({"id": "forged", "status": "answered", "audit_log": str(secret)}) + "\n")
+    made = subprocess.run(report, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 4, made.stderr
+    shown = page.read_text()
+    assert "no log in the batch&#x27;s audit folder" in shown or "no log in the batch's audit folder" in shown
+    assert "SECRET-ELSEWHERE" not in shown

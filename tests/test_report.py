@@ -25,10 +25,10 @@ from rlm_host.review.report_style import PAIRS
 from rlm_host.rlm.loop import RLM
 from rlm_host.testing import ScriptedLM
 
+from helpers import chromium, page_requests
+
 pytestmark = pytest.mark.docker
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHAPES = ["three_turns", "twenty_iterations", "forty_documents", "failed_run", "exec_log"]
 
 
@@ -51,21 +51,6 @@ def logs(tmp_path_factory: pytest.TempPathFactory, docker_ready: str) -> dict[st
 def report_cli(log: Path, out: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rlm_host", "report", str(log), "-o", str(out)],
                           capture_output=True, text=True, timeout=60, env={**os.environ, **env})
-
-
-def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess:
-    binary = shutil.which("chromium")
-    assert binary, "Debian's chromium is needed for this test: apt-get install chromium (make test does)"
-    return subprocess.run([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr",
-                           "--v=0", *args], capture_output=True, text=True, timeout=120)
-
-
-def page_requests(netlog: Path) -> list[str]:
-    """The URLs a page asked for (Chromium's own background requests have no origin and are left out)."""
-    log = json.loads(netlog.read_text())
-    start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
-    jobs = [e["params"] for e in log["events"] if e["type"] == start and "url" in e.get("params", {})]
-    return [job["url"] for job in jobs if job.get("initiator") != "not an origin"]
 
 
 def main_text(page: str) -> str:

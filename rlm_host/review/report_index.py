@@ -1,5 +1,9 @@
 """`rlm-host report DIR -o index.html`: one page listing every run in a folder, each linked to its report.
 
+For a batch's folder (it holds ``results.jsonl``) the page lists every task instead: its id, and its
+run's status, verification, cost, denials, limits and answer from the run's own log, found only
+under the folder's ``audit/`` (a result line naming a log elsewhere is shown as having none).
+
 Each run's report is written beside the index under a name we make (its number and run id, reduced
 to ``[A-Za-z0-9_-]``), never under a name the log chose. Every cell of the table is a summary from
 ``runs`` (our vocabulary) or the log's own text HTML-escaped after ``visible``; the page loads nothing.
@@ -33,10 +37,12 @@ class Index:
     path: Path
     reports: list[Path]
     summaries: list[RunSummary]
+    missing: int = 0  # a batch's results whose log is not in its folder
 
     @property
     def exit_code(self) -> int:
-        return worst(s.exit_code for s in self.summaries) if self.summaries else ExitCode.INTACT
+        codes = [s.exit_code for s in self.summaries] + [ExitCode.NOT_FOUND] * self.missing
+        return worst(codes) if codes else ExitCode.INTACT
 
 
 def write_index(folder: Path, output: Path) -> Index:
@@ -47,8 +53,62 @@ def write_index(folder: Path, output: Path) -> Index:
         report = _write_report(number, summary, output.parent)
         rows.append(_row(summary, report))
         reports += [report] if report else []
-    _write(output, _page(folder, rows, len(summaries)))
+    head = ("when", "status", "verified", "cost", "denied", "limits", "sealed", "query (report)", "log")
+    _write(output, _page("rlm-host runs", head, rows, f"{len(summaries)} log(s) in {folder}",
+                         "no audit logs (*.jsonl) in this folder"))
     return Index(output, reports, summaries)
+
+
+def write_batch_index(folder: Path, output: Path) -> Index:
+    """`report DIR` for a batch's folder: one row per task of ``results.jsonl``, linked to its run's report."""
+    from ..batches.runner import results_of
+
+    root = (folder / "audit").resolve()
+    entries = [(task, _inside(record.get("audit_log"), root), record.get("node"))
+               for task, record in results_of(folder / "results.jsonl").items()]
+    summaries = summarize_all(log for _, log, _ in entries if log is not None)
+    by_file = {s.file: s for s in summaries}
+    reports, rows = [], []
+    for number, (task, log, node) in enumerate(entries, 1):
+        summary = by_file.get(str(log)) if log is not None else None
+        report = _write_report(number, summary, output.parent) if summary is not None else None
+        rows.append(_task_row(task, summary, report, node))
+        reports += [report] if report else []
+    head = ("task", "status", "verified", "cost", "denied", "limits", "sealed", "answer (report)", "node")
+    missing = sum(log is None for _, log, _ in entries)
+    _write(output, _page("rlm-host batch", head, rows, f"{len(entries)} task(s) in {folder}", "no results yet"))
+    return Index(output, reports, summaries, missing)
+
+
+def _inside(value: object, root: Path) -> Path | None:
+    """A result line's log path, if it is a regular file under the batch's ``audit/`` and no link."""
+    if not isinstance(value, str) or not value or "\0" in value:
+        return None
+    path = Path(value)
+    if not path.is_absolute() or path.is_symlink():
+        return None
+    resolved = path.resolve()
+    return resolved if root in resolved.parents and resolved.is_file() else None
+
+
+def _task_row(task: str, summary: RunSummary | None, report: Path | None, node: object) -> str:
+    if summary is None:
+        cells = ["-", "<td class='bad'>no log in the batch's audit folder</td>", "-", "-", "-", "-", "-"]
+        return (f"<tr data-verification='missing'><td>{_cell(task)}</td>{''.join(_td(c) for c in cells)}"
+                f"<td class='meta'>{_cell(node if isinstance(node, str) else '-')}</td></tr>")
+    answer = _cell((summary.answer or "-")[:200])
+    target = f"<a href='{quote(report.name)}'>{answer}</a>" if report else answer
+    css = CSS_CLASS.get(summary.verification, "bad")
+    sealed = "-" if summary.seal_reason is None else (summary.seal_reason or "sealed")
+    return (f"<tr data-verification='{_cell(summary.verification)}'><td>{_cell(task)}</td>"
+            f"<td>{_cell(summary.status)}</td><td class='{css}'>{_cell(summary.verification)}</td>"
+            f"<td>{_cell(money(summary.cost_usd))}</td><td>{summary.denials}</td><td>{summary.limits}</td>"
+            f"<td>{_cell(sealed)}</td><td>{target}</td>"
+            f"<td class='meta'>{_cell(node if isinstance(node, str) else '-')}</td></tr>")
+
+
+def _td(cell: str) -> str:
+    return cell if cell.startswith("<td") else f"<td>{cell}</td>"
 
 
 def report_name(number: int, summary: RunSummary) -> str:
@@ -99,12 +159,11 @@ def _when(summary: RunSummary) -> str:
     return iso.replace("T", " ")[:19] if iso else "-"
 
 
-def _page(folder: Path, rows: list[str], count: int) -> str:
-    head = "".join(f"<th>{h}</th>" for h in ("when", "status", "verified", "cost", "denied", "limits",
-                                             "sealed", "query (report)", "log"))
-    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>" if rows \
-        else "<p>no audit logs (*.jsonl) in this folder</p>"
+def _page(title: str, head: tuple[str, ...], rows: list[str], meta: str, empty: str) -> str:
+    heads = "".join(f"<th>{h}</th>" for h in head)
+    table = f"<table><thead><tr>{heads}</tr></thead><tbody>{''.join(rows)}</tbody></table>" if rows \
+        else f"<p>{empty}</p>"
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-            f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\"><title>rlm-host runs</title>"
-            f"<style>{STYLE}</style></head><body><header><h1>rlm-host runs</h1><div class='meta'>{count} log(s) in "
-            f"{_cell(folder)}</div></header><main><section id='runs'>{table}</section></main></body></html>")
+            f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\"><title>{title}</title>"
+            f"<style>{STYLE}</style></head><body><header><h1>{title}</h1><div class='meta'>{_cell(meta)}</div>"
+            f"</header><main><section id='runs'>{table}</section></main></body></html>")
