@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -282,15 +282,24 @@ def batch_cmd(
     still run. Exit 0 when every line was a task and every task answered, 1 otherwise; Ctrl-C or
     SIGTERM stop every run cleanly, and running the command again goes on where it stopped.
     """
-    from .batches import batch
+    from rich.live import Live
+
+    from .batches import Tally, batch
 
     wants_local(base_url, model)  # a model named with no endpoint is refused before anything starts
 
     def say(line: str) -> None:
         err.print(Text.assemble(("batch", "cyan"), " ", safe_text(line)))
 
-    outcome = batch(tasks, out, concurrency=concurrency, policy=policy, base_url=base_url, model=model,
-                    sub_model=sub_model, retry_failed=retry_failed, say=say)
+    tally = Tally()
+
+    class _Status:  # the live line on a terminal: rich renders it again on every refresh
+        def __rich__(self) -> Text:
+            return Text.assemble(("batch", "bold cyan"), " ", safe_text(tally.line()))
+
+    with Live(_Status(), console=err, refresh_per_second=2, transient=True) if err.is_terminal else nullcontext():
+        outcome = batch(tasks, out, concurrency=concurrency, policy=policy, base_url=base_url, model=model,
+                        sub_model=sub_model, retry_failed=retry_failed, say=say, tally=tally)
     say(f"{outcome.tally.line()}; {len(outcome.problems)} bad lines; results: {outcome.results}")
     if not outcome.complete:
         raise typer.Exit(1)

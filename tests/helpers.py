@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,3 +42,36 @@ def page_requests(netlog: Path) -> list[str]:
     start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
     jobs = [e["params"] for e in log["events"] if e["type"] == start and "url" in e.get("params", {})]
     return [job["url"] for job in jobs if job.get("initiator") != "not an origin"]
+
+
+class Tmux:
+    """A real terminal: a detached tmux session of its own server, read back with capture-pane."""
+
+    def __init__(self, cmd: str, size: tuple[int, int] = (100, 30), env: dict[str, str] | None = None) -> None:
+        assert shutil.which("tmux"), "tmux is needed for this test: apt-get install tmux (make test does)"
+        self.server = f"rlmtui{os.getpid()}{int(time.time() * 1000) % 100000}"
+        self.run("-f", "/dev/null", "new-session", "-d", "-s", "s", "-x", str(size[0]), "-y", str(size[1]),
+                 f"{cmd}; echo EXIT=$?; sleep 120", env=env)  # the pane stays to be read
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> str:
+        return subprocess.run(["tmux", "-L", self.server, *args], capture_output=True, text=True, timeout=30,
+                              env=env).stdout
+
+    def keys(self, *keys: str) -> None:
+        for key in keys:
+            self.run("send-keys", "-t", "s", key)
+            time.sleep(0.15)
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", "s")
+
+    def wait_for(self, text: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in (shown := self.screen()):
+                return shown
+            time.sleep(0.3)
+        raise AssertionError(f"{text!r} never appeared:\n{self.screen()}")
+
+    def close(self) -> None:
+        self.run("kill-server")

@@ -29,7 +29,7 @@ from rlm_host.errors import ConfigError
 from rlm_host.policy import load_policy, policies_dir
 from rlm_host.testing import ScriptedLM
 
-from helpers import chromium, page_requests
+from helpers import Tmux, chromium, page_requests
 
 DOC = Path(__file__).resolve().parent.parent / "examples" / "clauses.txt"
 
@@ -271,3 +271,30 @@ def test_the_batch_page_lists_every_task_in_chromium(lm: ScriptedLM, tmp_path: P
     shown = page.read_text()
     assert "no log in the batch&#x27;s audit folder" in shown or "no log in the batch's audit folder" in shown
     assert "SECRET-ELSEWHERE" not in shown
+
+
+@pytest.mark.docker
+def test_a_terminal_sees_the_live_tally_and_a_line_per_task(lm: ScriptedLM, tmp_path: Path) -> None:
+    """In a real terminal (tmux) the tally is live while runs go (running, queued), then each task's line
+    and the totals stay on screen."""
+    held = threading.Event()
+
+    def wait_for_go(messages: list[dict]) -> str:
+        held.wait(60)
+        return say_n(messages)
+
+    lm.rule("root", wait_for_go)
+    tasks = write_tasks(tmp_path / "tasks.jsonl", [task(n) for n in range(1, 4)])
+    cmd = (f"{sys.executable} -m rlm_host batch {tasks} --out {tmp_path / 'out'} --base-url {lm.base_url} "
+           f"--model root --concurrency 2")
+    pane = Tmux(cmd, size=(150, 20), env={**os.environ, "TERM": "xterm-256color"})
+    try:
+        live = pane.wait_for("2 running, 1 queued")
+        assert "batch 0 done, 0 failed, 2 running, 1 queued" in live
+        held.set()
+        final = pane.wait_for("EXIT=")
+    finally:
+        held.set()
+        pane.close()
+    assert "EXIT=0" in final and "batch 3 done, 0 failed, 0 running, 0 queued" in final
+    assert all(f"batch t{n}: answered" in final for n in range(1, 4)), final

@@ -16,7 +16,8 @@ from .admission import Admission
 from .runner import Batch, Endpoint, Tally, results_of
 from .tasks import Problem, Task, read_tasks
 
-__all__ = ["Admission", "BatchOutcome", "Endpoint", "Problem", "Task", "batch", "read_tasks", "results_of"]
+__all__ = ["Admission", "BatchOutcome", "Endpoint", "Problem", "Tally", "Task", "batch", "read_tasks",
+           "results_of"]
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,15 @@ class BatchOutcome:
 
 def batch(tasks_file: str | Path, out: str | Path, *, concurrency: int | None = None, policy: str = "standard",
           base_url: str | None = None, model: str | None = None, sub_model: str | None = None,
-          retry_failed: bool = False, say: Say | None = None) -> BatchOutcome:
+          retry_failed: bool = False, say: Say | None = None, tally: Tally | None = None) -> BatchOutcome:
     """Run every task of ``tasks_file`` not already done in ``out``; ``policy`` is the default for lines
-    that name none, and ``base_url``/``model``/``sub_model`` for lines that name no model."""
+    that name none, and ``base_url``/``model``/``sub_model`` for lines that name no model. ``say`` hears
+    a line per bad line and per finished task; ``tally``, if given, is kept up to date as tasks run."""
     say = say or (lambda _line: None)
     found = read_tasks(Path(tasks_file), default_policy=policy)
     for problem in found.problems:
         say(f"line {problem.line}: {problem.reason}; skipped")
     runner = Batch(Path(out), Admission(concurrency=concurrency), Endpoint(base_url, model, sub_model),
-                   retry_failed=retry_failed, say=say)
+                   retry_failed=retry_failed, say=say, tally=tally)
     tally = runner.run(found.tasks)
     return BatchOutcome(tally, found.problems, runner.results)

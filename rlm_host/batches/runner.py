@@ -109,14 +109,14 @@ class Batch:
     """One batch over ``out``: ``run(tasks)`` runs what is not done yet and returns the tally."""
 
     def __init__(self, out: Path, admission: Admission, endpoint: Endpoint = Endpoint(), *,
-                 retry_failed: bool = False, say: Say | None = None) -> None:
+                 retry_failed: bool = False, say: Say | None = None, tally: Tally | None = None) -> None:
         self.out = out.resolve()  # result lines name absolute log paths, wherever the batch is read from
         self.admission = admission
         self.endpoint = endpoint
         self.retry_failed = retry_failed
         self.say = say or (lambda _line: None)
         self.results = out / "results.jsonl"
-        self.tally = Tally()
+        self.tally = tally or Tally()
         self.stop = threading.Event()
         self.stop_signal = signal.SIGINT
         self._lock = threading.Lock()
