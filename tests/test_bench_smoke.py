@@ -45,3 +45,15 @@ def test_accuracy_bench_runs_end_to_end(tmp_path: Path, docker_ready: str) -> No
     assert report["partial"] and len(lines) == 4 + 1
     assert "| S-NIAH | 1500 |" in (tmp_path / "accuracy.md").read_text()
     assert (tmp_path / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.docker
+def test_batch_bench_runs_end_to_end(tmp_path: Path, docker_ready: str) -> None:
+    """bench/batch.py with 2 tasks: sequential and one batch configuration, every task answered, results written."""
+    import batch  # bench/batch.py
+
+    assert batch.main(["--tasks", "2", "--concurrency", "2", "--latency", "0.05", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "batch.json").read_text())
+    assert [r["config"] for r in report["rows"]] == ["sequential", "batch c2"]
+    assert all(r["failed"] == 0 and r["wall_s"] > 0 and r["tasks_per_min"] > 0 for r in report["rows"])
+    assert "| batch c2 |" in (tmp_path / "batch.md").read_text()
