@@ -170,11 +170,14 @@ def test_a_policy_that_fits_once_runs_one_session_at_a_time(lm: ScriptedLM, tmp_
 
 @pytest.mark.docker
 @pytest.mark.parametrize(("sig", "code", "reason"), [(signal.SIGTERM, 143, "terminated"),
-                                                     (signal.SIGINT, 130, "interrupted")], ids=["SIGTERM", "SIGINT"])
+                                                     (signal.SIGINT, 130, "interrupted"),
+                                                     (signal.SIGKILL, -9, "terminated")],
+                         ids=["SIGTERM", "SIGINT", "driver-killed"])
 def test_a_signal_stops_every_run_cleanly_and_the_batch_resumes(lm: ScriptedLM, tmp_path: Path, sig: int, code: int,
                                                                 reason: str) -> None:
     """SIGTERM or Ctrl-C mid-batch: 143 or 130, every stopped run's log sealed with that reason, no
-    result for a stopped task, no container left; the same command then runs exactly the rest."""
+    result for a stopped task, no container left; the same command then runs exactly the rest. A driver
+    killed outright: its runs get SIGTERM as it dies (parent-death signal) and end the same way."""
     held = threading.Event()  # t1 and t2 answer at once; t3 on wait for the model until the signal is sent
 
     def slow_after_two(messages: list[dict]) -> str:
@@ -207,6 +210,9 @@ def test_a_signal_stops_every_run_cleanly_and_the_batch_resumes(lm: ScriptedLM, 
     done = results_of(out / "results.jsonl")
     assert sorted(done) == ["t1", "t2"], (done.keys(), stderr)
     logs = list(out.glob("audit/*/*.jsonl"))
+    deadline = time.monotonic() + 90  # a killed driver does not wait for its runs: they seal on their own
+    while time.monotonic() < deadline and not all(log.with_suffix(".seal").exists() for log in logs):
+        time.sleep(0.2)
     assert logs and all(audit.verify(log).status == "intact" for log in logs), [
         (audit.verify(log), audit.events(log)[-1]) for log in logs]
     stopped = [log for log in logs if str(log) not in {r["audit_log"] for r in done.values()}]

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import signal
+import shutil
 import socket
 import subprocess
 import sys
@@ -36,6 +37,9 @@ from .tasks import Task
 ANSWERED = ("answered", "last_resort")
 STOP_GRACE_S = 60.0  # a run told to stop seals its log and removes its sandboxes within this, or is killed
 MAX_ERROR_CHARS = 2000
+# util-linux's setpriv gives each run SIGTERM when the driver dies (SIGKILL, a crash): the run then seals
+# its log as terminated and removes its sandboxes instead of going on unwatched. Without it, it goes on.
+WITH_PARENT = [found, "--pdeathsig", "TERM", "--"] if (found := shutil.which("setpriv")) else []
 
 
 @dataclass
@@ -207,7 +211,7 @@ class Batch:
         return {**fields, "wall_s": wall}, log
 
     def _command(self, task: Task) -> list[str]:
-        cmd = [sys.executable, "-m", "rlm_host", "run", "--json", "--query", task.query,
+        cmd = [*WITH_PARENT, sys.executable, "-m", "rlm_host", "run", "--json", "--query", task.query,
                "--policy", task.policy_ref]
         for path in task.context:
             cmd += ["--context", str(path)]
