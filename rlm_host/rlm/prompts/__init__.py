@@ -47,7 +47,7 @@ def next_step(code: str, result: ExecutionResult, question: str) -> str:
                 f"import re\nn = len(re.findall({literal}, context, re.IGNORECASE))\nprint(n)\n"
                 "Then answer(str(n)).")
     if "llm_query" in code:
-        return "\n\nNext: Step 3, answer, citing the hit whose text states the fact (not a heading)."
+        return "\n\nNext: Step 3, answer with the hit as citation."
     if searched and not shown:
         word = _key_word(question, code)
         return ("\n\nNothing found. Search again with one or two key words from the question "
