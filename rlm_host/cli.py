@@ -261,9 +261,9 @@ def _checked_endpoint(url: str | None) -> str | None:
 
 @app.command("batch")
 def batch_cmd(
-    tasks: Annotated[Path, typer.Argument(help="Tasks: JSONL, one object per line with id, query and context (a list of "
-                                                "paths), optional policy, model, sub_model, max_iterations; or CSV "
-                                                "with those columns (context paths separated by ;).")],
+    tasks: Annotated[Path, typer.Argument(help="Tasks: JSONL, one object per line with id, query and context (a "
+                                                "list of paths), optional policy, model, sub_model, max_iterations; "
+                                                "or CSV with those columns (context paths separated by ;).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.jsonl and every task's audit log; the "
                                                           "same command again resumes.")],
     policy: Annotated[str, typer.Option(help="Policy for tasks that name none.")] = "standard",

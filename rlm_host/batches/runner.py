@@ -119,7 +119,7 @@ class Batch:
         self.endpoint = endpoint
         self.retry_failed = retry_failed
         self.say = say or (lambda _line: None)
-        self.results = out / "results.jsonl"
+        self.results = self.out / "results.jsonl"
         self.tally = tally or Tally()
         self.stop = threading.Event()
         self.stop_signal = signal.SIGINT
