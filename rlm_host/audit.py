@@ -358,7 +358,7 @@ class AuditLog:
             self.sealed = True
             seal = {"run_id": self.run_id, "seq": self._number.seq, "hash": self._chain.head,
                     **self._signing.seal(self._number.seq, self._chain.plain)}
-            seal_file = self.path.with_suffix(".seal")
+            seal_file = seal_path(self.path)
             try:
                 seal_file.write_text(json.dumps(seal) + "\n")
             except OSError as exc:
@@ -414,6 +414,11 @@ class Line(NamedTuple):
     raw: bytes
     record: dict[str, Any] | None
     problem: str = ""
+
+
+def seal_path(log: Path) -> Path:
+    """Where a log's seal is: beside it, ``<log>.seal`` (the writer, ``verify`` and batches agree on it here)."""
+    return log.with_suffix(".seal")
 
 
 def read_regular(path: Path, limit: int | None = None, what: str = "an audit log") -> bytes:
@@ -574,7 +579,7 @@ def read_seal(seal_file: Path) -> dict[str, Any] | None:
 
 def _sealed(path: Path, records: list[dict], run_id: str | None) -> Verdict:
     count = len(records)
-    seal_file = path.with_suffix(".seal")
+    seal_file = seal_path(path)
     seal = read_seal(seal_file)
     last = records[-1] if records else None
     if seal is not None and (last is None or seal.get("seq", 0) > count):

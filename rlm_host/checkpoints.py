@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .audit import (GENESIS, PLAIN_GENESIS, Line, Verdict, read_regular, canonical, is_event, linkage, plain_link,
-                    quoted, read_log, read_seal, verify)
+                    quoted, read_log, read_seal, seal_path, verify)
 from .errors import AuditReadError, ConfigError, ManifestTampered, NoAuditKey
 from .signing import NOTE_MAX_BYTES, Checkpoint, Signer, Verifier, origin_of, parse_checkpoint, parse_note
 
@@ -88,7 +88,7 @@ def verify_signed(path: Path, verifiers: dict[bytes, Verifier]) -> Verdict:
     signing key: only the HMAC key verifies it).
     """
     lines = read_log(path)
-    seal = read_seal(path.with_suffix(".seal"))
+    seal = read_seal(seal_path(path))
     _known_signer(path, lines, seal, verifiers)
     first = next((line.record for line in lines if line.record is not None), {})
     walk = _Walk(origin_of(str(first.get("run_id"))), verifiers, [PLAIN_GENESIS])

@@ -100,7 +100,11 @@ def doctor(
     if reap:
         containers, dirs = reap_all(include_live=include_live)
         print(f"reaped {containers} container(s) and {dirs} session dir(s)")
-    checks = run_checks()
+    _print_checks(run_checks())
+
+
+def _print_checks(checks: list[Any], *, then: str | None = None) -> None:
+    """The checks as a table, each fix as a plain line to copy, then ``then``; exit 1 when one fails."""
     table = Table(show_header=True, header_style="bold")
     for column in ("check", "status", "detail"):
         table.add_column(column)
@@ -114,6 +118,32 @@ def doctor(
             print(visible(f"fix ({check.name}): {check.fix}"))
     if any(not c.ok and c.required for c in checks):
         raise typer.Exit(1)
+    if then:
+        print(then)
+
+
+@app.command("ray-node")
+def ray_node(
+    policy: Annotated[list[str] | None, typer.Option(help="Policy name or YAML file the node's sessions run under; "
+                                                          "repeatable (default: standard and strict).")] = None,
+    address: Annotated[str, typer.Option(help="The head's address, for the printed ray start line.")] = "HEAD:6379",
+) -> None:
+    """Check this machine as a Ray node for batches and print how many sessions it can hold.
+
+    Checks Docker, the runtimes the policies need and the kernel image; then prints the ray start line
+    with the rlm_sandbox resource set to the sessions of the largest policy this machine's RAM and
+    cores hold (batch --ray refuses nodes that fail these checks, naming what they lack).
+    """
+    from .batches.admission import Admission, Need
+    from .doctor import node_checks
+    from .policy import load_policy
+
+    policies = [load_policy(name) for name in policy or ["standard", "strict"]]
+    largest = max((Need.of(p) for p in policies), key=lambda need: (need.memory_mb, need.cpus))
+    slots = Admission().slots(largest)
+    resources = json_line({"rlm_sandbox": slots})
+    _print_checks(node_checks(sorted({p.runtime for p in policies})),
+                  then=f"ray start --address={address} --resources='{resources}'")
 
 
 _CIS_STATUS = {"pass": "green", "fail": "red", "na": "dim"}
@@ -274,17 +304,25 @@ def batch_cmd(
                                                                 "the host's memory and cores allow).")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed",
                                                help="Run again the tasks whose last result is a failure.")] = False,
+    ray: Annotated[str | None, typer.Option("--ray", is_flag=False, flag_value="", metavar="[ADDRESS]",
+                                            help="Run the tasks on a Ray cluster: ADDRESS, else RAY_ADDRESS, else "
+                                                 "auto (the cluster this machine is a node of).")] = None,
+    ray_transfer: Annotated[str, typer.Option(help="With --ray: how documents and logs reach the nodes: shared (a "
+                                                   "path every node mounts), object-store, or auto (shared when "
+                                                   "every node sees them).")] = "auto",
 ) -> None:
     """Run many audited RLM runs from a tasks file, as many at once as this host can hold.
 
     Each task is its own `rlm-host run` (own sandbox, own audit log under OUT/audit/); each result is
     appended to OUT/results.jsonl when its task ends. A bad line is named with its number and the rest
     still run. Exit 0 when every line was a task and every task answered, 1 otherwise; Ctrl-C or
-    SIGTERM stop every run cleanly, and running the command again goes on where it stopped.
+    SIGTERM stop every run cleanly, and running the command again goes on where it stopped. With
+    --ray each task is a Ray task on a node that offers the rlm_sandbox resource (docs/batch.md).
     """
     from rich.live import Live
 
     from .batches import Tally, batch
+    from .settings import ray_address
 
     wants_local(base_url, model)  # a model named with no endpoint is refused before anything starts
 
@@ -299,7 +337,8 @@ def batch_cmd(
 
     with Live(_Status(), console=err, refresh_per_second=2, transient=True) if err.is_terminal else nullcontext():
         outcome = batch(tasks, out, concurrency=concurrency, policy=policy, base_url=base_url, model=model,
-                        sub_model=sub_model, retry_failed=retry_failed, say=say, tally=tally)
+                        sub_model=sub_model, retry_failed=retry_failed, say=say, tally=tally,
+                        ray=None if ray is None else (ray or ray_address()), transfer=ray_transfer)
     say(f"{outcome.tally.line()}; {len(outcome.problems)} bad lines; results: {outcome.results}")
     if not outcome.complete:
         raise typer.Exit(1)
@@ -805,6 +844,9 @@ def main(argv: list[str] | None = None) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _terminate)
+    # A mask inherited from whoever started us (Ray's node processes block SIGINT, and a Ray task's
+    # children inherit it) would keep Ctrl-C, and a batch's stop, from ever reaching the run.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
     try:
         code = app(args=argv, prog_name="rlm-host", standalone_mode=False)  # Ctrl-C: typer's Exit(130)
     except RLMHostError as exc:

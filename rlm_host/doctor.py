@@ -37,6 +37,17 @@ def run_checks() -> list[Check]:
     return checks
 
 
+def node_checks(runtimes: list[str]) -> list[Check]:
+    """What a machine needs to hold sessions of the given runtimes: Docker, those runtimes, the image."""
+    try:
+        version = docker_client().version().get("Version", "?")
+    except DockerUnavailable as exc:
+        return [Check("docker", False, str(exc), "apt-get install docker.io && dockerd &")]
+    by_runtime = {"runc": _runc, "runsc": _runsc}
+    return [Check("docker", True, f"Docker Engine {version} reachable"),
+            *(by_runtime[name]() for name in runtimes), _image()]
+
+
 def _runtimes() -> dict:
     return docker_client().info().get("Runtimes", {})
 

@@ -107,6 +107,12 @@ def openai_api_key() -> str | None:
     return _env("OPENAI_API_KEY")
 
 
+def ray_address() -> str:
+    """The Ray cluster ``batch --ray`` joins when it names none: ``RAY_ADDRESS``, else ``auto`` (Ray's
+    word for the cluster this machine is a node of)."""
+    return _env("RAY_ADDRESS") or "auto"
+
+
 def otlp_endpoint() -> str | None:
     """Where traces go when ``run`` is not told: ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` as it is, else
     ``OTEL_EXPORTER_OTLP_ENDPOINT`` with ``/v1/traces`` added (OpenTelemetry's rule for the two)."""

@@ -329,3 +329,33 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(reply.body)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m rlm_host.testing RULE [--latency S]``: serve the scripted model in a process of its own
+    (where a test cannot reach an in-process one: a node inside a network namespace). RULE is
+    ``module:function`` (importable from the current directory or PYTHONPATH), the rule of each ``--model``;
+    the first line on stdout is the base URL; it serves until SIGTERM."""
+    import argparse
+    import importlib
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m rlm_host.testing")
+    parser.add_argument("rule", help="module:function giving each reply from the messages")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each reply")
+    parser.add_argument("--model", action="append", help="a model name the rule answers as (repeatable; default root)")
+    args = parser.parse_args(argv)
+    module, _, name = args.rule.partition(":")
+    sys.path.insert(0, "")
+    rule = getattr(importlib.import_module(module), name)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with ScriptedLM(latency_s=args.latency) as lm:
+        for model in args.model or ["root"]:
+            lm.rule(model, rule)
+        print(lm.base_url, flush=True)
+        stop.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -15,6 +16,17 @@ from rlm_host.policy import Policy
 RUNTIMES = {"standard": "runc", "strict": "runsc"}  # shipped policy -> its Docker runtime
 
 Record = Callable[..., None]  # the `evidence` fixture: evidence(section, **columns)
+
+
+def cell(code: str) -> str:
+    """A model reply that is one Python cell."""
+    return f"```python\n{code}\n```"
+
+
+def say_n(messages: list[dict]) -> str:
+    """A root model for batches: answer the number the task's question asks for ("Say N")."""
+    asked = re.search(r"Question: Say (\d+)", "\n".join(str(m.get("content")) for m in messages))
+    return cell(f"answer('{asked.group(1) if asked else '?'}')")
 
 
 def short_limits(policy: Policy) -> Policy:

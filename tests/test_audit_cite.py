@@ -27,6 +27,8 @@ from rlm_host.rlm.loop import RLM
 from rlm_host.sanitize import visible
 from rlm_host.testing import ScriptedLM
 
+from helpers import cell
+
 pytestmark = pytest.mark.docker
 
 NAME = "lease\x1b[2J.txt"  # a hostile file name: it must never reach the terminal raw
@@ -39,10 +41,6 @@ WRONG = ("hits = search(r'[^.\\n]*termination fee of[^.\\n]*\\.')\nprint(len(hit
 RIGHT = ("budget = search('Budget line: 18,750')[0]\n"
          "answer('EUR 48,500', citations=[{'start': hits[0].start, 'end': hits[0].end, 'quote': hits[0].text}, "
          "budget])")
-
-
-def cell(code: str) -> str:
-    return f"```python\n{code}\n```"
 
 
 @dataclass(frozen=True)

@@ -29,15 +29,9 @@ from rlm_host.errors import ConfigError
 from rlm_host.policy import load_policy, policies_dir
 from rlm_host.testing import ScriptedLM
 
-from helpers import Tmux, chromium, page_requests
+from helpers import Tmux, chromium, page_requests, say_n
 
 DOC = Path(__file__).resolve().parent.parent / "examples" / "clauses.txt"
-
-
-def say_n(messages: list[dict]) -> str:
-    """The root model: answer the number the task's question asks for."""
-    asked = re.search(r"Question: Say (\d+)", "\n".join(str(m.get("content")) for m in messages))
-    return f"```python\nanswer('{asked.group(1) if asked else '?'}')\n```"
 
 
 @pytest.fixture

@@ -13,14 +13,12 @@ from rlm_host.rlm.lm import PriceTable
 from rlm_host.rlm.loop import RLM
 from rlm_host.testing import ScriptedLM
 
+from helpers import cell
+
 pytestmark = pytest.mark.docker
 
 DOC = Path(__file__).resolve().parent.parent / "examples" / "clauses.txt"
 FEE_OFFSET = DOC.read_text().find("termination fee")
-
-
-def cell(code: str) -> str:
-    return f"```python\n{code}\n```"
 
 
 @pytest.fixture

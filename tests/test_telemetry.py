@@ -26,12 +26,10 @@ from rlm_host.rlm.loop import RLM
 from rlm_host.telemetry import endpoint_url
 from rlm_host.testing import ScriptedLM
 
+from helpers import cell
+
 DOC = Path(__file__).resolve().parent.parent / "examples" / "clauses.txt"
 SECRET = "ZEBRA-7731-QUOKKA"  # a document's text: it may reach spans only where the audit level keeps text
-
-
-def cell(code: str) -> str:
-    return f"```python\n{code}\n```"
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from .. import audit
@@ -109,6 +110,72 @@ def counts(record: dict[str, Any] | None, *, retry_failed: bool) -> bool:
         return False
 
 
+def spec_of(task: Task, endpoint: Endpoint, *, context: list[str] | None = None,
+            policy: str | None = None) -> dict[str, Any]:
+    """What ``rlm-host run`` needs to run a task, as plain JSON values (a Ray task's one argument)."""
+    return {"id": task.id, "query": task.query, "context": context or [str(p) for p in task.context],
+            "policy": policy or task.policy_ref, "base_url": endpoint.base_url,
+            "model": task.model or endpoint.model, "sub_model": task.sub_model or endpoint.sub_model,
+            "max_iterations": task.max_iterations}
+
+
+def run_command(spec: dict[str, Any]) -> list[str]:
+    """The ``rlm-host run --json`` command line of a task's spec (no key: each host reads its own)."""
+    cmd = [*WITH_PARENT, sys.executable, "-m", "rlm_host", "run", "--json", "--query", spec["query"],
+           "--policy", spec["policy"]]
+    for path in spec["context"]:
+        cmd += ["--context", path]
+    for option, name in (("--base-url", "base_url"), ("--model", "model"), ("--sub-model", "sub_model"),
+                         ("--max-iterations", "max_iterations")):
+        if spec.get(name):
+            cmd += [option, str(spec[name])]
+    return cmd
+
+
+def run_task(spec: dict[str, Any], logs: Path, *,
+             stopping: Callable[[], int | None]) -> tuple[dict[str, Any] | None, Path | None]:
+    """Run one task's ``rlm-host run`` with its logs in ``logs``: the result's fields (None when it was
+    stopped: ``stopping()`` named a signal, which the run was given) and the log it wrote."""
+    logs.mkdir(parents=True, exist_ok=True)
+    earlier = set(logs.glob("*.jsonl"))
+    started = time.monotonic()
+    child = subprocess.Popen(run_command(spec), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=environment_with(RLM_HOST_AUDIT_DIR=str(logs)),
+                             start_new_session=True)  # our signal handling decides what reaches it
+    stdout, stderr, stopped = _wait(child, stopping)
+    wall = round(time.monotonic() - started, 3)
+    new = sorted(set(logs.glob("*.jsonl")) - earlier, key=lambda p: p.stat().st_mtime)
+    log = new[-1] if new else None
+    if stopped and child.returncode != 0:
+        return None, log
+    fields: dict[str, Any]
+    if child.returncode == 0:
+        fields = _answered(stdout)
+    else:
+        lines = [line for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+        error = next((line for line in reversed(lines) if line.startswith("rlm-host: error:")),
+                     lines[-1] if lines else f"exit {child.returncode}")
+        fields = {"status": "failed", "error": error.removeprefix("rlm-host: error: ")[:MAX_ERROR_CHARS],
+                  "exit_code": child.returncode}
+    return {**fields, "wall_s": wall}, log
+
+
+def _wait(child: subprocess.Popen[bytes], stopping: Callable[[], int | None]) -> tuple[bytes, bytes, bool]:
+    """The child's output, and whether it was told to stop: then it gets the signal and time to seal."""
+    deadline = None
+    while True:
+        try:
+            stdout, stderr = child.communicate(timeout=0.5)
+            return stdout, stderr, deadline is not None
+        except subprocess.TimeoutExpired:
+            sig = stopping() if deadline is None else None
+            if sig is not None:
+                deadline = time.monotonic() + STOP_GRACE_S
+                _send(child, sig)
+            elif deadline is not None and time.monotonic() > deadline:
+                _send(child, signal.SIGKILL)
+
+
 class Batch:
     """One batch over ``out``: ``run(tasks)`` runs what is not done yet and returns the tally."""
 
@@ -124,7 +191,6 @@ class Batch:
         self.stop = threading.Event()
         self.stop_signal = signal.SIGINT
         self._lock = threading.Lock()
-        self._children: set[subprocess.Popen[bytes]] = set()
 
     def run(self, tasks: list[Task]) -> Tally:
         """Run every task that has no standing result; Ctrl-C or SIGTERM stop each run cleanly and re-raise."""
@@ -139,8 +205,7 @@ class Batch:
                 todo.append(task)
         if self.results.exists():  # a batch run before: say what stands
             self.say(f"{self.tally.skipped} of {len(tasks)} tasks already done in {self.results}; running the rest")
-        workers = max([self.admission.slots(Need.of(t.policy)) for t in todo] or [1])
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rlm-batch")
+        pool = ThreadPoolExecutor(max_workers=self._workers(todo), thread_name_prefix="rlm-batch")
         futures = [pool.submit(self._one, task) for task in todo]
         try:
             for future in futures:
@@ -150,11 +215,14 @@ class Batch:
         except BaseException as exc:
             self.stop_signal = signal.SIGTERM if isinstance(exc, SystemExit) else signal.SIGINT
             self.stop.set()
-            self._signal_children()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
         return self.tally
+
+    def _workers(self, todo: list[Task]) -> int:
+        """Threads enough for every run admission can let in at once."""
+        return max([self.admission.slots(Need.of(t.policy)) for t in todo] or [1])
 
     # -- one task -------------------------------------------------------------------------------
 
@@ -180,76 +248,21 @@ class Batch:
     def _run(self, task: Task) -> tuple[dict[str, Any], Path | None] | None:
         """Run the task; its result's fields and log, or None when the batch stopped it."""
         logs = self.out / "audit" / task.slug
-        logs.mkdir(parents=True, exist_ok=True)
-        earlier = set(logs.glob("*.jsonl"))
-        started = time.monotonic()
-        child = subprocess.Popen(self._command(task), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, env=environment_with(RLM_HOST_AUDIT_DIR=str(logs)),
-                                 start_new_session=True)  # our signal handling decides what reaches it
-        with self._lock:
-            self._children.add(child)
-        try:
-            stdout, stderr = self._wait(child)
-        finally:
-            with self._lock:
-                self._children.discard(child)
-        wall = round(time.monotonic() - started, 3)
-        new = sorted(set(logs.glob("*.jsonl")) - earlier, key=lambda p: p.stat().st_mtime)
-        log = new[-1] if new else None
-        if self.stop.is_set() and child.returncode != 0:
-            self.say(f"{task.id}: stopped; its log is kept ({log}) and it runs again next time")
+        fields, log = run_task(spec_of(task, self.endpoint), logs,
+                               stopping=lambda: self.stop_signal if self.stop.is_set() else None)
+        if fields is None:
+            self._stopped(task, log)
             return None
-        fields: dict[str, Any]
-        if child.returncode == 0:
-            fields = _answered(stdout)
-        else:
-            lines = [line for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
-            error = next((line for line in reversed(lines) if line.startswith("rlm-host: error:")),
-                         lines[-1] if lines else f"exit {child.returncode}")
-            fields = {"status": "failed", "error": error.removeprefix("rlm-host: error: ")[:MAX_ERROR_CHARS],
-                      "exit_code": child.returncode}
-        return {**fields, "wall_s": wall}, log
+        return fields, log
 
-    def _command(self, task: Task) -> list[str]:
-        cmd = [*WITH_PARENT, sys.executable, "-m", "rlm_host", "run", "--json", "--query", task.query,
-               "--policy", task.policy_ref]
-        for path in task.context:
-            cmd += ["--context", str(path)]
-        model = task.model or self.endpoint.model
-        sub_model = task.sub_model or self.endpoint.sub_model
-        if self.endpoint.base_url:
-            cmd += ["--base-url", self.endpoint.base_url]
-        if model:
-            cmd += ["--model", model]
-        if sub_model:
-            cmd += ["--sub-model", sub_model]
-        if task.max_iterations:
-            cmd += ["--max-iterations", str(task.max_iterations)]
-        return cmd
-
-    def _wait(self, child: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
-        """The child's output; when the batch stops, the signal is passed on and the run given time to seal."""
-        deadline = None
-        while True:
-            try:
-                return child.communicate(timeout=0.5)
-            except subprocess.TimeoutExpired:
-                if self.stop.is_set() and deadline is None:
-                    deadline = time.monotonic() + STOP_GRACE_S
-                    _send(child, self.stop_signal)
-                elif deadline is not None and time.monotonic() > deadline:
-                    _send(child, signal.SIGKILL)
-
-    def _signal_children(self) -> None:
-        with self._lock:
-            children = list(self._children)
-        for child in children:
-            _send(child, self.stop_signal)
+    def _stopped(self, task: Task, log: Path | None) -> None:
+        kept = f"its log is kept ({log})" if log else "it had not begun"
+        self.say(f"{task.id}: stopped; {kept}, and it runs again next time")
 
     def _record(self, task: Task, fields: dict[str, Any], log: Path | None) -> None:
         verdict = _verdict(log)
-        record = {"id": task.id, **fields, "node": socket.gethostname(), "audit_log": str(log) if log else None,
-                  "verified": verdict, "seal_sha256": _seal_digest(log)}
+        record = {"id": task.id, **fields, "node": fields.get("node") or socket.gethostname(),
+                  "audit_log": str(log) if log else None, "verified": verdict, "seal_sha256": _seal_digest(log)}
         if fields["status"] in ANSWERED and verdict != "intact":
             record.update(status="failed", error=f"the run answered but its audit log is {verdict}")
         line = (json_line(record) + "\n").encode()
@@ -293,7 +306,7 @@ def _verdict(log: Path | None) -> str:
 
 
 def _seal_digest(log: Path | None) -> str | None:
-    seal = log.with_suffix(".seal") if log else None  # as audit.AuditLog writes it
+    seal = audit.seal_path(log) if log else None
     try:
         return hashlib.sha256(seal.read_bytes()).hexdigest() if seal and seal.is_file() else None
     except OSError:

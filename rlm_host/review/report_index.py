@@ -2,7 +2,9 @@
 
 For a batch's folder (it holds ``results.jsonl``) the page lists every task instead: its id, and its
 run's status, verification, cost, denials, limits and answer from the run's own log, found only
-under the folder's ``audit/`` (a result line naming a log elsewhere is shown as having none).
+under the folder's ``audit/`` (a result line naming a log elsewhere is shown as having none), and
+after it a row for each other log in that task's folder: an earlier attempt, stopped or cut off with
+its node, shown with its own verification (unfinished, for a log whose writer died).
 
 Each run's report is written beside the index under a name we make (its number and run id, reduced
 to ``[A-Za-z0-9_-]``), never under a name the log chose. Every cell of the table is a summary from
@@ -64,8 +66,11 @@ def write_batch_index(folder: Path, output: Path) -> Index:
     from ..batches.runner import results_of
 
     root = (folder / "audit").resolve()
-    entries = [(task, _inside(record.get("audit_log"), root), record.get("node"))
-               for task, record in results_of(folder / "results.jsonl").items()]
+    entries: list[tuple[str, Path | None, object]] = []
+    for task, record in results_of(folder / "results.jsonl").items():
+        log = _inside(record.get("audit_log"), root)
+        entries.append((task, log, record.get("node")))
+        entries += [(f"{task} (earlier attempt)", other, "-") for other in _earlier(log)]
     summaries = summarize_all(log for _, log, _ in entries if log is not None)
     by_file = {s.file: s for s in summaries}
     reports, rows = [], []
@@ -75,9 +80,16 @@ def write_batch_index(folder: Path, output: Path) -> Index:
         rows.append(_task_row(task, summary, report, node))
         reports += [report] if report else []
     head = ("task", "status", "verified", "cost", "denied", "limits", "sealed", "answer (report)", "node")
-    missing = sum(log is None for _, log, _ in entries)
+    missing = sum(log is None for _, log, _ in entries)  # an earlier attempt always has its log
     _write(output, _page("rlm-host batch", head, rows, f"{len(entries)} task(s) in {folder}", "no results yet"))
     return Index(output, reports, summaries, missing)
+
+
+def _earlier(log: Path | None) -> list[Path]:
+    """The task's other logs in its folder: runs stopped, or cut off with their node, before the one that counts."""
+    if log is None:
+        return []
+    return sorted(p for p in log.parent.glob("*.jsonl") if p != log and p.is_file() and not p.is_symlink())
 
 
 def _inside(value: object, root: Path) -> Path | None:
@@ -92,19 +104,15 @@ def _inside(value: object, root: Path) -> Path | None:
 
 
 def _task_row(task: str, summary: RunSummary | None, report: Path | None, node: object) -> str:
+    where = f"<td class='meta'>{_cell(node if isinstance(node, str) else '-')}</td>"
     if summary is None:
         cells = ["-", "<td class='bad'>no log in the batch's audit folder</td>", "-", "-", "-", "-", "-"]
         return (f"<tr data-verification='missing'><td>{_cell(task)}</td>{''.join(_td(c) for c in cells)}"
-                f"<td class='meta'>{_cell(node if isinstance(node, str) else '-')}</td></tr>")
+                f"{where}</tr>")
     answer = _cell((summary.answer or "-")[:200])
     target = f"<a href='{quote(report.name)}'>{answer}</a>" if report else answer
-    css = CSS_CLASS.get(summary.verification, "bad")
-    sealed = "-" if summary.seal_reason is None else (summary.seal_reason or "sealed")
-    return (f"<tr data-verification='{_cell(summary.verification)}'><td>{_cell(task)}</td>"
-            f"<td>{_cell(summary.status)}</td><td class='{css}'>{_cell(summary.verification)}</td>"
-            f"<td>{_cell(money(summary.cost_usd))}</td><td>{summary.denials}</td><td>{summary.limits}</td>"
-            f"<td>{_cell(sealed)}</td><td>{target}</td>"
-            f"<td class='meta'>{_cell(node if isinstance(node, str) else '-')}</td></tr>")
+    return (f"<tr data-verification='{_cell(summary.verification)}'><td>{_cell(task)}</td>{_shared_cells(summary)}"
+            f"<td>{target}</td>{where}</tr>")
 
 
 def _td(cell: str) -> str:
@@ -142,16 +150,19 @@ def _write(path: Path, text: str) -> None:
 
 
 def _row(summary: RunSummary, report: Path | None) -> str:
-    when = _cell(_when(summary))
-    cost = money(summary.cost_usd)
-    sealed = "-" if summary.seal_reason is None else (summary.seal_reason or "sealed")
     query = _cell(summary.query if summary.query is not None else "-")
     target = f"<a href='{quote(report.name)}'>{query}</a>" if report else query
+    return (f"<tr data-verification='{_cell(summary.verification)}'><td>{_cell(_when(summary))}</td>"
+            f"{_shared_cells(summary)}<td>{target}</td><td class='meta'>{_cell(Path(summary.file).name)}</td></tr>")
+
+
+def _shared_cells(summary: RunSummary) -> str:
+    """Status, verification, cost, denials, limits and seal: the cells every row of a run has."""
+    sealed = "-" if summary.seal_reason is None else (summary.seal_reason or "sealed")
     css = CSS_CLASS.get(summary.verification, "bad")
-    return (f"<tr data-verification='{_cell(summary.verification)}'><td>{when}</td><td>{_cell(summary.status)}</td>"
-            f"<td class='{css}'>{_cell(summary.verification)}</td><td>{_cell(cost)}</td><td>{summary.denials}</td>"
-            f"<td>{summary.limits}</td><td>{_cell(sealed)}</td><td>{target}</td>"
-            f"<td class='meta'>{_cell(Path(summary.file).name)}</td></tr>")
+    return (f"<td>{_cell(summary.status)}</td><td class='{css}'>{_cell(summary.verification)}</td>"
+            f"<td>{_cell(money(summary.cost_usd))}</td><td>{summary.denials}</td><td>{summary.limits}</td>"
+            f"<td>{_cell(sealed)}</td>")
 
 
 def _when(summary: RunSummary) -> str:

@@ -1,0 +1,236 @@
+"""`batch --ray` on a real Ray cluster: a head and worker nodes, each its own `ray start`, on this machine.
+
+The whole cluster, the drivers and the scripted model run inside a network namespace the fixture
+creates with only `lo` in it (rlm_host.testing_ray), so Ray binds 127.0.0.1 only; each node reaches
+the Docker Engine through its Unix socket and runs real sandboxes. One worker is started naming a
+kernel image that does not exist: the batch must name it and give it no task. Every process the
+fixture started is stopped by pid, and the namespace removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rlm_host import audit
+from rlm_host.batches import results_of
+from rlm_host.batches.admission import Admission, Need
+from rlm_host.policy import load_policy
+from rlm_host.sandbox.docker_engine import docker_client
+from rlm_host.settings import OWNER_LABEL, SESSION_LABEL
+from rlm_host.testing_ray import LoopbackRayCluster
+
+pytestmark = pytest.mark.docker
+
+TESTS = Path(__file__).resolve().parent
+DOC = TESTS.parent / "examples" / "clauses.txt"
+RLM_HOST = [sys.executable, "-m", "rlm_host"]
+
+
+class Cluster:
+    """The module's cluster: its node ids by name, and the fast and the slow scripted model."""
+
+    def __init__(self, ray: LoopbackRayCluster, fast: str, slow: str) -> None:
+        self.ray = ray
+        self.fast = fast
+        self.slow = slow
+        self.ids = ray.node_ids()
+
+    def batch(self, tasks: Path, out: Path, *extra: str, url: str | None = None,
+              timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return self.ray.run([*RLM_HOST, "batch", str(tasks), "--out", str(out), "--base-url", url or self.fast,
+                             "--model", "root", "--ray", self.ray.address, *extra], timeout=timeout)
+
+    def driver(self, tasks: Path, out: Path) -> subprocess.Popen[str]:
+        """A driver in the background on the slow model, for the faults."""
+        return self.ray.start([*RLM_HOST, "batch", str(tasks), "--out", str(out), "--base-url", self.slow,
+                               "--model", "root", "--ray", self.ray.address],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+
+
+def _serve(ray: LoopbackRayCluster, latency: float) -> str:
+    server = ray.start([sys.executable, "-m", "rlm_host.testing", "helpers:say_n", "--model", "root",
+                        "--latency", str(latency)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                       env={"PYTHONPATH": str(TESTS)})
+    assert server.stdout is not None
+    return server.stdout.readline().strip()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with LoopbackRayCluster(tmp_path_factory.mktemp("ray")) as ray:
+        ray.add_worker("w1", slots=2)
+        ray.add_worker("w2", slots=2)
+        ray.add_worker("no-image", slots=2, env={"RLM_HOST_IMAGE": "rlm-host-kernel:no-such-image"})
+        yield Cluster(ray, _serve(ray, 0.0), _serve(ray, 1.5))
+    left = docker_client().containers.list(all=True, filters={"label": SESSION_LABEL})
+    assert not [c for c in left if not _alive(c.labels.get(OWNER_LABEL, ""))], "a sandbox outlived its run"
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    return True
+
+
+def write_tasks(path: Path, count: int, *, policies: tuple[str, ...] = ("standard",), bad: str | None = None) -> Path:
+    lines = [json.dumps({"id": f"t{n}", "query": f"Say {n}", "context": [str(DOC)],
+                         "policy": policies[n % len(policies)]}) for n in range(count)]
+    if bad is not None:
+        lines.insert(1, bad)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def answered(out: Path) -> dict[str, dict]:
+    """The result lines, each task's last, checked to be one per task and each log verified."""
+    lines = [json.loads(raw) for raw in (out / "results.jsonl").read_text().splitlines()]
+    results = results_of(out / "results.jsonl")
+    assert len(lines) == len(results), f"a task has two result lines: {Counter(r['id'] for r in lines)}"
+    for record in results.values():
+        log = Path(record["audit_log"])
+        assert (out / "audit").resolve() in log.parents
+        assert audit.verify(log).status == "intact", record
+    return results
+
+
+def no_sandbox_of_ours(timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not docker_client().containers.list(all=True, filters={"label": SESSION_LABEL}):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_a_batch_spreads_over_the_nodes_that_pass_their_check(cluster: Cluster, tmp_path: Path) -> None:
+    """40 tasks, both policies: every answer right, every log verified in DIR/audit, at least two worker
+    nodes used, none on the node without the image (named with what it lacks) or the slotless head."""
+    out = tmp_path / "out"
+    done = cluster.batch(write_tasks(tmp_path / "tasks.jsonl", 40, policies=("standard", "strict")), out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = answered(out)
+    assert {rid: r["answer"] for rid, r in results.items()} == {f"t{n}": str(n) for n in range(40)}
+    used = Counter(r["node"] for r in results.values())
+    assert set(used) <= {cluster.ids["w1"], cluster.ids["w2"]} and len(used) == 2, used
+    bad = cluster.ids["no-image"][:12]
+    assert f"node {bad}" in done.stderr and "is given no task: it lacks kernel image" in done.stderr
+    assert "no-such-image" in done.stderr and "documents and logs: on the shared path" in done.stderr
+    assert no_sandbox_of_ours()
+
+
+def test_a_bad_line_is_named_and_the_other_tasks_run(cluster: Cluster, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = cluster.batch(write_tasks(tmp_path / "tasks.jsonl", 3, bad='{"id": "t9", "query": "Say 9"'), out)
+    assert done.returncode == 1
+    assert "line 2: not JSON" in done.stderr
+    assert {rid: r["answer"] for rid, r in answered(out).items()} == {"t0": "0", "t1": "1", "t2": "2"}
+
+
+def test_documents_and_logs_through_the_object_store(cluster: Cluster, tmp_path: Path) -> None:
+    """The documents travel as bytes in Ray's object store and each log comes back to the driver, which
+    writes it under DIR/audit and verifies it there before its result counts."""
+    out = tmp_path / "out"
+    done = cluster.batch(write_tasks(tmp_path / "tasks.jsonl", 4), out, "--ray-transfer", "object-store")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "through the object store" in done.stderr
+    results = answered(out)
+    assert {rid: r["answer"] for rid, r in results.items()} == {f"t{n}": str(n) for n in range(4)}
+    for record in results.values():
+        log = Path(record["audit_log"])
+        assert audit.seal_path(log).is_file() and record["verified"] == "intact"
+        assert DOC.name in log.read_text()  # the run saw the document under its own name
+
+
+def _wait_for(predicate: object, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.3)
+    raise AssertionError("timed out")
+
+
+def _lines(out: Path) -> int:
+    path = out / "results.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_ctrl_c_stops_every_node_s_runs_and_the_batch_resumes(cluster: Cluster, tmp_path: Path) -> None:
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 8)
+    out = tmp_path / "out"
+    driver = cluster.driver(tasks, out)
+    _wait_for(lambda: _lines(out) >= 1)
+    driver.send_signal(signal.SIGINT)
+    _, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 130, stderr[-3000:]
+    assert no_sandbox_of_ours(timeout=5), "a sandbox outlived the stopped batch"
+    stopped = [log for log in (out / "audit").rglob("*.jsonl") if log not in
+               {Path(r["audit_log"]) for r in results_of(out / "results.jsonl").values()}]
+    assert stopped and all(audit.verify(log).status == "intact" for log in stopped)  # sealed as interrupted
+    again = cluster.batch(tasks, out)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {rid: r["answer"] for rid, r in answered(out).items()} == {f"t{n}": str(n) for n in range(8)}
+
+
+def test_a_killed_driver_s_batch_resumes_from_its_folder(cluster: Cluster, tmp_path: Path) -> None:
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 8)
+    out = tmp_path / "out"
+    driver = cluster.driver(tasks, out)
+    _wait_for(lambda: _lines(out) >= 2)
+    driver.kill()
+    driver.communicate(timeout=30)
+    assert no_sandbox_of_ours(timeout=60), "the runs of a dead driver went on"
+    again = cluster.batch(tasks, out)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already done" in again.stderr
+    assert {rid: r["answer"] for rid, r in answered(out).items()} == {f"t{n}": str(n) for n in range(8)}
+
+
+def test_a_killed_worker_s_tasks_run_again_on_another_node(cluster: Cluster, tmp_path: Path) -> None:
+    """A worker dies at once (SIGKILL to its whole process tree, runs included) while it runs tasks: Ray
+    runs them again on the other worker, each task gets one result, and the dead node's partial log
+    stays in DIR/audit, shown as unfinished on the batch's page. (Last in this file: w2 stays dead.)"""
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 10)
+    out = tmp_path / "out"
+    driver = cluster.driver(tasks, out)
+
+    def w2_runs_a_sandbox() -> bool:
+        tree = {str(pid) for pid in cluster.ray.descendants("w2")}
+        return any(c.labels.get(OWNER_LABEL) in tree
+                   for c in docker_client().containers.list(filters={"label": SESSION_LABEL}))
+
+    _wait_for(w2_runs_a_sandbox)
+    cluster.ray.kill("w2")
+    _, stderr = driver.communicate(timeout=600)
+    assert driver.returncode == 0, stderr[-3000:]
+    results = answered(out)
+    assert {rid: r["answer"] for rid, r in results.items()} == {f"t{n}": str(n) for n in range(10)}
+    kept = {Path(r["audit_log"]) for r in results.values()}
+    partial = [log for log in (out / "audit").rglob("*.jsonl") if log not in kept]
+    assert partial and {audit.verify(log).status for log in partial} == {"unfinished"}
+    assert no_sandbox_of_ours(), "the dead node's sandboxes were not removed"
+    page = tmp_path / "index.html"
+    subprocess.run([*RLM_HOST, "report", str(out), "-o", str(page)], capture_output=True, timeout=300)
+    assert page.read_text().count("data-verification='unfinished'") == len(partial)
+
+
+def test_ray_node_prints_the_sessions_this_machine_holds() -> None:
+    """`rlm-host ray-node`: the checks, then the ray start line with the slots admission would allow."""
+    done = subprocess.run([*RLM_HOST, "ray-node", "--policy", "strict"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    slots = Admission().slots(Need.of(load_policy("strict")))
+    start, resources = done.stdout.strip().splitlines()[-1].split("--resources=")
+    assert start == "ray start --address=HEAD:6379 " and json.loads(resources.strip("'")) == {"rlm_sandbox": slots}
+    assert "runtime runsc" in done.stdout and "kernel image" in done.stdout
