@@ -49,11 +49,15 @@ def test_accuracy_bench_runs_end_to_end(tmp_path: Path, docker_ready: str) -> No
 
 @pytest.mark.docker
 def test_batch_bench_runs_end_to_end(tmp_path: Path, docker_ready: str) -> None:
-    """bench/batch.py with 2 tasks: sequential and one batch configuration, every task answered, results written."""
+    """bench/batch.py with 2 tasks: sequential, one batch configuration and one on a Ray cluster of one worker
+    node, every task answered, results written."""
     import batch  # bench/batch.py
 
-    assert batch.main(["--tasks", "2", "--concurrency", "2", "--latency", "0.05", "--out", str(tmp_path)]) == 0
+    assert batch.main(["--tasks", "2", "--concurrency", "2", "--latency", "0.05", "--ray-nodes", "1",
+                       "--ray-slots", "2", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "batch.json").read_text())
-    assert [r["config"] for r in report["rows"]] == ["sequential", "batch c2"]
+    assert [r["config"] for r in report["rows"]] == ["sequential", "batch c2", "ray 1 node"]
     assert all(r["failed"] == 0 and r["wall_s"] > 0 and r["tasks_per_min"] > 0 for r in report["rows"])
-    assert "| batch c2 |" in (tmp_path / "batch.md").read_text()
+    page = (tmp_path / "batch.md").read_text()
+    assert "| batch c2 |" in page and "| ray 1 node |" in page
+    assert report["rows"][2]["nodes_used"] == 1 and report["rows"][2]["vs_local"] > 0
