@@ -130,6 +130,21 @@ def test_a_batch_spreads_over_the_nodes_that_pass_their_check(cluster: Cluster, 
     assert no_sandbox_of_ours()
 
 
+def test_a_driver_without_the_cluster_s_token_is_refused(cluster: Cluster, tmp_path: Path) -> None:
+    """Token authentication is on: a client with a wrong token cannot join, so it runs nothing; it ends
+    with one line and a non-zero exit, and the cluster serves the right token's batch afterwards."""
+    tasks = write_tasks(tmp_path / "tasks.jsonl", 1)
+    refused = cluster.ray.run([*RLM_HOST, "batch", str(tasks), "--out", str(tmp_path / "refused"), "--base-url",
+                               cluster.fast, "--model", "root", "--ray", cluster.ray.address], timeout=300,
+                              env={"RAY_AUTH_TOKEN": "0" * 64})
+    assert refused.returncode == 1, refused.stderr[-2000:]
+    ours = [line for line in refused.stderr.splitlines() if line.startswith("rlm-host: error:")]
+    assert len(ours) == 1 and "cannot join the Ray cluster at 127.0.0.1" in ours[0] and "token" in ours[0]
+    assert not (tmp_path / "refused" / "results.jsonl").exists()
+    done = cluster.batch(tasks, tmp_path / "out")
+    assert done.returncode == 0 and answered(tmp_path / "out")["t0"]["answer"] == "0"
+
+
 def test_a_bad_line_is_named_and_the_other_tasks_run(cluster: Cluster, tmp_path: Path) -> None:
     out = tmp_path / "out"
     done = cluster.batch(write_tasks(tmp_path / "tasks.jsonl", 3, bad='{"id": "t9", "query": "Say 9"'), out)
@@ -234,3 +249,23 @@ def test_ray_node_prints_the_sessions_this_machine_holds() -> None:
     start, resources = done.stdout.strip().splitlines()[-1].split("--resources=")
     assert start == "ray start --address=HEAD:6379 " and json.loads(resources.strip("'")) == {"rlm_sandbox": slots}
     assert "runtime runsc" in done.stdout and "kernel image" in done.stdout
+
+
+def test_a_returned_log_is_written_only_under_a_name_of_the_task_s_folder(tmp_path: Path) -> None:
+    """Through the object store the driver writes the log a node returned: a name that could leave the
+    task's folder, or that exists already, is refused; a plain one lands there with its seal."""
+    import base64
+
+    from rlm_host.batches.on_ray import RayBatch
+
+    runner = RayBatch(tmp_path / "out", None, transfer="object-store")
+    runner._shared = False
+    logs = tmp_path / "out" / "audit" / "t-1"
+    body = {"log_b64": base64.b64encode(b"{}\n").decode(), "seal_b64": base64.b64encode(b"{}").decode()}
+    for name in ("../../escape.jsonl", "/etc/x.jsonl", ".hidden.jsonl", "run.seal", "a b.jsonl", ""):
+        assert runner._log_of({"log_name": name, **body}, logs) is None
+    assert not list(tmp_path.rglob("escape.jsonl"))
+    log = runner._log_of({"log_name": "20261203-run.jsonl", **body}, logs)
+    assert log == logs / "20261203-run.jsonl" and log.read_bytes() == b"{}\n" and audit.seal_path(log).is_file()
+    assert runner._log_of({"log_name": "20261203-run.jsonl", **body}, logs) is None  # never overwritten
+    assert runner._log_of({"log_name": "other.jsonl", "log_b64": "not base64!"}, logs) is None

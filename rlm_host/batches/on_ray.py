@@ -229,8 +229,14 @@ class RayBatch(Batch):
 
     def run(self, tasks: list[Task]) -> Tally:
         ray = _ray()
-        ray.init(address=self.address, namespace="rlm-host", log_to_driver=False, logging_level=logging.WARNING,
-                 configure_logging=True)
+        try:
+            ray.init(address=self.address, namespace="rlm-host", log_to_driver=False, logging_level=logging.WARNING,
+                     configure_logging=True)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"cannot join the Ray cluster at {self.address}: {first}; check the address and that "
+                              "the head runs, and give this machine the cluster's token (RAY_AUTH_MODE=token with "
+                              "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)") from None
         try:
             fit = self._check_nodes(ray, tasks)
             self._selector = {NODE_ID_LABEL: f"in({','.join(n.node_id for n in fit)})"}  # no spaces: Ray keeps them
@@ -334,7 +340,7 @@ class RayBatch(Batch):
         need = Need.of(task.policy)
         logs = self.out / "audit" / task.slug
         policy_text = None
-        if Path(task.policy_ref).is_file():  # a policy file travels as its text: no node needs the path
+        if "/" in task.policy_ref:  # a policy file (tasks.py made it a path) travels as its text: no node needs it
             policy_text = Path(task.policy_ref).read_text(encoding="utf-8")
         documents = [] if self._shared else [self._put(ray, path) for path in task.context]
         remote = ray.remote(_run_on_node).options(
@@ -390,15 +396,19 @@ class RayBatch(Batch):
         name = out.get("log_name")
         if not isinstance(name, str) or not SAFE_NAME.match(name) or not name.endswith(".jsonl"):
             return None
-        logs.mkdir(parents=True, exist_ok=True)
         log = logs / name
-        for path, key in ((log, "log_b64"), (audit.seal_path(log), "seal_b64")):
-            if isinstance(out.get(key), str):
-                data = base64.b64decode(out[key], validate=True)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-                with os.fdopen(fd, "wb") as file:
-                    file.write(data)
-                    os.fsync(file.fileno())
+        try:
+            logs.mkdir(parents=True, exist_ok=True)
+            for path, key in ((log, "log_b64"), (audit.seal_path(log), "seal_b64")):
+                if isinstance(out.get(key), str):
+                    data = base64.b64decode(out[key], validate=True)
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                    with os.fdopen(fd, "wb") as file:
+                        file.write(data)
+                        os.fsync(file.fileno())
+        except (OSError, ValueError) as exc:  # a name taken already, bad base64: the result has no log
+            self.say(f"cannot keep the log a node returned as {log}: {exc}")
+            return None
         return log
 
     def _put(self, ray: Any, path: Path) -> tuple[str, Any]:
