@@ -186,7 +186,7 @@ def test_ctrl_c_stops_every_node_s_runs_and_the_batch_resumes(cluster: Cluster, 
     tasks = write_tasks(tmp_path / "tasks.jsonl", 8)
     out = tmp_path / "out"
     driver = cluster.driver(tasks, out)
-    _wait_for(lambda: _lines(out) >= 1)
+    _wait_for(lambda: (out / "audit").is_dir() and any((out / "audit").rglob("*.jsonl")))  # a run has begun
     driver.send_signal(signal.SIGINT)
     _, stderr = driver.communicate(timeout=120)
     assert driver.returncode == 130, stderr[-3000:]

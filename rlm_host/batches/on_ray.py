@@ -168,7 +168,8 @@ def _reap_here() -> int:
 
 
 class _Stopper:
-    """The batch's stop flag, held by a small actor every task polls (the driver sets it on Ctrl-C)."""
+    """The batch's stop flag, held by a small actor on the driver's node that every task polls (the
+    driver sets it on Ctrl-C; the actor is gone when the driver is)."""
 
     def __init__(self) -> None:
         self._signal: int | None = None
@@ -240,7 +241,10 @@ class RayBatch(Batch):
         try:
             fit = self._check_nodes(ray, tasks)
             self._selector = {NODE_ID_LABEL: f"in({','.join(n.node_id for n in fit)})"}  # no spaces: Ray keeps them
-            self._stopper = ray.remote(num_cpus=0)(_Stopper).remote()
+            # On the driver's own node: a worker node that dies must not take the flag with it (its loss
+            # reads as "the driver is gone" on every node), and the driver's node dying ends the driver too.
+            here = ray.get_runtime_context().get_node_id()
+            self._stopper = ray.remote(num_cpus=0)(_Stopper).options(scheduling_strategy=_on(here)).remote()
             return super().run(tasks)
         finally:
             if self._stopper is not None and self.stop.is_set():
