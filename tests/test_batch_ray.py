@@ -153,6 +153,26 @@ def test_a_bad_line_is_named_and_the_other_tasks_run(cluster: Cluster, tmp_path:
     assert {rid: r["answer"] for rid, r in answered(out).items()} == {"t0": "0", "t1": "1", "t2": "2"}
 
 
+def test_a_task_no_node_could_ever_hold_is_refused_not_left_waiting(cluster: Cluster, tmp_path: Path) -> None:
+    """A policy whose run needs more memory than Ray gives any node: that task fails at once with the
+    reason (Ray would keep it pending for ever), and the other task of the batch still runs."""
+    import yaml
+
+    from rlm_host.policy import policies_dir
+
+    raw = yaml.safe_load((policies_dir() / "standard.yaml").read_text())
+    raw["limits"]["memory_mb"] = 262144
+    (tmp_path / "huge.yaml").write_text(yaml.safe_dump(raw))
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(json.dumps({"id": "big", "query": "Say 1", "context": [str(DOC)], "policy": "huge.yaml"}) + "\n"
+                     + json.dumps({"id": "t2", "query": "Say 2", "context": [str(DOC)]}) + "\n")
+    done = cluster.batch(tasks, tmp_path / "out", timeout=300)
+    assert done.returncode == 1
+    results = results_of(tmp_path / "out" / "results.jsonl")
+    assert results["big"]["status"] == "failed" and "not admitted" in results["big"]["error"]
+    assert "Ray's memory resource" in results["big"]["error"] and results["t2"]["answer"] == "2"
+
+
 def test_documents_and_logs_through_the_object_store(cluster: Cluster, tmp_path: Path) -> None:
     """The documents travel as bytes in Ray's object store and each log comes back to the driver, which
     writes it under DIR/audit and verifies it there before its result counts."""

@@ -195,6 +195,7 @@ class Node:
     sees_out: bool = False
     documents_seen: int = 0
     holds: int | None = None
+    memory_mb: int = 0  # Ray's memory resource on the node: a task asking for more could never start there
 
 
 def _on(node_id: str) -> Any:
@@ -227,6 +228,8 @@ class RayBatch(Batch):
         self._shared = True
         self._selector: dict[str, str] = {}
         self._document_refs: dict[str, Any] = {}
+        self._alive_at = 0.0
+        self._alive = True
 
     def run(self, tasks: list[Task]) -> Tally:
         ray = _ray()
@@ -293,7 +296,8 @@ class RayBatch(Batch):
             probe.unlink(missing_ok=True)
         self.nodes = [Node(n["NodeID"], n["Resources"][SANDBOX_RESOURCE], tuple(self._lacks(found[n["NodeID"]])),
                            str(found[n["NodeID"]].get("host", "?")), found[n["NodeID"]].get("sees_out") is True,
-                           int(found[n["NodeID"]].get("documents_seen") or 0), found[n["NodeID"]].get("holds"))
+                           int(found[n["NodeID"]].get("documents_seen") or 0), found[n["NodeID"]].get("holds"),
+                           int(n["Resources"].get("memory", 0)) // 2**20)
                       for n in offering]
         fit = [n for n in self.nodes if not n.lacks]
         for node in self.nodes:
@@ -342,6 +346,10 @@ class RayBatch(Batch):
     def _run(self, task: Task) -> tuple[dict[str, Any], Path | None] | None:
         ray = _ray()
         need = Need.of(task.policy)
+        room = max((n.memory_mb for n in self.nodes if not n.lacks), default=0)
+        if need.memory_mb > room:  # Ray would keep it waiting for a node that can never come
+            return {"status": "failed", "error": f"not admitted: a run of this policy may hold {need.memory_mb:,} MiB, "
+                                                 f"more than Ray's memory resource on any node ({room:,} MiB)"}, None
         logs = self.out / "audit" / task.slug
         policy_text = None
         if "/" in task.policy_ref:  # a policy file (tasks.py made it a path) travels as its text: no node needs it
@@ -368,12 +376,26 @@ class RayBatch(Batch):
             ready, _ = ray.wait([ref], timeout=0.5)
             if ready:
                 return str(ray.get(ref))
+            if not self._any_fit_alive(ray):
+                ray.cancel(ref, force=True)
+                raise RuntimeError("every node that passed the batch's check is gone; run the batch again once "
+                                   "nodes are back")
             if self.stop.is_set() and deadline is None:
                 self._stopper.stop.remote(int(self.stop_signal))
                 deadline = time.monotonic() + STOP_GRACE_S + 15
             elif deadline is not None and time.monotonic() > deadline:
                 ray.cancel(ref, force=True)
                 raise TimeoutError("the task did not stop in time")
+
+    def _any_fit_alive(self, ray: Any) -> bool:
+        """Whether a node that passed the check is still up (asked of Ray at most every 10 s)."""
+        with self._lock:
+            if time.monotonic() - self._alive_at >= 10.0:
+                self._alive_at = time.monotonic()
+                with contextlib.suppress(Exception):
+                    alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+                    self._alive = any(n.node_id in alive for n in self.nodes if not n.lacks)
+            return self._alive
 
     def _landed(self, task: Task, text: str, logs: Path) -> tuple[dict[str, Any], Path | None] | None:
         """A node's JSON answer as a result's fields and the log's path under ``DIR/audit/`` (written
