@@ -304,7 +304,7 @@ def batch_cmd(
                                                                 "the host's memory and cores allow).")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed",
                                                help="Run again the tasks whose last result is a failure.")] = False,
-    ray: Annotated[str | None, typer.Option("--ray", is_flag=False, flag_value="", metavar="[ADDRESS]",
+    ray: Annotated[str | None, typer.Option("--ray", metavar="[ADDRESS]",
                                             help="Run the tasks on a Ray cluster: ADDRESS, else RAY_ADDRESS, else "
                                                  "auto (the cluster this machine is a node of).")] = None,
     ray_transfer: Annotated[str, typer.Option(help="With --ray: how documents and logs reach the nodes: shared (a "
@@ -848,7 +848,8 @@ def main(argv: list[str] | None = None) -> None:
     # children inherit it) would keep Ctrl-C, and a batch's stop, from ever reaching the run.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
     try:
-        code = app(args=argv, prog_name="rlm-host", standalone_mode=False)  # Ctrl-C: typer's Exit(130)
+        code = app(args=_ray_address_optional(sys.argv[1:] if argv is None else argv), prog_name="rlm-host",
+                   standalone_mode=False)  # Ctrl-C: typer's Exit(130)
     except RLMHostError as exc:
         if _state["debug"]:
             raise
@@ -860,6 +861,16 @@ def main(argv: list[str] | None = None) -> None:
     except Abort:
         _error("aborted", 1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _ray_address_optional(args: list[str]) -> list[str]:
+    """``batch ... --ray`` with no address (last, or before another option) means RAY_ADDRESS, else auto:
+    typer has no option whose value may be left out, so the empty value is filled in here."""
+    out = list(args)
+    for index, arg in enumerate(args):
+        if arg == "--ray" and (index + 1 == len(args) or args[index + 1].startswith("-")):
+            out.insert(index + 1 + (len(out) - len(args)), "")
+    return out
 
 
 def _click_code(exc: Exception) -> int:
