@@ -73,7 +73,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         ray.add_worker("no-image", slots=2, env={"RLM_HOST_IMAGE": "rlm-host-kernel:no-such-image"})
         yield Cluster(ray, _serve(ray, 0.0), _serve(ray, 1.5))
     left = docker_client().containers.list(all=True, filters={"label": SESSION_LABEL})
-    assert not [c for c in left if not _alive(c.labels.get(OWNER_LABEL, ""))], "a sandbox outlived its run"
+    try:
+        assert not [c for c in left if not _alive(c.labels.get(OWNER_LABEL, ""))], "a sandbox outlived its run"
+    finally:
+        # The killed worker's runs died mid-start: their session directories are what a machine that
+        # died leaves in its /tmp. This machine is not rebooted, so they go as `doctor --reap` removes
+        # them, before the tests after these look for leftovers of their own.
+        from rlm_host.doctor import reap_all
+
+        reap_all()
 
 
 def _alive(pid: str) -> bool:
