@@ -110,11 +110,10 @@ def counts(record: dict[str, Any] | None, *, retry_failed: bool) -> bool:
         return False
 
 
-def spec_of(task: Task, endpoint: Endpoint, *, context: list[str] | None = None,
-            policy: str | None = None) -> dict[str, Any]:
+def spec_of(task: Task, endpoint: Endpoint) -> dict[str, Any]:
     """What ``rlm-host run`` needs to run a task, as plain JSON values (a Ray task's one argument)."""
-    return {"id": task.id, "query": task.query, "context": context or [str(p) for p in task.context],
-            "policy": policy or task.policy_ref, "base_url": endpoint.base_url,
+    return {"id": task.id, "query": task.query, "context": [str(p) for p in task.context],
+            "policy": task.policy_ref, "base_url": endpoint.base_url,
             "model": task.model or endpoint.model, "sub_model": task.sub_model or endpoint.sub_model,
             "max_iterations": task.max_iterations}
 
