@@ -45,6 +45,52 @@ def test_real_model_answers_from_the_document(tmp_path: Path, docker_ready: str)
             os.kill(server.pid, 0)
 
 
+def _ask(server: local_lm.Server, messages: list[dict[str, str]]) -> str:
+    from openai import OpenAI
+
+    with OpenAI(base_url=server.base_url, api_key="local", max_retries=0) as client:
+        reply = client.chat.completions.create(model=server.model, messages=messages, max_tokens=8, temperature=0)
+    return reply.choices[0].message.content or ""
+
+
+def test_fixed_prefix_is_read_once_then_loaded_and_never_stale(tmp_path: Path) -> None:
+    """The opening's state is computed on the first start, loaded on the next, and changes no answer.
+
+    A prompt of its own (a nonce in it) gives this test a state file no other run has made; a changed
+    prompt gets another file; a torn file is read again, not trusted.
+    """
+    import uuid
+
+    model = local_lm.MODELS["0.5b"]
+    path = local_lm.fetch(model)
+    opening = [{"role": "system", "content": f"You answer in one word. Session {uuid.uuid4()}."}]
+    question = [*opening, {"role": "user", "content": "What is the capital of France?"}]
+    state = local_lm.prefix_state(model, opening, 8192)
+    changed = [{"role": "system", "content": opening[0]["content"] + " "}]
+    assert local_lm.prefix_state(model, changed, 8192) != state != local_lm.prefix_state(model, opening, 4096)
+
+    def answer(prefix: list[dict[str, str]]) -> tuple[str, str]:
+        server = local_lm.serve(model, path, prefix=prefix)
+        try:
+            return _ask(server, question), Path(server.log).read_text(errors="replace")
+        finally:
+            local_lm.stop(server)
+
+    try:
+        cold, log = answer([])
+        assert "Paris" in cold and "fixed prefix" not in log
+        first, log = answer(opening)
+        assert "read the fixed prefix" in log and state.is_file() and first == cold
+        second, log = answer(opening)
+        assert "loaded the fixed prefix" in log and "prefix-match hit" in log and second == cold
+        state.write_bytes(b"torn" * 100)
+        third, log = answer(opening)
+        assert "read the fixed prefix" in log and third == cold and state.stat().st_size > 400
+    finally:
+        state.unlink(missing_ok=True)
+        state.with_suffix(".json").unlink(missing_ok=True)
+
+
 def test_server_that_fails_reports_its_log(tmp_path: Path) -> None:
     """A server that cannot load its model is reported with the tail of its log."""
     bogus = tmp_path / "not-a-model.gguf"

@@ -30,6 +30,7 @@ from . import log_cap
 from ..errors import ConfigError, LocalModelError
 from ..events import Say
 from .config import Generation, Models
+from .prompts import opening
 from ..settings import LM_TIMEOUT_S, cache_dir, state_dir
 
 CHUNK = 4 * 1024 * 1024
@@ -167,8 +168,13 @@ def free_port() -> int:
 
 
 def serve(model: LocalModel, path: Path, *, n_ctx: int = 8192, threads: int | None = None,
-          timeout_s: float = 120, detach: bool = False, progress: Say = lambda _m: None) -> Server:
-    """Start llama-cpp-python's OpenAI-compatible server on a free loopback port; wait until it answers."""
+          timeout_s: float = 120, detach: bool = False, prefix: Sequence[dict[str, str]] = (),
+          progress: Say = lambda _m: None) -> Server:
+    """Start llama-cpp-python's OpenAI-compatible server on a free loopback port; wait until it answers.
+
+    ``prefix``: the opening messages every root prompt begins with. Their state is read once per
+    machine and kept on disk (``prefix_state``; local_server.py says how a stale one is never used).
+    """
     if importlib.util.find_spec("llama_cpp") is None:  # not imported here: the server is its own process
         raise ConfigError("the embedded model needs llama-cpp-python: pip install 'rlm-host[local]' "
                           "(it builds from source, 5-8 minutes)")
@@ -176,9 +182,16 @@ def serve(model: LocalModel, path: Path, *, n_ctx: int = 8192, threads: int | No
     log_path = state_dir() / "local-lm" / f"{model.name}-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_cap.prune(log_path.parent)
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--model_alias", model.name,
+    cmd = [sys.executable, "-m", "rlm_host.rlm.local_server", "--model", str(path), "--model_alias", model.name,
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
            "--n_threads", str(threads or os.cpu_count() or 2)]
+    if prefix:
+        state = prefix_state(model, prefix, n_ctx)
+        cmd += ["--prefix-state", str(state), "--prefix-messages", str(_messages_file(state, prefix))]
+        if not state.is_file():
+            progress(f"reading the root prompt's fixed part into {model.name} once for this machine "
+                     "(later starts load it from disk)")
+            timeout_s += PREFIX_READ_S
     progress(f"starting the local model server ({model.name}) on 127.0.0.1:{port}")
     relay = log_cap.start_relay(log_path, detach=detach)  # the log is capped: see log_cap.py
     assert relay.stdin is not None, "start_relay opens the relay's stdin as a pipe"
@@ -190,6 +203,33 @@ def serve(model: LocalModel, path: Path, *, n_ctx: int = 8192, threads: int | No
     _RELAYS[proc.pid] = relay
     _wait_up(server, proc, timeout_s)
     return server
+
+
+PREFIX_READ_S = 300  # more time to answer when the fixed prefix is read: 20 s for the 0.5B here, more for the 1.5B
+PREFIX_STATES_KEPT = 4  # per model: older ones belong to earlier prompts or builds
+
+
+def prefix_state(model: LocalModel, messages: Sequence[dict[str, str]], n_ctx: int) -> Path:
+    """Where the state after ``messages`` is kept: named by everything that decides its content."""
+    from importlib.metadata import version
+
+    key = json.dumps({"model": model.sha256, "llama_cpp_python": version("llama_cpp_python"), "n_ctx": n_ctx,
+                      "messages": list(messages)}, sort_keys=True)
+    return models_dir() / "prefix" / f"{model.name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.state"
+
+
+def _messages_file(state: Path, messages: Sequence[dict[str, str]]) -> Path:
+    """The messages beside their state, for the server to read; the oldest states of the model pruned."""
+    state.parent.mkdir(parents=True, exist_ok=True)
+    model = state.name.rsplit("-", 1)[0]
+    others = sorted((p for p in state.parent.glob(f"{model}-*.state") if p != state),
+                    key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in others[PREFIX_STATES_KEPT - 1:]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".json").unlink(missing_ok=True)
+    path = state.with_suffix(".json")
+    path.write_text(json.dumps(list(messages)), encoding="utf-8")
+    return path
 
 
 def _wait_up(server: Server, proc: subprocess.Popen, timeout_s: float) -> None:
@@ -324,11 +364,16 @@ def choose(quality: bool) -> dict[str, LocalModel]:
 
 
 def start_servers(quality: bool, *, detach: bool = False, progress: Say = lambda _m: None) -> dict[str, Server]:
-    """One server per role, so the root's prompt cache is not evicted by sub-calls."""
+    """One server per role, so the root's prompt cache is not evicted by sub-calls.
+
+    The root's server starts with the state of ``GENERATION``'s opening messages (read once per machine).
+    """
     servers: dict[str, Server] = {}
+    prefix = {"root": opening(GENERATION), "sub": []}
     try:
         for role, model in choose(quality).items():
-            servers[role] = serve(model, fetch(model, progress=progress), detach=detach, progress=progress)
+            servers[role] = serve(model, fetch(model, progress=progress), detach=detach, prefix=prefix[role],
+                                  progress=progress)
     except BaseException:
         for server in servers.values():
             stop(server)

@@ -26,8 +26,8 @@ from ..events import EventHook, Recorder
 from .lm import Completion, LMClient, PriceTable
 from .parsing import code_blocks, final_answer, same_code, unclosed_block
 from ..policy import Policy, load_policy
-from .prompts import (DESCRIBE_CELL, LAST_CALL, NUDGE_NO_CODE, NUDGE_REPEAT, NUDGE_UNCLOSED, default_system_prompt,
-                      example_turns, next_step)
+from .prompts import (DESCRIBE_CELL, LAST_CALL, NUDGE_NO_CODE, NUDGE_REPEAT, NUDGE_UNCLOSED, next_step,
+                      opening)
 from .config import Generation, Models
 from ..results import Citation, ExecutionResult, RLMResult, Step, Stopped, compare, usage_of
 from .broker import Broker
@@ -93,8 +93,7 @@ class RLM:
         self.on_event = on_event
         self.run_info = run_info or {}
         self.audit_dir = audit_dir
-        self.opening = [{"role": "system", "content": generation.system_prompt or default_system_prompt()},
-                        *(example_turns() if generation.few_shot else [])]
+        self.opening = opening(generation)
         self._check_cost_budget()
 
     def with_policy(self, policy: str | Path | Policy) -> RLM:

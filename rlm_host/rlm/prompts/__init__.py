@@ -9,8 +9,12 @@ from __future__ import annotations
 import json
 import re
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from ...results import ExecutionResult
+
+if TYPE_CHECKING:
+    from ..config import Generation
 
 DESCRIBE_CELL = "import rlm_kernel.documents as _d; print(_d.describe(context, documents)); del _d"
 NUDGE_NO_CODE = ("Your reply had no ```python code block. Reply with exactly one ```python block "
@@ -27,6 +31,12 @@ def example_turns() -> list[dict[str, str]]:
     """A worked example as earlier turns: small models copy a conversation better than a description."""
     text = resources.files(__name__).joinpath("rlm_example.json").read_text(encoding="utf-8")
     return json.loads(text)
+
+
+def opening(generation: Generation) -> list[dict[str, str]]:
+    """The messages every root conversation begins with: the embedded model keeps their state on disk."""
+    return [{"role": "system", "content": generation.system_prompt or default_system_prompt()},
+            *(example_turns() if generation.few_shot else [])]
 
 
 def default_system_prompt() -> str:
