@@ -115,10 +115,11 @@ def batched(slots: int, rates: dict) -> dict:
 
     model = local_lm.MODELS["0.5b"]
     path = local_lm.fetch(model)
-    servers = [local_lm.serve(model, path, threads=max(1, (os.cpu_count() or 2) // slots)) for _ in range(slots)]
-    clients = [OpenAI(base_url=s.base_url, api_key="local", max_retries=0, timeout=600) for s in servers]
+    threads = max(1, (os.cpu_count() or 2) // slots)
+    servers = {str(i): local_lm.serve(model, path, threads=threads) for i in range(slots)}
+    clients = [OpenAI(base_url=s.base_url, api_key="local", max_retries=0, timeout=600) for s in servers.values()]
     try:
-        marks = {str(i): os.path.getsize(s.log) for i, s in enumerate(servers)}
+        marks = _marks(servers)
 
         def one(i: int) -> int:
             reply = clients[i % slots].chat.completions.create(
@@ -131,14 +132,13 @@ def batched(slots: int, rates: dict) -> dict:
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(one, range(16)))
         wall = time.monotonic() - began
-        read, made = _tokens({str(i): s for i, s in enumerate(servers)}, marks)
+        read, made = _tokens(servers, marks)
     finally:
         for client in clients:
             client.close()
-        for server in servers:
-            local_lm.stop(server)
+        stop(servers)
     limit = read / rates["pp512"] + made / rates["tg128"]
-    row = {"slots": slots, "threads_each": max(1, (os.cpu_count() or 2) // slots), "seconds": round(wall, 1),
+    row = {"slots": slots, "threads_each": threads, "seconds": round(wall, 1),
            "read": read, "generated": made, "limit_s": round(limit, 1), "x_limit": round(wall / limit, 2)}
     print(f"sub-calls on {slots} slot(s): {row}", flush=True)
     return row
