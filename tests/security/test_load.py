@@ -16,7 +16,7 @@ pins that race down).
 
 Latencies come from the audit logs (cells, broker sub-calls, root calls, session start) and from the
 kernel's own clock (sub-call round trips through the RPC socket); they are recorded for SECURITY.md,
-never asserted. ``RLM_HOST_LOAD_SECONDS`` sets how long the 20-way run loads the host (default 120;
+never asserted. ``RLM_HOST_LOAD_SECONDS`` sets how long the 20-way run loads the host (default 60;
 the strict run gets a quarter of it).
 """
 
@@ -48,7 +48,7 @@ from rlm_host.testing import ScriptedLM
 
 pytestmark = pytest.mark.docker
 
-SECONDS = float(os.environ.get("RLM_HOST_LOAD_SECONDS", "120"))
+SECONDS = float(os.environ.get("RLM_HOST_LOAD_SECONDS", "60"))
 MEMORY_MB = 512  # per sandbox: 20 of them must fit in the host's RAM (the shipped 2048 would not)
 MIN_CELLS = 5  # work cells every session must have run, however loaded the machine
 MAX_ITERATIONS = 100_000  # the deadline ends a run, not the iteration limit
